@@ -1,0 +1,1 @@
+"""Built-in wsdoctor checks: one module per family, registered through entry points."""

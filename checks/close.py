@@ -1,0 +1,265 @@
+"""close.handshake: does the stream end with a clean close handshake?
+
+Theory of operation: two authenticated connections run side by side.
+
+- *closestream*: 1 s of real speech, then ``{"type": "CloseStream"}``. Deepgram must answer with
+  the final Results, then Metadata, then a close frame 1000 -- all within ``--close-wait``. If
+  nothing closes, we send our own close frame and wait again, so a server that never answers is
+  caught within two bounded waits.
+- *client-close*: our close frame (1000) first; the server must echo a close frame.
+
+``judge_ending`` is shared with the stream check: it turns the way a connection ended into a
+finding that says *when* it happened. An EOF without a close frame is the article's "no close frame
+received or sent" (close.no-close-frame) wherever it happens; a reset is stream.reset; a close
+frame with a Deepgram reason is classified by its code (1011 NET-0001 idle timeout, 1008
+DATA-0000 undecodable audio, 1011 NET-0000 / 1012 / 1013 transient service trouble).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from wsdoctor.causes import cause_for
+from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.model import CheckResult, Finding, Status
+
+__all__ = ["CHECKS", "CloseHandshake", "analyze", "judge_close_code", "judge_ending"]
+
+
+def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding | None:
+    """A close frame from the server: fine if 1000, otherwise say what Deepgram meant by it."""
+    if code == 1000:
+        return None
+    text = (reason or "").upper()
+    ev: dict[str, Any] = {"code": code, "reason": reason, "when": when}
+    if "NET-0001" in text:
+        return Finding(
+            "idle.server-timeout",
+            cause_for("idle.server-timeout"),
+            Status.FAIL,
+            f"Deepgram closed the stream {when} with {code} NET-0001: it received no audio or KeepAlive for about 10 s",
+            ev,
+        )
+    if code == 1008 or "DATA-0000" in text:
+        return Finding(
+            "close.unexpected-code",
+            "audio-format",
+            Status.FAIL,
+            f"Deepgram closed the stream {when} with {code} {reason or ''}: it could not decode the "
+            "audio (do not retry the same audio; fix encoding/sample_rate)",
+            ev,
+        )
+    if "NET-0000" in text or code in (1011, 1012, 1013, 1001):
+        return Finding(
+            "close.unexpected-code",
+            "service",
+            Status.FAIL,
+            f"the server closed the stream {when} with {code} {reason or ''}: transient service-side "
+            "trouble (reconnect with jittered backoff)",
+            ev,
+        )
+    return Finding(
+        "close.unexpected-code",
+        cause_for("close.unexpected-code"),
+        Status.FAIL,
+        f"the server closed the stream {when} with code {code} {reason or ''}",
+        ev,
+    )
+
+
+def judge_ending(kind: str | None, event: Mapping[str, Any] | None, when: str) -> Finding | None:
+    """How a connection ended, as a finding (``None`` for a clean close or still open)."""
+    ev: dict[str, Any] = {"ended_by": kind, "when": when, "event": dict(event) if event else None}
+    if kind == "eof":
+        return Finding(
+            "close.no-close-frame",
+            cause_for("close.no-close-frame"),
+            Status.FAIL,
+            f"the connection ended {when} without a close frame (TCP closed: the article's "
+            "'no close frame received or sent', code 1006)",
+            ev,
+        )
+    if kind in ("reset", "error"):
+        detail = f" ({event.get('reason')})" if event and event.get("reason") else ""
+        return Finding(
+            "stream.reset",
+            cause_for("stream.reset"),
+            Status.FAIL,
+            f"the connection was reset {when}{detail} (code 1006 in most clients)",
+            ev,
+        )
+    if kind in ("protocol-error", "oversize"):
+        what = event.get("reason") if event else kind
+        return Finding(
+            "stream.protocol-error",
+            cause_for("stream.protocol-error"),
+            Status.FAIL,
+            f"the server broke the WebSocket protocol {when}: {what}",
+            ev,
+        )
+    if kind == "close" and event is not None:
+        return judge_close_code(event.get("code"), event.get("reason"), when)
+    return None
+
+
+def _terminal(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next(
+        (
+            e
+            for e in reversed(obs.get("events", []))
+            if e.get("direction") == "in"
+            and e.get("kind") in ("eof", "reset", "error", "close", "protocol-error", "oversize")
+        ),
+        None,
+    )
+
+
+def _after(obs: Mapping[str, Any], t: float | None, msg_type: str) -> float | None:
+    if t is None:
+        return None
+    hit = next(
+        (
+            e["t_s"]
+            for e in obs.get("events", [])
+            if e.get("direction") == "in" and e.get("msg_type") == msg_type and e["t_s"] >= t
+        ),
+        None,
+    )
+    return round(hit - t, 3) if hit is not None else None
+
+
+def analyze_closestream(obs: Mapping[str, Any]) -> list[Finding]:
+    if obs["upgrade"]["outcome"] != "upgraded":
+        return []
+    term = _terminal(obs)
+    cs_t = obs.get("closestream_t")
+    if cs_t is None or (term is not None and term["t_s"] < cs_t):
+        f = judge_ending(obs.get("terminal"), term, f"{_since_open(obs, term)} into the stream, before CloseStream")
+        return [f] if f else []
+    if obs.get("close_sent_t") is not None:
+        # CloseStream went unanswered for the whole wait, so we sent our own close frame.
+        if term is None:
+            return [
+                Finding(
+                    "close.no-close-reply",
+                    cause_for("close.no-close-reply"),
+                    Status.FAIL,
+                    f"no close after CloseStream within {obs['close_wait_s']} s, and our close frame got no "
+                    f"reply within {obs['close_wait_s']} s either: the server or a hop holds the connection "
+                    "open",
+                    {"close_wait_s": obs["close_wait_s"]},
+                )
+            ]
+        if term.get("kind") == "close":
+            return [
+                Finding(
+                    "close.no-close-reply",
+                    cause_for("close.no-close-reply"),
+                    Status.WARN,
+                    f"CloseStream got no close within {obs['close_wait_s']} s; only our own close frame ended "
+                    "the stream",
+                    {"close_wait_s": obs["close_wait_s"]},
+                )
+            ]
+    if term is None:
+        return []
+    when = "right after our CloseStream" if obs.get("close_sent_t") is None else "right after our close frame"
+    f = judge_ending(term.get("kind"), term, when)
+    return [f] if f else []
+
+
+def analyze_client_close(obs: Mapping[str, Any]) -> list[Finding]:
+    if obs["upgrade"]["outcome"] != "upgraded":
+        return []
+    term = _terminal(obs)
+    if term is None:
+        return [
+            Finding(
+                "close.no-close-reply",
+                cause_for("close.no-close-reply"),
+                Status.FAIL,
+                f"our close frame got no reply within {obs['close_wait_s']} s",
+                {"close_wait_s": obs["close_wait_s"]},
+            )
+        ]
+    if term.get("kind") == "close":
+        return []  # any echoed code completes the handshake
+    f = judge_ending(term.get("kind"), term, "right after our close frame")
+    return [f] if f else []
+
+
+def _since_open(obs: Mapping[str, Any], term: Mapping[str, Any] | None) -> str:
+    if term is None or obs.get("open_t") is None:
+        return "?"
+    return f"{term['t_s'] - obs['open_t']:.1f} s"
+
+
+def analyze(closestream: Mapping[str, Any], client_close: Mapping[str, Any]) -> list[Finding]:
+    findings = analyze_closestream(closestream)
+    seen = {f.code for f in findings}
+    return findings + [f for f in analyze_client_close(client_close) if f.code not in seen]
+
+
+def close_metrics(obs: Mapping[str, Any]) -> dict[str, float | None]:
+    cs = obs.get("closestream_t")
+    term = _terminal(obs)
+    close_t = term["t_s"] if term and term.get("kind") == "close" else None
+    return {
+        "closestream_to_metadata_s": _after(obs, cs, "Metadata"),
+        "closestream_to_close_s": round(close_t - cs, 3) if close_t is not None and cs is not None else None,
+    }
+
+
+class CloseHandshake(Check):
+    id = "close.handshake"
+    title = "CloseStream and close frames complete the close handshake"
+    requires = ("ws.auth",)
+    timeout: ClassVar[float] = 30.0
+
+    def deadline_s(self, options: RunOptions) -> float:
+        return 2 * options.close_wait_s + 2 * options.connect_timeout_s + 5.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.session import run_session
+
+        auth = ctx.result_of("ws.auth")
+        if auth is not None and auth.status is Status.SKIP:
+            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        wait = ctx.options.close_wait_s
+        a, b = await asyncio.gather(
+            run_session(ctx, audio_seconds=1.0, ending="closestream", close_wait_s=wait),
+            run_session(ctx, audio_seconds=0.0, ending="close", close_wait_s=wait),
+        )
+        da, db = a.to_dict(), b.to_dict()
+        findings = analyze(da, db)
+        metrics: dict[str, float | None] = dict(close_metrics(da))
+        term_b = _terminal(db)
+        metrics["close_reply_s"] = (
+            round(term_b["t_s"] - b.close_sent_t, 3)
+            if term_b and term_b.get("kind") == "close" and b.close_sent_t is not None
+            else None
+        )
+        if a.upgrade.outcome != "upgraded":
+            findings = findings or [
+                Finding(
+                    "http.no-response",
+                    cause_for("http.no-response"),
+                    Status.FAIL,
+                    f"the stream could not be opened: {a.upgrade.outcome}",
+                    {},
+                )
+            ]
+        summary = (
+            f"CloseStream -> Metadata {_fmt(metrics['closestream_to_metadata_s'])}, close 1000 "
+            f"{_fmt(metrics['closestream_to_close_s'])}; our close answered {_fmt(metrics['close_reply_s'])}"
+        )
+        return self.result(findings, summary=summary, metrics=metrics, evidence={"closestream": da, "client_close": db})
+
+
+def _fmt(v: float | None) -> str:
+    return f"in {v:.2f} s" if v is not None else "never"
+
+
+CHECKS = (CloseHandshake,)

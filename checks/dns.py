@@ -1,0 +1,93 @@
+"""dns.resolve: can the target's name be resolved, and how?
+
+Theory of operation: the probe asks the system resolver (what the user's app gets) and, for real
+DNS names, dnspython for A and AAAA separately. An IP literal or ``--resolve`` needs no lookup.
+``analyze`` keeps NXDOMAIN (the name does not exist: typo, split-horizon DNS, a filtering resolver)
+apart from SERVFAIL (the resolver is broken) and timeout (the resolver or the path to it is down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from wsdoctor.causes import cause_for
+from wsdoctor.check import Check, Context
+from wsdoctor.model import CheckResult, Finding, Status
+
+__all__ = ["CHECKS", "DnsResolve", "analyze"]
+
+_CODES = {"nxdomain": "dns.nxdomain", "servfail": "dns.servfail", "timeout": "dns.timeout"}
+
+
+def analyze(obs: Mapping[str, Any]) -> list[Finding]:
+    """Judge a recorded :class:`~wsdoctor.probes.netpath.DnsObservation` (as a dict)."""
+    addresses = list(obs.get("addresses") or [])
+    records = obs.get("records") or {}
+    assert isinstance(records, dict)
+    outcomes = {rd: (r or {}).get("outcome") for rd, r in records.items()}
+    host = obs.get("host")
+    if addresses:
+        return []
+    for outcome in ("nxdomain", "servfail", "timeout"):
+        if outcome in outcomes.values():
+            code = _CODES[outcome]
+            words = {
+                "nxdomain": "does not exist (NXDOMAIN)",
+                "servfail": "could not be resolved: SERVFAIL",
+                "timeout": "got no DNS answer in time",
+            }[outcome]
+            return [
+                Finding(
+                    code,
+                    cause_for(code),
+                    Status.FAIL,
+                    f"{host} {words} (resolver {obs.get('resolver')})",
+                    {"records": records, "system_error": obs.get("system_error")},
+                )
+            ]
+    system_error = str(obs.get("system_error") or "")
+    if "timeout" in system_error:
+        return [
+            Finding(
+                "dns.timeout",
+                cause_for("dns.timeout"),
+                Status.FAIL,
+                f"{host}: the system resolver did not answer in time",
+                {"system_error": system_error},
+            )
+        ]
+    return [
+        Finding(
+            "dns.no-address",
+            cause_for("dns.no-address"),
+            Status.FAIL,
+            f"{host} resolved to no address ({system_error or 'no A/AAAA records'})",
+            {"records": records, "system_error": system_error},
+        )
+    ]
+
+
+class DnsResolve(Check):
+    id = "dns.resolve"
+    title = "The target's host name resolves to addresses"
+    timeout: ClassVar[float] = 12.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.netpath import resolve
+
+        obs = await resolve(ctx)
+        findings = analyze(obs.to_dict())
+        how = {
+            "ip-literal": "IP literal, no lookup needed",
+            "resolve-override": "from --resolve",
+            "local-name": "local name (hosts file)",
+            "dns": f"via {obs.resolver or 'system resolver'}",
+        }
+        summary = f"{obs.host} -> {', '.join(obs.addresses)} ({how.get(obs.source, obs.source)})"
+        return self.result(
+            findings, summary=summary, metrics={"resolve_s": obs.time_s}, evidence={"dns": obs.to_dict()}
+        )
+
+
+CHECKS = (DnsResolve,)

@@ -1,0 +1,177 @@
+"""http.upgrade: does a WebSocket Upgrade survive the path, and who answers it?
+
+Theory of operation: one Upgrade request *without* credentials, exactly as a client would send it
+(Host, Upgrade, Connection, Sec-WebSocket-Key/Version), and the whole answer kept. Deepgram stamps
+every answer with ``dg-request-id`` -- so an answer without it was written by something in between
+(captive portal, proxy, WAF). A 401 *with* it proves the path works end to end even with no key.
+A 426/200 from Deepgram, or a 101 whose ``Sec-WebSocket-Accept`` does not match our key, means the
+Upgrade was stripped or mangled on the way. The status itself (401, 429, 5xx) is judged by ws.auth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from wsdoctor.causes import cause_for
+from wsdoctor.check import Check, Context
+from wsdoctor.model import CheckResult, Finding, Status
+
+__all__ = ["CHECKS", "HttpUpgrade", "analyze", "answered_by"]
+
+_PATH_FAILURES = {
+    "eof": "the connection was closed before any HTTP answer to the Upgrade",
+    "reset": "the connection was reset before any HTTP answer to the Upgrade",
+    "timeout": "no HTTP answer to the Upgrade in time",
+}
+
+
+def _header(answer: Mapping[str, Any] | None, name: str) -> str | None:
+    if not answer:
+        return None
+    return next((str(v) for k, v in answer.get("headers", []) if str(k).lower() == name), None)
+
+
+def answered_by(answer: Mapping[str, Any] | None) -> str:
+    """Which hop wrote the answer, in words, from the headers it carries."""
+    if not answer:
+        return "nobody"
+    parts = []
+    if _header(answer, "dg-request-id"):
+        parts.append(f"Deepgram (dg-request-id {_header(answer, 'dg-request-id')})")
+    else:
+        parts.append("not Deepgram (no dg-request-id)")
+    for name in ("server", "via", "x-cache", "x-squid-error", "proxy-agent"):
+        value = _header(answer, name)
+        if value:
+            parts.append(f"{name}: {value}")
+    return "; ".join(parts)
+
+
+def analyze(obs: Mapping[str, Any]) -> list[Finding]:
+    outcome = obs.get("outcome")
+    answer = obs.get("answer")
+    status = answer.get("status") if answer else None
+    ev: dict[str, Any] = {
+        "outcome": outcome,
+        "status": status,
+        "answered_by": answered_by(answer),
+        "error": obs.get("error"),
+    }
+    if answer:
+        ev["headers"] = answer.get("headers")
+        ev["body_excerpt"] = str(answer.get("body_excerpt", ""))[:500]
+    from_deepgram = _header(answer, "dg-request-id") is not None
+    if outcome == "upgraded":
+        return []
+    if outcome == "bad-101":
+        why = (
+            "Sec-WebSocket-Accept does not match our key"
+            if not obs.get("accept_ok")
+            else "the Upgrade header is missing"
+        )
+        return [
+            Finding(
+                "http.upgrade-stripped",
+                cause_for("http.upgrade-stripped"),
+                Status.FAIL,
+                f"a 101 came back but {why}: something on the path rewrites the WebSocket handshake",
+                ev,
+            )
+        ]
+    if outcome == "http-response":
+        if not from_deepgram:
+            return [
+                Finding(
+                    "http.intermediary-response",
+                    cause_for("http.intermediary-response"),
+                    Status.FAIL,
+                    f"HTTP {status} to the WebSocket Upgrade came from something other than Deepgram "
+                    f"({answered_by(answer)}): a proxy, captive portal or WAF answered",
+                    ev,
+                )
+            ]
+        if status in (426, 200) or (status == 400 and "upgrade" in str(ev.get("body_excerpt", "")).lower()):
+            return [
+                Finding(
+                    "http.upgrade-stripped",
+                    cause_for("http.upgrade-stripped"),
+                    Status.FAIL,
+                    f"Deepgram answered HTTP {status}: it received the request without a WebSocket "
+                    "Upgrade, so a hop on the path removed the Upgrade/Connection headers",
+                    ev,
+                )
+            ]
+        return []  # Deepgram answered: the path works; ws.auth judges the status
+    if outcome == "protocol-error":
+        ev["raw_excerpt"] = str(obs.get("raw_excerpt") or "")[:300]
+        return [
+            Finding(
+                "http.intermediary-response",
+                cause_for("http.intermediary-response"),
+                Status.FAIL,
+                "the answer to the WebSocket Upgrade is not valid HTTP: something on the path "
+                "speaks another protocol on this port",
+                ev,
+            )
+        ]
+    if outcome in _PATH_FAILURES:
+        return [
+            Finding(
+                "http.no-response",
+                cause_for("http.no-response"),
+                Status.FAIL,
+                f"{_PATH_FAILURES[str(outcome)]} (after {obs.get('furthest') or 'connect'})",
+                ev,
+            )
+        ]
+    if str(outcome).startswith("tls"):
+        return [
+            Finding(
+                "tls.handshake-failed",
+                cause_for("tls.handshake-failed"),
+                Status.FAIL,
+                f"TLS failed while opening the WebSocket: {obs.get('error')}",
+                ev,
+            )
+        ]
+    code = {"refused": "tcp.refused", "unreachable": "tcp.unreachable"}.get(str(outcome), "http.no-response")
+    return [
+        Finding(
+            code, cause_for(code), Status.FAIL, f"could not open the connection: {outcome} ({obs.get('error')})", ev
+        )
+    ]
+
+
+class HttpUpgrade(Check):
+    id = "http.upgrade"
+    title = "The WebSocket Upgrade reaches Deepgram intact"
+    requires = ("tcp.connect", "tls.handshake")
+    timeout: ClassVar[float] = 15.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.lifecycle import phase_durations
+        from wsdoctor.probes.wsclient import WsProbe
+
+        async with WsProbe(ctx, credentials=False) as probe:
+            obs = await probe.connect()
+            if obs.outcome == "upgraded":
+                await probe.send_close(1000)
+                await probe.receive(1.0)
+        d = obs.to_dict()
+        d["furthest"] = obs.furthest
+        findings = analyze(d)
+        answer = obs.answer
+        if answer is None:
+            summary = f"{obs.outcome}: {obs.error}"
+        elif obs.outcome == "upgraded":
+            summary = f"101 Switching Protocols without credentials ({answered_by(d['answer'])})"  # type: ignore[arg-type]
+        else:
+            summary = f"HTTP {answer.status} {answer.reason} from {answered_by(d['answer'])}"  # type: ignore[arg-type]
+            if not findings and answer.status in (401, 403):
+                summary += ": the network path to Deepgram works"
+        metrics = {k: v for k, v in phase_durations(obs.marks).items() if k == "upgrade_s"}
+        return self.result(findings, summary=summary, metrics=metrics, evidence={"upgrade": d})
+
+
+CHECKS = (HttpUpgrade,)

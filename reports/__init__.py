@@ -1,0 +1,1 @@
+"""Built-in wsdoctor reporters: they render a Report and never probe."""

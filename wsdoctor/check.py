@@ -1,0 +1,171 @@
+"""The check contract and the context handed to every check.
+
+A check is a small class: an ``id`` (``family.name``), a ``title``, the ids it ``requires``, a hard
+``timeout`` and an async ``run(ctx)`` that returns a :class:`~wsdoctor.model.CheckResult`. The
+runner orders checks by ``requires``, runs independent ones concurrently, enforces the deadline
+and skips dependants of a failed requirement. Checks do the I/O through ``wsdoctor.probes`` and
+judge with a pure ``analyze()`` next to them in ``checks/<family>.py``.
+
+Stdlib-only at import time: aiohttp and friends are imported inside ``run``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from wsdoctor.errors import UsageError
+from wsdoctor.model import CheckResult, Finding, JSONValue, Metric, Status, Target
+
+__all__ = ["Check", "Context", "ResolveOverride", "RunOptions", "Secret"]
+
+FIXTURES_AUDIO = Path(__file__).resolve().parent / "data" / "speech.wav"
+
+
+class Secret:
+    """A credential that never prints itself. ``reveal()`` is the only way to read it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveOverride:
+    """``--resolve HOST:PORT:ADDR`` with curl's meaning: connect to ADDR, keep SNI and Host."""
+
+    host: str
+    port: int
+    address: str
+
+    @classmethod
+    def parse(cls, text: str) -> ResolveOverride:
+        host, sep1, rest = text.partition(":")
+        port_s, sep2, addr = rest.partition(":")
+        addr = addr.strip("[]")
+        if not (sep1 and sep2 and host and port_s and addr):
+            raise UsageError(f"--resolve {text!r}: expected HOST:PORT:ADDR")
+        try:
+            port = int(port_s)
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise UsageError(f"--resolve {text!r}: PORT must be a number and ADDR an IP address") from None
+        if not 0 < port < 65536:
+            raise UsageError(f"--resolve {text!r}: port out of range")
+        return cls(host=host.lower(), port=port, address=addr)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """Everything a check may read from the command line. Defaults are the CLI's defaults."""
+
+    api_key_env: str = "DEEPGRAM_API_KEY"
+    ca_file: str | None = None
+    resolve: tuple[ResolveOverride, ...] = ()
+    connect_timeout_s: float = 5.0
+    close_wait_s: float = 5.0
+    slow_first_result_s: float = 3.0  # warn above, fail above twice this
+    quick: bool = False
+    audio_path: Path = FIXTURES_AUDIO
+
+    def resolve_for(self, host: str, port: int) -> str | None:
+        for r in self.resolve:
+            if r.host == host.lower() and r.port == port:
+                return r.address
+        return None
+
+
+@dataclass(slots=True)
+class Context:
+    """What a check gets: the target, the options, the key, and the results it may read."""
+
+    target: Target
+    options: RunOptions = field(default_factory=RunOptions)
+    api_key: Secret | None = None
+    #: Results of the checks finished so far (always including everything in ``requires``).
+    results: Mapping[str, CheckResult] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def result_of(self, check_id: str) -> CheckResult | None:
+        return self.results.get(check_id)
+
+    def evidence_of(self, check_id: str, key: str) -> Any:
+        """One evidence entry of a finished check (``None`` if absent): how checks pass facts on."""
+        result = self.results.get(check_id)
+        return result.evidence.get(key) if result is not None else None
+
+
+class Check:
+    """Base class of every check, built-in or third-party (entry-point group ``wsdoctor.checks``)."""
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+    timeout: ClassVar[float] = 10.0
+    slow: ClassVar[bool] = False  # excluded by --quick
+    needs_key: ClassVar[bool] = False  # skipped with a reason when no API key is available
+
+    def deadline_s(self, options: RunOptions) -> float:
+        """The hard deadline for this run; override when it depends on the options."""
+        return self.timeout
+
+    async def run(self, ctx: Context) -> CheckResult:
+        raise NotImplementedError
+
+    # Helpers that fill in id and title, so checks only say what they found.
+    def result(
+        self,
+        findings: Iterable[Finding] = (),
+        *,
+        summary: str,
+        metrics: Mapping[str, Metric] | None = None,
+        evidence: Mapping[str, JSONValue] | None = None,
+    ) -> CheckResult:
+        found = tuple(findings)
+        status = Status.PASS
+        if any(f.severity is Status.FAIL for f in found):
+            status = Status.FAIL
+        elif found:
+            status = Status.WARN
+        if found and status is not Status.PASS:
+            summary = "; ".join(f.message for f in found if f.severity is status)
+        return CheckResult(
+            check_id=self.id,
+            title=self.title,
+            status=status,
+            summary=summary,
+            metrics=dict(metrics or {}),
+            evidence=dict(evidence or {}),
+            findings=found,
+        )
+
+    def skip(
+        self, reason: str, *, blocked_by: str | None = None, evidence: Mapping[str, JSONValue] | None = None
+    ) -> CheckResult:
+        return CheckResult(
+            check_id=self.id,
+            title=self.title,
+            status=Status.SKIP,
+            summary=reason,
+            blocked_by=blocked_by,
+            evidence=dict(evidence or {}),
+        )

@@ -1,0 +1,391 @@
+"""The report model: frozen dataclasses that every check produces and every reporter reads.
+
+Facts flow one way: probes record observations, ``analyze()`` turns them into :class:`Finding`
+objects, a check wraps them in a :class:`CheckResult`, and the runner assembles a :class:`Report`.
+Reporters never probe; they only read a ``Report`` (or one rebuilt from JSON by
+:meth:`Report.from_dict`). ``to_dict``/``from_dict`` round-trip exactly: enums become their string
+values, tuples become lists, and the summary is *derived* (written for readers, recomputed on load).
+
+This module is stdlib-only so that ``wsdoctor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
+
+from wsdoctor.errors import UsageError
+
+__all__ = [
+    "LAYERS",
+    "SCHEMA",
+    "CheckResult",
+    "Finding",
+    "JSONValue",
+    "Report",
+    "Status",
+    "Summary",
+    "Target",
+    "layer_of",
+]
+
+SCHEMA = "wsdoctor.report/1"
+
+# Sequence/Mapping (covariant) rather than list/dict, so a list[dict[str, JSONValue]] is a JSONValue.
+JSONValue = Union[None, bool, int, float, str, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
+Metric = Union[int, float, None]
+
+#: The order in which a connection is built. The *primary cause* of a report is the cause of the
+#: failing finding in the earliest layer: a DNS failure explains everything after it, not the other
+#: way round. ``proxy`` sits after ``tcp`` because the CONNECT happens on an open TCP connection and
+#: before TLS; ``ws`` is the authenticated upgrade (credentials, limits); ``host`` and ``sdk`` are
+#: local and only primary when the path itself is healthy.
+LAYERS: tuple[str, ...] = (
+    "env",
+    "dns",
+    "tcp",
+    "proxy",
+    "tls",
+    "http",
+    "ws",
+    "stream",
+    "idle",
+    "close",
+    "rest",
+    "host",
+    "sdk",
+)
+
+
+def layer_of(code_or_id: str) -> str:
+    """``"tls.expired"`` -> ``"tls"``. Unknown prefixes sort after every known layer."""
+    return code_or_id.split(".", 1)[0]
+
+
+def _layer_rank(code_or_id: str) -> int:
+    layer = layer_of(code_or_id)
+    return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
+
+
+class Status(enum.StrEnum):
+    """Outcome of one check. ``error`` means *wsdoctor* broke (a bug or an overrun deadline), never
+    a diagnosis; ``skip`` always carries a reason."""
+
+    PASS = "pass"  # noqa: S105 - a status, not a password
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a check found, tied to a cause of the catalogue (``wsdoctor.causes``)."""
+
+    code: str  # stable "layer.what", e.g. "close.no-close-frame"
+    cause: str  # stable cause id, e.g. "network-instability"
+    severity: Status  # Status.WARN or Status.FAIL
+    message: str  # one sentence, what was observed, with the numbers
+    evidence: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "code": self.code,
+            "cause": self.cause,
+            "severity": self.severity.value,
+            "message": self.message,
+            "evidence": dict(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(
+            code=str(data["code"]),
+            cause=str(data["cause"]),
+            severity=Status(data["severity"]),
+            message=str(data["message"]),
+            evidence=dict(data.get("evidence") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The result of one check: our ``ScanCommandAttempt`` (sslyze)."""
+
+    check_id: str
+    title: str
+    status: Status
+    summary: str  # one line a human reads in the table
+    duration_s: float = 0.0
+    started_at_s: float = 0.0  # offset from the start of the run, for the timeline
+    metrics: Mapping[str, Metric] = field(default_factory=dict)
+    evidence: Mapping[str, JSONValue] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    #: For a skip caused by a requirement that failed: the id of that requirement. A skip that is
+    #: merely "not applicable" (no TLS on ws://) has none, and does not cascade to dependants.
+    blocked_by: str | None = None
+
+    @property
+    def layer(self) -> str:
+        return layer_of(self.check_id)
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "check_id": self.check_id,
+            "title": self.title,
+            "status": self.status.value,
+            "summary": self.summary,
+            "duration_s": self.duration_s,
+            "started_at_s": self.started_at_s,
+            "metrics": dict(self.metrics),
+            "evidence": dict(self.evidence),
+            "findings": [f.to_dict() for f in self.findings],
+            "blocked_by": self.blocked_by,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        return cls(
+            check_id=str(data["check_id"]),
+            title=str(data["title"]),
+            status=Status(data["status"]),
+            summary=str(data["summary"]),
+            duration_s=float(data.get("duration_s", 0.0)),
+            started_at_s=float(data.get("started_at_s", 0.0)),
+            metrics=dict(data.get("metrics") or {}),
+            evidence=dict(data.get("evidence") or {}),
+            findings=tuple(Finding.from_dict(f) for f in data.get("findings") or ()),
+            blocked_by=data.get("blocked_by"),
+        )
+
+
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+#: Query parameters that carry credentials in some clients; never echoed.
+_SECRET_QUERY_KEYS = {"token", "key", "api_key", "apikey", "access_token"}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a run points. ``url`` is the *display* form: credentials stripped."""
+
+    url: str
+    scheme: str  # "ws" or "wss"
+    host: str  # without brackets for IPv6
+    port: int
+    # path + query as sent in the request line; may hold a token, so it is neither written to JSON
+    # nor part of equality (a report loaded from JSON equals the one that was written)
+    resource: str = field(compare=False)
+    is_mock: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "wss"
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+    @property
+    def is_ip_literal(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    @classmethod
+    def parse(cls, url: str, *, is_mock: bool = False) -> Target:
+        """Parse a ws:// or wss:// URL (http/https are accepted and mapped, as SDKs do).
+
+        Raises :class:`UsageError` with a one-line reason for anything else.
+        """
+        if not url or any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+            raise UsageError(f"invalid URL {_shown(url)}: empty or contains whitespace/control characters")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise UsageError(f"invalid URL {_shown(url)}: {exc}") from None
+        scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
+        if scheme not in _DEFAULT_PORTS:
+            raise UsageError(f"invalid URL {_shown(url)}: scheme must be ws:// or wss://")
+        host = parts.hostname or ""
+        if not host:
+            raise UsageError(f"invalid URL {_shown(url)}: no host")
+        if port == 0:
+            raise UsageError(f"invalid URL {_shown(url)}: port 0")
+        port = port or _DEFAULT_PORTS[scheme]
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        shown_query = urllib.parse.urlencode(
+            [(k, "REDACTED" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in query]
+        )
+        path = parts.path or "/"
+        resource = path + (f"?{parts.query}" if parts.query else "")
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        display = urllib.parse.urlunsplit((scheme, netloc, path, shown_query, ""))
+        return cls(url=display, scheme=scheme, host=host, port=port, resource=resource, is_mock=is_mock)
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        # ``resource`` may hold a token in its query string: the display URL is the safe form.
+        return {"url": self.url, "scheme": self.scheme, "host": self.host, "port": self.port, "is_mock": self.is_mock}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Target:
+        parsed = cls.parse(str(data["url"]), is_mock=bool(data.get("is_mock", False)))
+        return replace(parsed, host=str(data.get("host", parsed.host)), port=int(data.get("port", parsed.port)))
+
+
+def _shown(url: str) -> str:
+    """A URL quoted for an error message: no credentials, no control characters, bounded."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password or parts.username:
+            url = url.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1])
+    except ValueError:
+        pass
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in url)
+    return repr(cleaned[:200])
+
+
+@dataclass(frozen=True, slots=True)
+class CauseSummary:
+    """A cause with the findings that point to it, in layer order."""
+
+    cause: str
+    codes: tuple[str, ...]
+    checks: tuple[str, ...]
+    severity: Status
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "cause": self.cause,
+            "codes": list(self.codes),
+            "checks": list(self.checks),
+            "severity": self.severity.value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    verdict: str  # "healthy" | "warnings" | "failing" | "incomplete"
+    primary_cause: str | None
+    primary_finding: str | None
+    counts: Mapping[str, int]
+    causes: tuple[CauseSummary, ...]
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "verdict": self.verdict,
+            "primary_cause": self.primary_cause,
+            "primary_finding": self.primary_finding,
+            "counts": dict(self.counts),
+            "causes": [c.to_dict() for c in self.causes],
+        }
+
+
+def _finding_order(item: tuple[int, CheckResult, Finding]) -> tuple[int, int, int]:
+    index, _result, finding = item
+    return (0 if finding.severity is Status.FAIL else 1, _layer_rank(finding.code), index)
+
+
+def summarize(results: Sequence[CheckResult], *, interrupted: bool = False) -> Summary:
+    """Derive the verdict and the primary cause: the cause of the failing finding in the earliest
+    layer (warnings only when nothing failed). Pure; used by ``Report.summary``."""
+    counts = {s.value: 0 for s in Status}
+    for r in results:
+        counts[r.status.value] += 1
+    items = [(i, r, f) for i, r in enumerate(results) for f in r.findings]
+    items.sort(key=_finding_order)
+    grouped: dict[str, tuple[list[str], list[str], Status]] = {}
+    for _i, r, f in items:
+        codes, checks, _severity = grouped.setdefault(f.cause, ([], [], f.severity))
+        if f.code not in codes:
+            codes.append(f.code)
+        if r.check_id not in checks:
+            checks.append(r.check_id)
+    causes = tuple(
+        CauseSummary(cause=c, codes=tuple(v[0]), checks=tuple(v[1]), severity=v[2]) for c, v in grouped.items()
+    )
+    primary = items[0][2] if items else None
+    if interrupted or not results:
+        verdict = "incomplete"
+    elif counts["fail"] or counts["error"] or any(f.severity is Status.FAIL for _, _, f in items):
+        verdict = "failing"
+    elif counts["warn"] or items:
+        verdict = "warnings"
+    else:
+        verdict = "healthy"
+    return Summary(
+        verdict=verdict,
+        primary_cause=primary.cause if primary else None,
+        primary_finding=primary.code if primary else None,
+        counts=counts,
+        causes=causes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One run of wsdoctor: the target, every check's result, and where it ran."""
+
+    target: Target
+    results: tuple[CheckResult, ...]
+    started_at: str  # ISO 8601 UTC
+    duration_s: float
+    wsdoctor_version: str
+    environment: Mapping[str, JSONValue] = field(default_factory=dict)
+    interrupted: bool = False
+    schema: str = SCHEMA
+
+    @property
+    def summary(self) -> Summary:
+        return summarize(self.results, interrupted=self.interrupted)
+
+    def result(self, check_id: str) -> CheckResult | None:
+        return next((r for r in self.results if r.check_id == check_id), None)
+
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "schema": self.schema,
+            "wsdoctor_version": self.wsdoctor_version,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "interrupted": self.interrupted,
+            "target": self.target.to_dict(),
+            "environment": dict(self.environment),
+            "summary": self.summary.to_dict(),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """Rebuild a report from its JSON form. Raises :class:`UsageError` if it is not ours."""
+        if not isinstance(data, Mapping):
+            raise UsageError("not a wsdoctor report: the top level is not a JSON object")
+        if data.get("schema") != SCHEMA:
+            raise UsageError(f"not a wsdoctor report: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+        try:
+            return cls(
+                target=Target.from_dict(data["target"]),
+                results=tuple(CheckResult.from_dict(r) for r in data["results"]),
+                started_at=str(data["started_at"]),
+                duration_s=float(data["duration_s"]),
+                wsdoctor_version=str(data["wsdoctor_version"]),
+                environment=dict(data.get("environment") or {}),
+                interrupted=bool(data.get("interrupted", False)),
+            )
+        except UsageError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UsageError(f"malformed wsdoctor report: {type(exc).__name__}: {exc}") from None

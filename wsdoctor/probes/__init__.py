@@ -1,0 +1,1 @@
+"""Probes: thin I/O that records what happened (timings, bytes, headers, close codes) and judges nothing."""

@@ -1,0 +1,136 @@
+"""A scripted streaming session: upgrade, real-time audio, then an ending, all recorded.
+
+Theory of operation. ``run_session`` opens one authenticated :class:`WsProbe`, starts a receive
+pump (which answers pings and close frames like a good client and records every event), streams
+the chosen seconds of real speech at real-time pace, and then ends the session one of three ways:
+
+- ``"closestream"``: send ``{"type": "CloseStream"}`` and wait up to ``close_wait_s`` for
+  Deepgram's final Results, Metadata and close frame; if none comes, send our own close frame and
+  wait up to ``close_wait_s`` again for the reply. Every wait is bounded.
+- ``"close"``: send our close frame (1000) right away and wait for the reply.
+- ``"none"``: stop the audio and just listen until ``close_wait_s`` passes or the peer ends it.
+
+The observation keeps the timestamps (seconds since the connection attempt) of the upgrade, first
+and last audio, CloseStream and our close frame, plus every incoming event -- so ``analyze`` can
+tell *when* a connection died: mid-stream, right after our close, or while idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from wsdoctor.check import Context
+from wsdoctor.model import JSONValue
+from wsdoctor.probes.audio import load_wav, stream_realtime
+from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
+
+__all__ = ["SessionObservation", "run_session"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionObservation:
+    upgrade: UpgradeObservation
+    ending: str  # "closestream" | "close" | "none"
+    close_wait_s: float
+    audio_s: float = 0.0  # seconds of audio actually sent
+    open_t: float | None = None
+    audio_first_t: float | None = None
+    audio_last_t: float | None = None
+    closestream_t: float | None = None
+    close_sent_t: float | None = None
+    end_t: float | None = None  # when we stopped (terminal event or gave up waiting)
+    terminal: str | None = None  # kind of the event that ended it; None = still open when we gave up
+    events: tuple[WireEvent, ...] = ()
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "upgrade": self.upgrade.to_dict(),
+            "ending": self.ending,
+            "close_wait_s": self.close_wait_s,
+            "audio_s": self.audio_s,
+            "open_t": self.open_t,
+            "audio_first_t": self.audio_first_t,
+            "audio_last_t": self.audio_last_t,
+            "closestream_t": self.closestream_t,
+            "close_sent_t": self.close_sent_t,
+            "end_t": self.end_t,
+            "terminal": self.terminal,
+            "events": [e.to_dict() for e in self.events],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionObservation:
+        return cls(
+            upgrade=UpgradeObservation.from_dict(d["upgrade"]),
+            ending=str(d["ending"]),
+            close_wait_s=float(d["close_wait_s"]),
+            audio_s=float(d.get("audio_s", 0.0)),
+            open_t=d.get("open_t"),
+            audio_first_t=d.get("audio_first_t"),
+            audio_last_t=d.get("audio_last_t"),
+            closestream_t=d.get("closestream_t"),
+            close_sent_t=d.get("close_sent_t"),
+            end_t=d.get("end_t"),
+            terminal=d.get("terminal"),
+            events=tuple(WireEvent.from_dict(e) for e in d.get("events", [])),
+        )
+
+
+async def _pump(probe: WsProbe) -> None:
+    while probe.terminal() is None:
+        await probe.receive(0.5)
+
+
+async def _wait_end(pump: asyncio.Task[None], seconds: float) -> bool:
+    if not pump.done():
+        await asyncio.wait({pump}, timeout=max(seconds, 0.0))
+    return pump.done()
+
+
+async def run_session(
+    ctx: Context, *, audio_seconds: float | None, ending: str, close_wait_s: float
+) -> SessionObservation:
+    audio = load_wav(ctx.options.audio_path)
+    chunks = audio.chunks(audio_seconds)
+    closestream_t = None
+    async with WsProbe(ctx, credentials=True) as probe:
+        upgrade = await probe.connect()
+        if upgrade.outcome != "upgraded":
+            return SessionObservation(upgrade=upgrade, ending=ending, close_wait_s=close_wait_s)
+        open_t = probe.now()
+        pump = asyncio.create_task(_pump(probe))
+        try:
+            sent = 0
+            if ending != "close":
+                sent = await stream_realtime(chunks, probe.send_audio)
+            if ending == "closestream" and probe.is_open:
+                await probe.send_json({"type": "CloseStream"})
+                closestream_t = probe.now()
+                if not await _wait_end(pump, close_wait_s) and probe.is_open:
+                    await probe.send_close(1000)
+            elif ending == "close":
+                await probe.send_close(1000)
+            await _wait_end(pump, close_wait_s)
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+        end = probe.terminal()
+        audio_s = round(max(0, sum(len(c) for c in chunks[:sent]) - len(audio.header)) / audio.bytes_per_s, 3)
+        return SessionObservation(
+            upgrade=upgrade,
+            ending=ending,
+            close_wait_s=close_wait_s,
+            audio_s=audio_s,
+            open_t=open_t,
+            audio_first_t=probe.audio_first_t,
+            audio_last_t=probe.audio_last_t,
+            closestream_t=closestream_t,
+            close_sent_t=probe.close_sent_t,
+            end_t=end.t_s if end else probe.now(),
+            terminal=end.kind if end else None,
+            events=tuple(probe.events),
+        )

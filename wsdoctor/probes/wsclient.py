@@ -1,0 +1,610 @@
+"""A recording WebSocket client: every byte it sees becomes a timestamped fact.
+
+Theory of operation. One :class:`WsProbe` is one connection. ``connect()`` walks the stages of
+:mod:`wsdoctor.probes.lifecycle`: resolve the host (``--resolve`` first, then the system resolver,
+as the user's app would), open TCP with a bounded connect timeout, start TLS (wss) with ALPN
+``http/1.1``, send the HTTP Upgrade and read the answer with h11 under a header-size bound. Any
+answer is kept -- status, headers, the first bytes of the body, and whether
+``Sec-WebSocket-Accept`` matched our nonce -- because *who* answered is half the diagnosis
+(Deepgram always sets ``dg-request-id``; a captive portal does not).
+
+After a 101 the frames are handled by wsproto's sans-I/O ``Connection``; this module only moves
+bytes and stamps events. The session tells apart what aiohttp or websockets would lump together as
+1006: a close frame received (code, reason), a TCP EOF without one, a reset (RST), and a protocol
+violation by the peer (wsproto's ``ParseFailed`` leaves the state unchanged, a real close does not).
+We answer pings and close frames like a well-behaved client, so the server is judged, not us.
+
+Nothing here judges: the checks do, on the observations. Every read is bounded in size and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import socket
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+
+from wsdoctor import __version__
+from wsdoctor.check import Context
+from wsdoctor.model import JSONValue
+from wsdoctor.probes.lifecycle import Lifecycle, Stage
+
+__all__ = ["HttpAnswer", "UpgradeObservation", "WireEvent", "WsProbe", "classify_oserror", "tls_context"]
+
+READ_SIZE = 65536
+MAX_HEADER_BYTES = 64 * 1024  # h11 refuses a head larger than this: "endless headers" are bounded
+MAX_BODY_EXCERPT = 2048
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a Deepgram message is a few KiB; anything near this is hostile
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def classify_oserror(exc: BaseException) -> str:
+    """Name a connection failure as a fact; ``analyze()`` decides what it means."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError):
+        return "reset"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "tls-verify-failed"
+    if isinstance(exc, ssl.SSLError):
+        return "tls-error"
+    if isinstance(exc, socket.gaierror):
+        return "dns-error"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "unreachable"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return errno.errorcode.get(exc.errno, "oserror").lower()
+    return type(exc).__name__
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The trust a typical client has: the system store plus certifi, or exactly ``--ca-file``."""
+    if ca_file:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    else:
+        import certifi
+
+        ctx = ssl.create_default_context()
+        ctx.load_verify_locations(certifi.where())
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """What answered our Upgrade request."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body_excerpt: str = ""
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lname), None)
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "headers": [[k, v] for k, v in self.headers],
+            "body_excerpt": self.body_excerpt,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HttpAnswer:
+        return cls(
+            status=int(d["status"]),
+            reason=str(d.get("reason", "")),
+            headers=tuple((str(k), str(v)) for k, v in d.get("headers", [])),
+            body_excerpt=str(d.get("body_excerpt", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeObservation:
+    """Facts of one connection attempt up to (and including) the answer to the Upgrade."""
+
+    url: str
+    authenticated: bool  # did we send credentials
+    address: str | None  # "ip:port" actually connected to
+    marks: tuple[tuple[str, float], ...]  # (stage, seconds since start)
+    outcome: str  # "upgraded" | "http-response" | "refused" | "timeout" | "reset" | "eof" | ...
+    error: str | None = None  # one-line detail of a failure
+    answer: HttpAnswer | None = None
+    accept_ok: bool | None = None  # Sec-WebSocket-Accept matched our key (101 only)
+    raw_excerpt: str | None = None  # first bytes, when the answer was not parseable HTTP
+
+    @property
+    def furthest(self) -> str | None:
+        stages = [s for s, _ in self.marks if s != Stage.ABORTED.value]
+        return stages[-1] if stages else None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "url": self.url,
+            "authenticated": self.authenticated,
+            "address": self.address,
+            "marks": [[s, t] for s, t in self.marks],
+            "outcome": self.outcome,
+            "error": self.error,
+            "answer": self.answer.to_dict() if self.answer else None,
+            "accept_ok": self.accept_ok,
+            "raw_excerpt": self.raw_excerpt,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UpgradeObservation:
+        return cls(
+            url=str(d["url"]),
+            authenticated=bool(d["authenticated"]),
+            address=d.get("address"),
+            marks=tuple((str(s), float(t)) for s, t in d.get("marks", [])),
+            outcome=str(d["outcome"]),
+            error=d.get("error"),
+            answer=HttpAnswer.from_dict(d["answer"]) if d.get("answer") else None,
+            accept_ok=d.get("accept_ok"),
+            raw_excerpt=d.get("raw_excerpt"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WireEvent:
+    """One thing that crossed the wire after the upgrade (or ended it)."""
+
+    t_s: float  # seconds since the connection attempt started
+    direction: str  # "in" | "out"
+    kind: str  # text | binary | close | ping | pong | eof | reset | protocol-error | oversize | error
+    size: int = 0
+    code: int | None = None
+    reason: str | None = None
+    msg_type: str | None = None  # the "type" of a JSON text message (Results, Metadata, ...)
+    detail: dict[str, JSONValue] = field(default_factory=dict)  # a few message fields, bounded
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        d: dict[str, JSONValue] = {"t_s": self.t_s, "direction": self.direction, "kind": self.kind}
+        if self.size:
+            d["size"] = self.size
+        for key in ("code", "reason", "msg_type"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = value
+        if self.detail:
+            d["detail"] = dict(self.detail)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WireEvent:
+        return cls(
+            t_s=float(d["t_s"]),
+            direction=str(d["direction"]),
+            kind=str(d["kind"]),
+            size=int(d.get("size", 0)),
+            code=d.get("code"),
+            reason=d.get("reason"),
+            msg_type=d.get("msg_type"),
+            detail=dict(d.get("detail") or {}),
+        )
+
+
+_TERMINAL_KINDS = frozenset({"eof", "reset", "protocol-error", "oversize", "error"})
+
+
+def _message_detail(obj: Any) -> tuple[str | None, dict[str, JSONValue]]:
+    """The fields of a Deepgram message worth keeping as evidence (bounded)."""
+    if not isinstance(obj, dict):
+        return None, {}
+    msg_type = obj.get("type")
+    detail: dict[str, JSONValue] = {}
+    if msg_type == "Results":
+        try:
+            alt = obj["channel"]["alternatives"][0]
+            detail["transcript"] = str(alt.get("transcript", ""))[:300]
+        except (KeyError, IndexError, TypeError):
+            detail["transcript"] = None
+        for key in ("is_final", "speech_final", "from_finalize", "start", "duration"):
+            if isinstance(obj.get(key), (bool, int, float)):
+                detail[key] = obj[key]
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("request_id"), str):
+            detail["request_id"] = meta["request_id"][:100]
+    elif msg_type == "Metadata":
+        for key in ("request_id", "duration", "channels", "created"):
+            value = obj.get(key)
+            if isinstance(value, (str, int, float)):
+                detail[key] = value if not isinstance(value, str) else value[:100]
+    elif msg_type is not None:
+        for key in ("description", "message", "variant", "err_code", "err_msg"):
+            value = obj.get(key)
+            if isinstance(value, str):
+                detail[key] = value[:300]
+    return (str(msg_type)[:60] if msg_type is not None else None), detail
+
+
+class WsProbe:
+    """One recorded WebSocket connection. Use ``async with WsProbe(ctx) as probe``."""
+
+    def __init__(self, ctx: Context, *, credentials: bool = True) -> None:
+        self.ctx = ctx
+        self.credentials = credentials and ctx.api_key is not None
+        self.lifecycle = Lifecycle(ctx.clock)
+        self.events: list[WireEvent] = []
+        self.audio_bytes_sent = 0
+        self.audio_first_t: float | None = None
+        self.audio_last_t: float | None = None
+        self.close_sent_t: float | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._conn: Connection | None = None
+        self._inbox: deque[WireEvent] = deque()
+        self._partial: list[str | bytes] = []
+        self._partial_size = 0
+        self._terminal: WireEvent | None = None
+
+    async def __aenter__(self) -> WsProbe:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.abort()
+
+    # -- connecting --------------------------------------------------------------------------
+    async def connect(self) -> UpgradeObservation:
+        """Open TCP (+TLS), send the Upgrade, read the answer. Never raises for network faults."""
+        target, options = self.ctx.target, self.ctx.options
+        lc = self.lifecycle
+        address: str | None = None
+        try:
+            addr = options.resolve_for(target.host, target.port)
+            if addr is None and not target.is_ip_literal:
+                lc.advance(Stage.RESOLVING)
+                infos = await asyncio.wait_for(
+                    asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM),
+                    options.connect_timeout_s,
+                )
+                addr = str(infos[0][4][0])
+            addr = addr or target.host
+            lc.advance(Stage.CONNECTING)
+            address = f"[{addr}]:{target.port}" if ":" in addr else f"{addr}:{target.port}"
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(addr, target.port, limit=READ_SIZE), options.connect_timeout_s
+            )
+            self._reader, self._writer = reader, writer
+            if target.tls:
+                lc.advance(Stage.TLS)
+                await asyncio.wait_for(
+                    writer.start_tls(tls_context(options.ca_file), server_hostname=target.host),
+                    options.connect_timeout_s,
+                )
+            lc.advance(Stage.UPGRADING)
+            return await self._upgrade(address)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            lc.abort()
+            await self.abort()
+            detail = str(exc) or type(exc).__name__
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                detail = exc.verify_message or detail
+            return self._observation(address, classify_oserror(exc), error=detail[:300])
+
+    def _observation(self, address: str | None, outcome: str, **kw: Any) -> UpgradeObservation:
+        return UpgradeObservation(
+            url=self.ctx.target.url,
+            authenticated=self.credentials,
+            address=address,
+            marks=tuple((s.value, t) for s, t in self.lifecycle.marks),
+            outcome=outcome,
+            **kw,
+        )
+
+    def _request_headers(self, nonce: str) -> list[tuple[str, str]]:
+        target = self.ctx.target
+        headers = [
+            ("Host", target.host_header),
+            ("User-Agent", f"wsdoctor/{__version__}"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", nonce),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        if self.credentials and self.ctx.api_key is not None:
+            key = self.ctx.api_key.reveal()
+            scheme = "Bearer" if key.count(".") == 2 else "Token"  # a JWT is a temporary token
+            headers.append(("Authorization", f"{scheme} {key}"))
+        return headers
+
+    async def _upgrade(self, address: str) -> UpgradeObservation:
+        assert self._reader is not None and self._writer is not None
+        reader, writer = self._reader, self._writer
+        lc, timeout = self.lifecycle, self.ctx.options.connect_timeout_s
+        nonce = base64.b64encode(os.urandom(16)).decode()
+        h = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+        request = h11.Request(method="GET", target=self.ctx.target.resource, headers=self._request_headers(nonce))
+        writer.write(h.send(request))
+        await writer.drain()
+        first_bytes = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise TimeoutError("no complete HTTP answer to the Upgrade in time")
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
+                    if len(first_bytes) < 512:
+                        first_bytes += data[: 512 - len(first_bytes)]
+                    if not data and not first_bytes:
+                        lc.abort()
+                        return self._observation(address, "eof", error="connection closed before any HTTP answer")
+                    h.receive_data(data)
+                    continue
+                if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+                    answer = HttpAnswer(101, event.reason.decode("latin-1"), _headers(event.headers))
+                    expected = base64.b64encode(hashlib.sha1(nonce.encode() + _WS_GUID).digest()).decode()  # noqa: S324 - RFC 6455
+                    accept_ok = answer.header("sec-websocket-accept") == expected
+                    upgrade_ok = (answer.header("upgrade") or "").lower() == "websocket"
+                    if not (accept_ok and upgrade_ok):
+                        lc.advance(Stage.CLOSED)
+                        await self.abort()
+                        return self._observation(address, "bad-101", answer=answer, accept_ok=accept_ok)
+                    self._conn = Connection(ConnectionType.CLIENT, trailing_data=h.trailing_data[0])
+                    lc.advance(Stage.OPEN)
+                    return self._observation(address, "upgraded", answer=answer, accept_ok=True)
+                if isinstance(event, h11.Response):
+                    body = await self._read_body(h, deadline)
+                    answer = HttpAnswer(
+                        event.status_code, event.reason.decode("latin-1"), _headers(event.headers), body
+                    )
+                    lc.advance(Stage.CLOSED)
+                    await self.abort()
+                    return self._observation(address, "http-response", answer=answer)
+                if isinstance(event, h11.ConnectionClosed):
+                    lc.abort()
+                    return self._observation(address, "eof", error="connection closed before a complete HTTP answer")
+                # an InformationalResponse other than 101 (e.g. 100): keep reading
+        except h11.RemoteProtocolError as exc:
+            lc.abort()
+            await self.abort()
+            return self._observation(
+                address,
+                "protocol-error",
+                error=f"not a valid HTTP answer: {exc}"[:300],
+                raw_excerpt=first_bytes.decode("latin-1"),
+            )
+        except (OSError, TimeoutError) as exc:
+            lc.abort()
+            await self.abort()
+            return self._observation(
+                address,
+                classify_oserror(exc),
+                error=(str(exc) or type(exc).__name__)[:300],
+                raw_excerpt=first_bytes.decode("latin-1") or None,
+            )
+
+    async def _read_body(self, h: h11.Connection, deadline: float) -> str:
+        """Up to MAX_BODY_EXCERPT bytes of a rejection body, without waiting past the deadline."""
+        assert self._reader is not None
+        loop = asyncio.get_running_loop()
+        body = b""
+        while len(body) < MAX_BODY_EXCERPT:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError:
+                break
+            if isinstance(event, h11.Data):
+                body += bytes(event.data)
+                continue
+            if event is not h11.NEED_DATA:
+                break
+            remaining = min(deadline - loop.time(), 2.0)
+            if remaining <= 0:
+                break
+            try:
+                data = await asyncio.wait_for(self._reader.read(READ_SIZE), remaining)
+            except (OSError, TimeoutError):
+                break
+            if not data:
+                with contextlib.suppress(h11.RemoteProtocolError):
+                    h.receive_data(b"")
+                if not body:
+                    continue
+                break
+            h.receive_data(data)
+        return body[:MAX_BODY_EXCERPT].decode("utf-8", "replace")
+
+    # -- the open connection -----------------------------------------------------------------
+    def now(self) -> float:
+        return round(self.lifecycle.elapsed(), 6)
+
+    @property
+    def is_open(self) -> bool:
+        return self._terminal is None and self._conn is not None and self._writer is not None
+
+    def _record(self, event: WireEvent) -> WireEvent:
+        self.events.append(event)
+        return event
+
+    async def _write(self, data: bytes) -> bool:
+        if self._writer is None or self._writer.is_closing():
+            return False
+        try:
+            self._writer.write(data)
+            await asyncio.wait_for(self._writer.drain(), self.ctx.options.connect_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            self._end(
+                WireEvent(
+                    self.now(),
+                    "in",
+                    "reset" if isinstance(exc, ConnectionResetError) else "error",
+                    reason=f"write failed: {classify_oserror(exc)}",
+                )
+            )
+            return False
+        return True
+
+    async def send_text(self, text: str, *, msg_type: str | None = None) -> bool:
+        if not self.is_open:
+            return False
+        assert self._conn is not None
+        self._record(WireEvent(self.now(), "out", "text", size=len(text), msg_type=msg_type))
+        return await self._write(self._conn.send(TextMessage(data=text)))
+
+    async def send_json(self, obj: dict[str, JSONValue]) -> bool:
+        return await self.send_text(json.dumps(obj), msg_type=str(obj.get("type")))
+
+    async def send_audio(self, chunk: bytes) -> bool:
+        """Binary audio; counted, not logged one event per chunk (a soak would flood the log)."""
+        if not self.is_open:
+            return False
+        assert self._conn is not None
+        t = self.now()
+        self.audio_first_t = t if self.audio_first_t is None else self.audio_first_t
+        self.audio_last_t = t
+        self.audio_bytes_sent += len(chunk)
+        return await self._write(self._conn.send(BytesMessage(data=chunk)))
+
+    async def send_close(self, code: int = 1000, reason: str = "") -> bool:
+        if not self.is_open:
+            return False
+        assert self._conn is not None
+        if self._conn.state is not ConnectionState.OPEN:
+            return False
+        self.close_sent_t = self.now()
+        self._record(WireEvent(self.close_sent_t, "out", "close", code=code, reason=reason or None))
+        self.lifecycle.advance(Stage.CLOSING_LOCAL)
+        return await self._write(self._conn.send(CloseConnection(code=code, reason=reason)))
+
+    def _end(self, event: WireEvent) -> None:
+        if self._terminal is None:
+            self._terminal = self._record(event)
+            if event.kind != "close":
+                self.lifecycle.abort()
+            self._inbox.append(event)
+
+    async def receive(self, timeout: float) -> WireEvent | None:
+        """The next incoming event, or ``None`` if nothing arrived within ``timeout`` seconds.
+
+        After the connection ended, returns the terminal event again (eof, reset, close, ...)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while not self._inbox:
+            if self._terminal is not None:
+                return self._terminal
+            if self._reader is None or self._conn is None:
+                return None
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                data = await asyncio.wait_for(self._reader.read(READ_SIZE), remaining)
+            except TimeoutError:
+                return None
+            except ConnectionResetError:
+                self._end(WireEvent(self.now(), "in", "reset"))
+                break
+            except OSError as exc:
+                self._end(WireEvent(self.now(), "in", "error", reason=classify_oserror(exc)))
+                break
+            if not data:
+                self._end(WireEvent(self.now(), "in", "eof"))
+                break
+            self._conn.receive_data(data)
+            await self._drain_events()
+        return self._inbox.popleft() if self._inbox else self._terminal
+
+    async def _drain_events(self) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        for ev in conn.events():
+            t = self.now()
+            if isinstance(ev, (TextMessage, BytesMessage)):
+                self._partial.append(ev.data if isinstance(ev.data, str) else bytes(ev.data))
+                self._partial_size += len(ev.data)
+                if self._partial_size > MAX_MESSAGE_BYTES:
+                    self._end(
+                        WireEvent(
+                            t,
+                            "in",
+                            "oversize",
+                            size=self._partial_size,
+                            reason=f"message larger than {MAX_MESSAGE_BYTES} bytes",
+                        )
+                    )
+                    await self.abort()
+                    return
+                if not ev.message_finished:
+                    continue
+                parts, size = self._partial, self._partial_size
+                self._partial, self._partial_size = [], 0
+                if isinstance(ev, TextMessage):
+                    text = "".join(str(p) for p in parts)
+                    try:
+                        msg_type, detail = _message_detail(json.loads(text))
+                    except ValueError:
+                        msg_type, detail = None, {"excerpt": text[:200]}
+                    self._inbox.append(
+                        self._record(WireEvent(t, "in", "text", size=size, msg_type=msg_type, detail=detail))
+                    )
+                else:
+                    self._inbox.append(self._record(WireEvent(t, "in", "binary", size=size)))
+            elif isinstance(ev, CloseConnection):
+                if conn.state not in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
+                    # wsproto reports the *peer's* protocol violation as a CloseConnection without
+                    # a state change: it is not a close frame the server sent.
+                    self._end(WireEvent(t, "in", "protocol-error", code=ev.code, reason=(ev.reason or "")[:300]))
+                    await self.abort()
+                    return
+                close = WireEvent(t, "in", "close", code=ev.code, reason=(ev.reason or "")[:300] or None)
+                if conn.state is ConnectionState.REMOTE_CLOSING:
+                    self.lifecycle.advance(Stage.CLOSING_REMOTE)
+                    # Reply like a good client; the handshake is then complete from our side.
+                    self._record(WireEvent(t, "out", "close", code=ev.code))
+                    await self._write(conn.send(ev.response()))
+                self.lifecycle.advance(Stage.CLOSED)
+                self._end(close)
+                return
+            elif isinstance(ev, Ping):
+                self._inbox.append(self._record(WireEvent(t, "in", "ping", size=len(ev.payload))))
+                await self._write(conn.send(ev.response()))
+            elif isinstance(ev, Pong):
+                self._inbox.append(self._record(WireEvent(t, "in", "pong", size=len(ev.payload))))
+
+    async def send_ping(self, payload: bytes = b"wsdoctor") -> bool:
+        if not self.is_open:
+            return False
+        assert self._conn is not None
+        self._record(WireEvent(self.now(), "out", "ping", size=len(payload)))
+        return await self._write(self._conn.send(Ping(payload=payload)))
+
+    async def abort(self) -> None:
+        """Drop the transport without ceremony; bounded, idempotent."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        with contextlib.suppress(Exception):
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    def terminal(self) -> WireEvent | None:
+        return self._terminal
+
+
+def _headers(raw: list[tuple[bytes, bytes]] | Any) -> tuple[tuple[str, str], ...]:
+    out = []
+    for name, value in list(raw)[:200]:
+        out.append((bytes(name).decode("latin-1")[:200], bytes(value).decode("latin-1")[:1000]))
+    return tuple(out)
