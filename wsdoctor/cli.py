@@ -21,7 +21,7 @@ from wsdoctor.errors import UsageError, WsdoctorError
 
 if TYPE_CHECKING:
     from wsdoctor.check import RunOptions
-    from wsdoctor.model import Report, Target
+    from wsdoctor.model import JSONValue, Report, Target
 
 __all__ = ["ExitCode", "entry", "main"]
 
@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument(
         "--idle-timeout", metavar="S", type=_positive, default=10.0, help="NET-0001 idle window (default 10)"
     )
+
+    mock.add_argument("--fault-after", metavar="S", type=_positive, default=1.0,
+                      help="mid-stream faults fire after this many seconds of audio (default 1)")
+    mock.add_argument("--slow-results-delay", metavar="S", type=_positive, default=6.0,
+                      help="slow-results: delay of the first Results (default 6)")
+    mock.add_argument("--idle-cutoff", metavar="S", type=_positive, default=4.0,
+                      help="idle-cutoff: cut an idle connection without a close frame after S (default 4)")
 
     sub.add_parser("checks", help="list the available checks")
 
@@ -343,7 +350,7 @@ class _Run:
         return report, self.signal_code
 
 
-def _environment(key: str | None) -> dict[str, object]:
+def _environment(key: str | None) -> dict[str, JSONValue]:
     import platform
 
     from wsdoctor.redact import Redactor
@@ -414,7 +421,9 @@ def _cmd_mock(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown fault {args.fault!r} (one of: {', '.join(sorted(FAULTS))})")
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port {args.port}: out of range")
-    config = MockConfig(api_key=args.api_key, fault=args.fault, idle_timeout_s=args.idle_timeout)
+    config = MockConfig(api_key=args.api_key, fault=args.fault, idle_timeout_s=args.idle_timeout,
+                        fault_after_s=args.fault_after, slow_results_delay_s=args.slow_results_delay,
+                        idle_cutoff_s=args.idle_cutoff)
     return serve(config, host=args.host, port=args.port, tls=args.tls)
 
 

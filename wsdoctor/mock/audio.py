@@ -156,8 +156,8 @@ def _sniff_wav(head: bytes) -> Sniff:
             tag, channels, rate, byte_rate, _align, bits = struct.unpack_from("<HHIIHH", head, body)
             if tag == 0xFFFE and size >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format GUID starts with the tag
                 (tag,) = struct.unpack_from("<H", head, body + 24)
-            if channels == 0 or rate == 0:
-                return _UNKNOWN
+            if not (1 <= channels <= 64 and 1000 <= rate <= 384_000):
+                return _UNKNOWN  # nonsense, and a 1 Hz "rate" would turn each byte into seconds
             fmt = (tag, channels, rate, byte_rate, bits)
         off = body + size + (size & 1)  # chunks are padded to even sizes
 
@@ -180,8 +180,9 @@ def _wav_format(fmt: tuple[int, int, int, int, int], *, header_len: int) -> Snif
         codec, encoding, bits = "alaw", "alaw", 8
     else:
         codec, encoding = None, f"wav-format-{tag}"
-    if byte_rate <= 0:
-        byte_rate = rate * channels * max(1, bits // 8)
+    if codec is not None:
+        byte_rate = rate * channels * max(1, bits // 8)  # exact; the header's own field may lie
+    byte_rate = max(byte_rate, 1000)
     return Sniff(
         AudioFormat(
             container="wav",

@@ -69,8 +69,7 @@ _TABLE: tuple[Fault, ...] = (
     Fault("close-1012", "After fault_after_s of audio, the server closes with 1012 (service restart)."),
     Fault(
         "close-1008",
-        "After fault_after_s of audio, the server closes with 1008 DATA-0000 even though the audio "
-        "is valid.",
+        "After fault_after_s of audio, the server closes with 1008 DATA-0000 even though the audio is valid.",
     ),
 )
 
@@ -81,6 +80,4 @@ REJECT_FAULTS: frozenset[str] = frozenset(n for n in FAULTS if n.startswith("rej
 
 # Faults that fire once fault_after_s of audio has arrived (or that many wall seconds passed
 # after the upgrade, whichever comes first).
-MIDSTREAM_FAULTS: frozenset[str] = frozenset(
-    {"drop-no-close", "rst", "close-1011-net0000", "close-1012", "close-1008"}
-)
+MIDSTREAM_FAULTS: frozenset[str] = frozenset({"drop-no-close", "rst", "close-1011-net0000", "close-1012", "close-1008"})

@@ -44,7 +44,7 @@ __all__ = [
 
 JSONDict = dict[str, Any]
 
-SENTENCE: tuple[str, ...] = tuple("hello from the wsdoctor mock this is a streaming test".split())
+SENTENCE: tuple[str, ...] = ("hello", "from", "the", "wsdoctor", "mock", "this", "is", "a", "streaming", "test")
 MODEL_UUID = "1dbdfb4d-85b2-4659-9831-16b3c76229aa"
 MODEL_INFO: dict[str, str] = {"name": "general-nova-3", "version": "2025-01-01.0", "arch": "nova-3"}
 WORDS_PER_S = 3.0
@@ -151,9 +151,7 @@ def results_message(
     }
 
 
-def _metadata_fields(
-    *, request_id: str, sha256: str, created: str, duration: float, channels: int
-) -> JSONDict:
+def _metadata_fields(*, request_id: str, sha256: str, created: str, duration: float, channels: int) -> JSONDict:
     return {
         "transaction_key": "deprecated",
         "request_id": request_id,
@@ -166,14 +164,10 @@ def _metadata_fields(
     }
 
 
-def metadata_message(
-    *, request_id: str, sha256: str, created: str, duration: float, channels: int
-) -> JSONDict:
+def metadata_message(*, request_id: str, sha256: str, created: str, duration: float, channels: int) -> JSONDict:
     return {
         "type": "Metadata",
-        **_metadata_fields(
-            request_id=request_id, sha256=sha256, created=created, duration=duration, channels=channels
-        ),
+        **_metadata_fields(request_id=request_id, sha256=sha256, created=created, duration=duration, channels=channels),
     }
 
 

@@ -27,9 +27,7 @@ def make_server_tls(hostnames: Sequence[str] = ("127.0.0.1", "localhost")) -> tu
     cert = ca.issue_cert(*hostnames)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(ctx)
-    with tempfile.NamedTemporaryFile(
-        "wb", prefix="wsdoctor-mock-ca-", suffix=".pem", delete=False
-    ) as fh:
+    with tempfile.NamedTemporaryFile("wb", prefix="wsdoctor-mock-ca-", suffix=".pem", delete=False) as fh:
         fh.write(ca.cert_pem.bytes())
         path = fh.name
     return ctx, path

@@ -1,0 +1,87 @@
+"""Re-record fixtures/observations/ from real runs against the mock's faults.
+
+Run by hand (``python -m tests.record_observations``) when a probe's observation format changes;
+the analyze() unit tests then judge these recorded facts without any network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.mockproc import mock_process
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "fixtures" / "observations"
+KEY = "wsdoctor-record-key-7Hq2"
+
+# (fault, file stem, extra run args)
+SCENARIOS = [
+    (None, "healthy", []),
+    ("reject-401", "reject-401", []),
+    ("reject-429", "reject-429", []),
+    ("reject-503", "reject-503", []),
+    ("html-200", "html-200", []),
+    ("drop-no-close", "drop-no-close", ["--close-wait", "1.5"]),
+    ("rst", "rst", ["--close-wait", "1.5"]),
+    ("never-close-reply", "never-close-reply", ["--close-wait", "1"]),
+    ("slow-results", "slow-results", ["--checks", "stream.transcribe"]),
+    ("close-1008", "close-1008", ["--close-wait", "1.5"]),
+    ("close-1011-net0000", "close-1011-net0000", ["--close-wait", "1.5"]),
+    ("close-1012", "close-1012", ["--close-wait", "1.5"]),
+]
+
+# check id -> (family dir, evidence key)
+EVIDENCE = {
+    "http.upgrade": ("http", "upgrade"),
+    "ws.auth": ("ws", "upgrade"),
+    "stream.transcribe": ("stream", "session"),
+    "close.handshake": ("close", None),
+}
+
+
+def main() -> int:
+    for fault, stem, extra in SCENARIOS:
+        args = ["--api-key", KEY] + (["--fault", fault] if fault else [])
+        with mock_process(*args) as url, tempfile.TemporaryDirectory() as tmp:
+            report_path = Path(tmp) / "r.json"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "wsdoctor",
+                    "run",
+                    url,
+                    "--api-key-env",
+                    "REC_KEY",
+                    "--json",
+                    str(report_path),
+                    *extra,
+                ],
+                env={**os.environ, "REC_KEY": KEY},
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+            report = json.loads(report_path.read_text())
+        for result in report["results"]:
+            where = EVIDENCE.get(result["check_id"])
+            if where is None or result["status"] == "skip":
+                continue
+            family, key = where
+            evidence = result["evidence"] if key is None else result["evidence"].get(key)
+            if not evidence:
+                continue
+            path = OUT / family / f"{stem}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(evidence, indent=1, sort_keys=True) + "\n")
+            print(f"recorded {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

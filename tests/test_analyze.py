@@ -1,0 +1,241 @@
+"""analyze() functions judged on recorded observations in fixtures/observations/ -- no network.
+
+Most fixtures were recorded by ``python -m tests.record_observations`` from real runs against the
+mock's faults; the few cut by hand say so in a ``_note`` field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks import close, dns, http, stream, tcp, tls, ws
+from wsdoctor.causes import CAUSES, FINDING_CODES
+from wsdoctor.model import Finding, Status
+
+OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
+
+
+def load_obs(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((OBS / name).read_text())
+    return data
+
+
+def codes(findings: list[Finding]) -> list[str]:
+    return [f.code for f in findings]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("http/healthy.json", []),  # 401 with dg-request-id: the path works
+        ("http/reject-401.json", []),
+        ("http/reject-429.json", []),  # the status is ws.auth's to judge
+        ("http/html-200.json", ["http.intermediary-response"]),
+        ("http/upgrade-stripped-426.json", ["http.upgrade-stripped"]),
+        ("http/bad-accept-101.json", ["http.upgrade-stripped"]),
+        ("http/garbage.json", ["http.intermediary-response"]),
+        ("http/eof-before-answer.json", ["http.no-response"]),
+    ],
+)
+def test_http_upgrade(fixture: str, expected: list[str]) -> None:
+    assert codes(http.analyze(load_obs(fixture))) == expected
+
+
+def test_http_says_which_hop_answered() -> None:
+    finding = http.analyze(load_obs("http/html-200.json"))[0]
+    assert "not Deepgram" in finding.evidence["answered_by"]
+    assert "CaptivePortal" in finding.evidence["answered_by"]
+    assert finding.cause == "proxy-firewall"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected", "cause"),
+    [
+        ("ws/healthy.json", [], None),
+        ("ws/reject-401.json", ["ws.auth-rejected"], "credentials"),
+        ("ws/reject-429.json", ["ws.rate-limited"], "account-limits"),
+        ("ws/no-key-429.json", ["ws.rate-limited"], "account-limits"),
+        ("ws/reject-503.json", ["ws.server-error"], "service"),
+        ("http/html-200.json", ["http.intermediary-response"], "proxy-firewall"),
+    ],
+)
+def test_ws_auth(fixture: str, expected: list[str], cause: str | None) -> None:
+    findings = ws.analyze(load_obs(fixture))
+    assert codes(findings) == expected
+    if cause:
+        assert findings[0].cause == cause
+        assert findings[0].evidence["dg_request_id"] or cause == "proxy-firewall"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("stream/healthy.json", []),
+        ("stream/drop-no-close.json", ["close.no-close-frame"]),
+        ("stream/rst.json", ["stream.reset"]),
+        ("stream/never-close-reply.json", []),  # streaming itself worked
+        ("stream/close-1008.json", ["close.unexpected-code"]),
+        ("stream/close-1011-net0000.json", ["close.unexpected-code"]),
+        ("stream/close-1012.json", ["close.unexpected-code"]),
+        ("stream/slow-results.json", ["stream.slow-first-result"]),
+    ],
+)
+def test_stream(fixture: str, expected: list[str]) -> None:
+    assert codes(stream.analyze(load_obs(fixture))) == expected
+
+
+def test_stream_metrics_from_recording() -> None:
+    m = stream.stream_metrics(load_obs("stream/healthy.json"))
+    assert m["results"] == 3
+    assert isinstance(m["first_result_s"], float)
+    assert 0.5 < m["first_result_s"] < 1.5
+    assert isinstance(m["transcript_chars"], int)
+    assert m["transcript_chars"] > 10
+
+
+def test_stream_mid_stream_drop_says_when() -> None:
+    (finding,) = stream.analyze(load_obs("stream/drop-no-close.json"))
+    assert "into the stream" in finding.message
+    assert finding.cause == "network-instability"
+
+
+def test_stream_close_codes_map_to_causes() -> None:
+    assert stream.analyze(load_obs("stream/close-1008.json"))[0].cause == "audio-format"
+    assert stream.analyze(load_obs("stream/close-1011-net0000.json"))[0].cause == "service"
+    assert stream.analyze(load_obs("stream/close-1012.json"))[0].cause == "service"
+
+
+def test_slow_first_result_thresholds() -> None:
+    obs = load_obs("stream/slow-results.json")
+    (warn_or_fail,) = stream.analyze(obs, slow_first_result_s=3.0)
+    assert warn_or_fail.severity is Status.FAIL  # > 2x the threshold
+    (warn,) = stream.analyze(obs, slow_first_result_s=5.0)
+    assert warn.severity is Status.WARN
+    assert stream.analyze(obs, slow_first_result_s=30.0) == []
+
+
+def test_empty_transcripts_point_to_audio_format() -> None:
+    obs = load_obs("stream/healthy.json")
+    for event in obs["events"]:
+        if event.get("msg_type") == "Results":
+            event["detail"]["transcript"] = ""
+    (finding,) = stream.analyze(obs)
+    assert finding.code == "stream.empty-transcript"
+    assert finding.cause == "audio-format"
+
+
+def test_no_results_at_all() -> None:
+    obs = load_obs("stream/healthy.json")
+    obs["events"] = [e for e in obs["events"] if e.get("msg_type") != "Results"]
+    assert codes(stream.analyze(obs)) == ["stream.no-results"]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("close/healthy.json", []),
+        ("close/drop-no-close.json", ["close.no-close-frame"]),
+        ("close/rst.json", ["stream.reset"]),
+        ("close/never-close-reply.json", ["close.no-close-reply"]),
+        ("close/close-1008.json", ["close.unexpected-code"]),
+        ("close/close-1012.json", ["close.unexpected-code"]),
+    ],
+)
+def test_close(fixture: str, expected: list[str]) -> None:
+    obs = load_obs(fixture)
+    assert codes(close.analyze(obs["closestream"], obs["client_close"])) == expected
+
+
+def test_close_metrics_from_recording() -> None:
+    m = close.close_metrics(load_obs("close/healthy.json")["closestream"])
+    assert m["closestream_to_close_s"] is not None
+    assert m["closestream_to_metadata_s"] is not None
+    assert m["closestream_to_metadata_s"] <= m["closestream_to_close_s"]
+
+
+def test_eof_right_after_closestream_is_no_close_frame() -> None:
+    obs = load_obs("close/healthy.json")["closestream"]
+    cs = obs["closestream_t"]
+    obs["events"] = [e for e in obs["events"] if e["direction"] == "out" or e["t_s"] < cs]
+    obs["events"].append({"t_s": cs + 0.05, "direction": "in", "kind": "eof"})
+    (finding,) = close.analyze_closestream(obs)
+    assert finding.code == "close.no-close-frame"
+    assert "right after our CloseStream" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "finding", "cause"),
+    [
+        (1000, "", None, None),
+        (1011, "NET-0001: no audio", "idle.server-timeout", "connection-handling"),
+        (1011, "NET-0000: no response", "close.unexpected-code", "service"),
+        (1008, "DATA-0000: bad audio", "close.unexpected-code", "audio-format"),
+        (1012, "Service restart", "close.unexpected-code", "service"),
+        (1013, "Try again later", "close.unexpected-code", "service"),
+        (4000, "custom", "close.unexpected-code", "service"),
+    ],
+)
+def test_close_codes(code: int, reason: str, finding: str | None, cause: str | None) -> None:
+    f = close.judge_close_code(code, reason, "mid-stream")
+    assert (f.code if f else None) == finding
+    assert (f.cause if f else None) == cause
+
+
+def test_dns_outcomes() -> None:
+    ok = {"host": "api.deepgram.com", "source": "dns", "addresses": ["192.0.2.1"], "records": {}}
+    assert dns.analyze(ok) == []
+    nx = {
+        "host": "nope.invalid",
+        "source": "dns",
+        "addresses": [],
+        "resolver": "127.0.0.53",
+        "records": {"A": {"outcome": "nxdomain"}, "AAAA": {"outcome": "nxdomain"}},
+    }
+    assert codes(dns.analyze(nx)) == ["dns.nxdomain"]
+    sf = {**nx, "records": {"A": {"outcome": "servfail"}, "AAAA": {"outcome": "servfail"}}}
+    assert codes(dns.analyze(sf)) == ["dns.servfail"]
+    to = {**nx, "records": {"A": {"outcome": "timeout"}, "AAAA": {"outcome": "timeout"}}}
+    assert codes(dns.analyze(to)) == ["dns.timeout"]
+
+
+def test_tcp_outcomes() -> None:
+    ok = {"address": "192.0.2.1", "family": "ipv4", "outcome": "connected", "time_s": 0.01}
+    refused = {"address": "192.0.2.1", "family": "ipv4", "outcome": "refused", "time_s": 0.001}
+    blackhole = {"address": "2001:db8::1", "family": "ipv6", "outcome": "timeout", "time_s": 5.0}
+    assert tcp.analyze([ok], 443) == []
+    assert codes(tcp.analyze([refused], 443)) == ["tcp.refused"]
+    (f,) = tcp.analyze([ok, blackhole], 443)
+    assert f.code == "tcp.timeout"
+    assert f.severity is Status.WARN  # IPv4 works; IPv6-first clients stall
+
+
+@pytest.mark.parametrize(
+    ("host", "message", "expected"),
+    [
+        ("api.deepgram.com", "certificate has expired", "tls.expired"),
+        (
+            "api.deepgram.com",
+            "Hostname mismatch, certificate is not valid for 'api.deepgram.com'.",
+            "tls.hostname-mismatch",
+        ),
+        ("api.deepgram.com", "unable to get local issuer certificate", "tls.interception"),
+        ("onprem.example", "self-signed certificate in certificate chain", "tls.untrusted"),
+    ],
+)
+def test_tls_verification_failures(host: str, message: str, expected: str) -> None:
+    obs = {"outcome": "tls-verify-failed", "server_name": host, "verify_message": message}
+    assert codes(tls.analyze(obs)) == [expected]
+
+
+def test_tls_reset_during_handshake_is_sni_filtering() -> None:
+    assert codes(tls.analyze({"outcome": "reset", "server_name": "api.deepgram.com"})) == ["tls.sni-reset"]
+
+
+def test_every_finding_code_maps_to_a_known_cause() -> None:
+    for code, meta in FINDING_CODES.items():
+        assert meta.cause in CAUSES, code
+        assert code.split(".")[0] and "." in code

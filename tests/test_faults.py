@@ -1,0 +1,150 @@
+"""End to end: each mock fault, served by a real ``wsdoctor mock`` process on 127.0.0.1, is
+diagnosed by ``wsdoctor run`` with the right exit code, primary cause and finding code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from reports.json import load_schema
+from tests.mockproc import mock_process
+from wsdoctor.cli import main
+
+KEY = "wsdoctor-test-key-Zq81xP"
+
+
+def run_against(
+    url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+    key: str | None = KEY,
+) -> tuple[int, dict[str, Any], str]:
+    if key is not None:
+        monkeypatch.setenv("WSD_TEST_KEY", key)
+    out = tmp_path / "report.json"
+    code = main(["run", url, "--api-key-env", "WSD_TEST_KEY", "--json", str(out), *extra])
+    captured = capsys.readouterr()
+    report = json.loads(out.read_text())
+    jsonschema.Draft202012Validator(load_schema()).validate(report)
+    return code, report, captured.out + captured.err + out.read_text()
+
+
+def codes(report: dict[str, Any]) -> set[str]:
+    return {f["code"] for r in report["results"] for f in r["findings"]}
+
+
+def status(report: dict[str, Any], check_id: str) -> str:
+    return next(r["status"] for r in report["results"] if r["check_id"] == check_id)
+
+
+def test_healthy_mock_passes_every_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock_process("--api-key", KEY) as url:
+        code, report, text = run_against(url, tmp_path, monkeypatch, capsys)
+    assert code == 0, text
+    assert report["summary"]["verdict"] == "healthy"
+    assert report["summary"]["primary_cause"] is None
+    statuses = {r["check_id"]: r["status"] for r in report["results"]}
+    assert statuses.pop("tls.handshake") == "skip"  # ws:// has no TLS
+    assert set(statuses.values()) == {"pass"}, statuses
+    stream = next(r for r in report["results"] if r["check_id"] == "stream.transcribe")
+    assert stream["metrics"]["transcript_chars"] > 0
+    assert 0.5 < stream["metrics"]["first_result_s"] < 2.0
+    assert KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("fault", "cause", "code"),
+    [
+        ("reject-401", "credentials", "ws.auth-rejected"),
+        ("reject-403", "credentials", "ws.auth-rejected"),
+        ("reject-402", "account-limits", "ws.payment-required"),
+        ("reject-429", "account-limits", "ws.rate-limited"),
+        ("reject-503", "service", "ws.server-error"),
+        ("html-200", "proxy-firewall", "http.intermediary-response"),
+        ("drop-no-close", "network-instability", "close.no-close-frame"),
+        ("rst", "network-instability", "stream.reset"),
+        ("never-close-reply", "network-instability", "close.no-close-reply"),
+        ("close-1008", "audio-format", "close.unexpected-code"),
+        ("close-1011-net0000", "service", "close.unexpected-code"),
+        ("close-1012", "service", "close.unexpected-code"),
+    ],
+)
+def test_fault_is_diagnosed(
+    fault: str,
+    cause: str,
+    code: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with mock_process("--api-key", KEY, "--fault", fault) as url:
+        exit_code, report, text = run_against(url, tmp_path, monkeypatch, capsys, "--close-wait", "1.5")
+    assert exit_code == 1, text
+    assert report["summary"]["primary_cause"] == cause, report["summary"]
+    assert report["summary"]["primary_finding"] == code, report["summary"]
+    assert KEY not in text
+
+
+def test_slow_results_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock_process("--api-key", KEY, "--fault", "slow-results") as url:
+        exit_code, report, text = run_against(url, tmp_path, monkeypatch, capsys, "--checks", "stream.transcribe")
+    assert exit_code == 1, text
+    assert report["summary"]["primary_finding"] == "stream.slow-first-result"
+    assert report["summary"]["primary_cause"] == "service"  # fast handshake, slow results: not the path
+    stream = next(r for r in report["results"] if r["check_id"] == "stream.transcribe")
+    assert stream["metrics"]["first_result_s"] > 6.0
+
+
+def test_never_close_reply_is_caught_within_the_bounded_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock_process("--api-key", KEY, "--fault", "never-close-reply") as url:
+        _, report, _ = run_against(
+            url, tmp_path, monkeypatch, capsys, "--checks", "close.handshake", "--close-wait", "1"
+        )
+    close = next(r for r in report["results"] if r["check_id"] == "close.handshake")
+    assert close["status"] == "fail"
+    # 1 s of audio, then two bounded waits of 1 s each; never the OS default.
+    assert close["duration_s"] < 1.0 + 2 * 1.0 + 1.0
+
+
+def test_no_key_skips_what_needs_one_and_still_diagnoses_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock_process("--api-key", KEY) as url:
+        code, report, _ = run_against(url, tmp_path, monkeypatch, capsys, key=None)
+    assert code == 0
+    assert status(report, "http.upgrade") == "pass"
+    auth = next(r for r in report["results"] if r["check_id"] == "ws.auth")
+    assert auth["status"] == "skip"
+    assert "no API key" in auth["summary"]
+    assert "network path works" in auth["summary"]
+    for cid in ("stream.transcribe", "close.handshake"):
+        r = next(r for r in report["results"] if r["check_id"] == cid)
+        assert r["status"] == "skip"
+        assert r["blocked_by"] == "ws.auth"
+    assert status(report, "tcp.connect") == "pass"
+
+
+def test_refused_port_is_tcp_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, report, _ = run_against(f"ws://127.0.0.1:{port}/v1/listen", tmp_path, monkeypatch, capsys)
+    assert code == 1
+    assert report["summary"]["primary_finding"] == "tcp.refused"
+    assert status(report, "http.upgrade") == "skip"

@@ -1,0 +1,88 @@
+"""The mock is only useful if real clients accept it: Deepgram's official Python SDK
+(``deepgram-sdk``) streams the speech fixture to ``wsdoctor mock`` and parses every message with its
+own pydantic models, then posts the same audio to the pre-recorded API."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import wsdoctor
+from wsdoctor.mock import MockConfig, MockServer
+
+deepgram = pytest.importorskip("deepgram", reason="the official Deepgram SDK (deepgram-sdk) is not installed")
+
+from deepgram import AsyncDeepgramClient  # noqa: E402
+from deepgram.environment import DeepgramClientEnvironment  # noqa: E402
+from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results  # noqa: E402
+
+# The SDK (7.x) streams through websockets' legacy client, which warns on import.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SPEECH_WAV = Path(wsdoctor.__file__).parent / "data" / "speech.wav"
+KEY = "sdk-test-key"
+
+
+def environment(srv: MockServer) -> DeepgramClientEnvironment:
+    """Point every SDK base URL at the mock."""
+    base = f"127.0.0.1:{srv.port}"
+    return DeepgramClientEnvironment(
+        base=f"http://{base}", production=f"ws://{base}", agent=f"ws://{base}", agent_rest=f"http://{base}"
+    )
+
+
+async def test_sdk_streams_to_mock_and_parses_every_message() -> None:
+    audio = SPEECH_WAV.read_bytes()
+    async with MockServer(MockConfig(api_key=KEY)) as srv:
+        client = AsyncDeepgramClient(api_key=KEY, environment=environment(srv))
+        received: list[Any] = []
+        async with asyncio.timeout(15):
+            async with client.listen.v1.connect(model="nova-3") as conn:
+                for i in range(0, len(audio), 3200):
+                    await conn.send_media(audio[i : i + 3200])
+                await conn.send_close_stream()
+                async for message in conn:  # ends when the server closes with 1000
+                    received.append(message)
+                assert conn._websocket.close_code == 1000  # a clean close handshake, seen by websockets
+        await asyncio.sleep(0)
+        assert srv.stats.closestream_received == 1
+
+    results = [m for m in received if isinstance(m, ListenV1Results)]
+    metadata = [m for m in received if isinstance(m, ListenV1Metadata)]
+    assert len(received) == len(results) + len(metadata), [type(m) for m in received]
+    assert len(results) == 3 and len(metadata) == 1
+    assert isinstance(received[-1], ListenV1Metadata)
+    transcripts = [r.channel.alternatives[0].transcript for r in results]
+    assert all(transcripts), transcripts
+    first = results[0]
+    assert first.is_final is True and first.from_finalize is False and first.channel_index == [0, 1]
+    assert first.channel.alternatives[0].words[0].word == "hello"
+    assert first.metadata.model_info.name
+    meta = metadata[0]
+    assert meta.transaction_key == "deprecated" and meta.channels == 1
+    assert meta.request_id == first.metadata.request_id
+    assert abs(meta.duration - 2.796) < 0.01
+
+
+async def test_sdk_rejected_key_raises_api_error_401() -> None:
+    from deepgram.core.api_error import ApiError
+
+    async with MockServer(MockConfig(api_key=KEY)) as srv:
+        client = AsyncDeepgramClient(api_key="wrong-key", environment=environment(srv))
+        with pytest.raises(ApiError) as info:
+            async with asyncio.timeout(10), client.listen.v1.connect(model="nova-3"):
+                pass
+    assert info.value.status_code == 401
+
+
+async def test_sdk_prerecorded_transcribe_file() -> None:
+    async with MockServer(MockConfig(api_key=KEY)) as srv, httpx.AsyncClient() as http:
+        client = AsyncDeepgramClient(api_key=KEY, environment=environment(srv), httpx_client=http)
+        async with asyncio.timeout(15):
+            response = await client.listen.v1.media.transcribe_file(request=SPEECH_WAV.read_bytes(), model="nova-3")
+    assert response.results.channels[0].alternatives[0].transcript.startswith("hello from the wsdoctor")
+    assert response.metadata.channels == 1 and response.metadata.request_id

@@ -1,0 +1,260 @@
+"""The runner and registry: DAG order, concurrency, deadlines, skips, cancellation, plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import jsonschema
+import pytest
+
+from reports.json import load_schema
+from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.errors import UsageError
+from wsdoctor.model import CheckResult, Finding, Status, Target
+from wsdoctor.registry import load_checks
+from wsdoctor.runner import run_checks, select_checks
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Target.parse("ws://127.0.0.1:9/v1/listen")
+
+
+def make_ctx(results: dict[str, CheckResult]) -> Context:
+    return Context(target=TARGET, options=RunOptions(), results=dict(results))
+
+
+class Sleepy(Check):
+    id = "t.sleepy"
+    title = "sleeps"
+    delay: ClassVar[float] = 0.3
+
+    async def run(self, ctx: Context) -> CheckResult:
+        await asyncio.sleep(self.delay)
+        return self.result(summary="slept")
+
+
+class Sleepy2(Sleepy):
+    id = "t.sleepy2"
+
+
+class Long(Sleepy):
+    id = "t.long"
+    delay: ClassVar[float] = 30.0
+
+
+class Failing(Check):
+    id = "t.failing"
+    title = "finds a fault"
+
+    async def run(self, ctx: Context) -> CheckResult:
+        return self.result([Finding("tcp.refused", "proxy-firewall", Status.FAIL, "refused")], summary="")
+
+
+class NeedsFailing(Check):
+    id = "t.needs-failing"
+    title = "depends on a failing check"
+    requires = ("t.failing",)
+
+    async def run(self, ctx: Context) -> CheckResult:  # pragma: no cover - must never run
+        raise AssertionError("a dependant of a failed check ran")
+
+
+class NeedsNeeds(NeedsFailing):
+    id = "t.needs-needs"
+    requires = ("t.needs-failing",)
+
+
+class Hangs(Check):
+    id = "t.hangs"
+    title = "never returns"
+    timeout: ClassVar[float] = 0.2
+
+    async def run(self, ctx: Context) -> CheckResult:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+class Crashes(Check):
+    id = "t.crashes"
+    title = "raises"
+
+    async def run(self, ctx: Context) -> CheckResult:
+        raise ValueError("boom")
+
+
+class NotApplicable(Check):
+    id = "t.na"
+    title = "not applicable"
+
+    async def run(self, ctx: Context) -> CheckResult:
+        return self.skip("not applicable here")
+
+
+class AfterNotApplicable(Check):
+    id = "t.after-na"
+    title = "runs after a not-applicable skip"
+    requires = ("t.na",)
+
+    async def run(self, ctx: Context) -> CheckResult:
+        assert ctx.result_of("t.na") is not None
+        return self.result(summary="ran")
+
+
+class LeaksKey(Check):
+    id = "t.leaks"
+    title = "puts the key in its evidence"
+
+    async def run(self, ctx: Context) -> CheckResult:
+        assert ctx.api_key is not None
+        key = ctx.api_key.reveal()
+        return self.result(
+            summary=f"key {key}",
+            evidence={"headers": [["Authorization", f"Token {key}"]], "echo": f"server said {key}"},
+        )
+
+
+async def test_independent_checks_run_concurrently() -> None:
+    t0 = time.monotonic()
+    outcome = await run_checks([Sleepy, Sleepy2], make_ctx)
+    assert time.monotonic() - t0 < 0.55  # 2 x 0.3 s in parallel, not 0.6 s in series
+    assert [r.status for r in outcome.results] == [Status.PASS, Status.PASS]
+    assert all(r.duration_s >= 0.29 for r in outcome.results)
+
+
+async def test_dependants_of_a_failure_are_skipped_with_reason() -> None:
+    outcome = await run_checks([Failing, NeedsFailing, NeedsNeeds], make_ctx)
+    by_id = {r.check_id: r for r in outcome.results}
+    assert by_id["t.failing"].status is Status.FAIL
+    assert by_id["t.needs-failing"].status is Status.SKIP
+    assert by_id["t.needs-failing"].blocked_by == "t.failing"
+    assert "requires t.failing, which failed" in by_id["t.needs-failing"].summary
+    assert by_id["t.needs-needs"].blocked_by == "t.needs-failing"  # the skip cascades
+
+
+async def test_not_applicable_skip_does_not_block() -> None:
+    outcome = await run_checks([NotApplicable, AfterNotApplicable], make_ctx)
+    assert [r.status for r in outcome.results] == [Status.SKIP, Status.PASS]
+
+
+async def test_deadline_and_exception_become_error_and_the_run_goes_on() -> None:
+    t0 = time.monotonic()
+    outcome = await run_checks([Hangs, Crashes, Sleepy], make_ctx)
+    assert time.monotonic() - t0 < 1.0
+    by_id = {r.check_id: r for r in outcome.results}
+    assert by_id["t.hangs"].status is Status.ERROR
+    assert "overran its 0.2 s deadline" in by_id["t.hangs"].summary
+    assert by_id["t.crashes"].status is Status.ERROR
+    assert "ValueError: boom" in by_id["t.crashes"].summary
+    assert by_id["t.sleepy"].status is Status.PASS
+
+
+async def test_cancellation_returns_partial_results() -> None:
+    task = asyncio.create_task(run_checks([Failing, Sleepy, Long], make_ctx))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    outcome = await asyncio.wait_for(task, 5)
+    assert outcome.interrupted
+    by_id = {r.check_id: r for r in outcome.results}
+    assert by_id["t.failing"].status is Status.FAIL  # finished before the interrupt: kept
+    assert by_id["t.long"].status is Status.ERROR
+    assert "interrupted" in by_id["t.long"].summary
+
+
+async def test_secrets_are_redacted_from_results() -> None:
+    from wsdoctor.check import Secret
+
+    key = "dg-secret-0123456789abcdef"
+
+    def ctx_with_key(results: dict[str, CheckResult]) -> Context:
+        return Context(target=TARGET, api_key=Secret(key), results=dict(results))
+
+    outcome = await run_checks([LeaksKey], ctx_with_key, secrets=[key])
+    text = json.dumps(outcome.results[0].to_dict())
+    assert key not in text
+    assert "REDACTED" in text
+    assert repr(Secret(key)) == "Secret('***')"
+
+
+def test_select_pulls_in_requirements_and_rejects_unknown_ids() -> None:
+    available = {c.id: c for c in (Failing, NeedsFailing, NeedsNeeds, Sleepy)}
+    chosen, _ = select_checks(available, only=["t.needs-needs"])
+    assert [c.id for c in chosen] == ["t.failing", "t.needs-failing", "t.needs-needs"]
+    chosen, skipped = select_checks(available, skip=["t.failing"])
+    assert "t.failing" not in [c.id for c in chosen]
+    assert skipped == {"t.failing"}
+    with pytest.raises(UsageError, match="unknown check id"):
+        select_checks(available, only=["t.nope"])
+
+
+def test_every_checks_module_is_declared_as_an_entry_point() -> None:
+    modules = {p.stem for p in (ROOT / "checks").glob("*.py") if not p.stem.startswith("_")}
+    loaded = load_checks()
+    assert not loaded.broken
+    declared = {cls.__module__.split(".")[1] for cls in loaded.checks.values() if cls.__module__.startswith("checks.")}
+    assert modules == declared
+
+
+def test_third_party_plugin_is_loaded_through_entry_points(tmp_path: Path) -> None:
+    """A real distribution on sys.path, found by importlib.metadata like any installed plugin."""
+    (tmp_path / "wsd_example_plugin.py").write_text(
+        textwrap.dedent("""
+        from wsdoctor import Check, CheckResult, Context
+
+        class Hello(Check):
+            id = "example.hello"
+            title = "a third-party check"
+
+            async def run(self, ctx: Context) -> CheckResult:
+                return self.result(summary="hello from a plugin")
+
+        CHECKS = (Hello,)
+    """)
+    )
+    dist = tmp_path / "wsd_example_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wsd-example-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[wsdoctor.checks]\nexample = wsd_example_plugin:CHECKS\nbroken = wsd_missing_module:CHECKS\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "wsdoctor", "checks"], capture_output=True, text=True, env=env, timeout=30, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "example.hello" in out.stdout
+    assert "plugin.broken" in out.stdout
+    assert "could not be loaded" in out.stdout
+
+
+def test_sigint_mid_run_writes_a_partial_report(tmp_path: Path) -> None:
+    report = tmp_path / "partial.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsdoctor", "run", "--target", "mock", "--json", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # past the handshake checks, inside the 2.8 s stream
+    proc.send_signal(signal.SIGINT)
+    try:
+        _out, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 130, err
+    data = json.loads(report.read_text())
+    jsonschema.Draft202012Validator(load_schema()).validate(data)
+    assert data["interrupted"] is True
+    assert data["summary"]["verdict"] == "incomplete"
+    statuses = {r["check_id"]: r["status"] for r in data["results"]}
+    assert statuses["tcp.connect"] == "pass"
+    assert statuses["stream.transcribe"] == "error"
+    assert "Traceback" not in err
