@@ -1,0 +1,1 @@
+"""The subcommands of ``wsdoctor``: one module each, with ``add_parser(sub)`` and ``handle(args)``."""

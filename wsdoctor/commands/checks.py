@@ -1,0 +1,28 @@
+"""``wsdoctor checks``: list the installed checks (built-ins and plugins alike)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from wsdoctor.commands.common import ExitCode
+
+__all__ = ["add_parser", "handle"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("checks", help="list the available checks")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from wsdoctor.registry import load_checks, order_checks
+
+    loaded = load_checks()
+    for check in order_checks(loaded.checks.values()):
+        needs = f"  (requires {', '.join(check.requires)})" if check.requires else ""
+        slow = "  [slow]" if check.slow else ""
+        print(f"{check.id:20} {check.title}{needs}{slow}")
+    for name, reason in sorted(loaded.broken.items()):
+        print(f"{'plugin.' + name:20} could not be loaded: {reason}")
+    return ExitCode.OK

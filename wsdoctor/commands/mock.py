@@ -1,0 +1,73 @@
+"""``wsdoctor mock``: serve the built-in Deepgram-compatible mock until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from wsdoctor.commands.common import ExitCode, positive
+from wsdoctor.errors import UsageError
+
+__all__ = ["add_parser", "handle"]
+
+
+def add_parser(sub: Any) -> None:
+    mock = sub.add_parser("mock", help="serve the built-in Deepgram-compatible mock")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    mock.add_argument(
+        "--tls", action="store_true", help="serve wss:// with a generated certificate (prints its CA file)"
+    )
+    mock.add_argument(
+        "--fault", metavar="NAME", help="inject a fault; one of the names listed by 'wsdoctor mock --list-faults'"
+    )
+    mock.add_argument("--list-faults", action="store_true", help="list the faults and exit")
+    mock.add_argument("--api-key", metavar="KEY", help="require this key (default: accept any non-empty key)")
+    mock.add_argument(
+        "--idle-timeout", metavar="S", type=positive, default=10.0, help="NET-0001 idle window (default 10)"
+    )
+
+    mock.add_argument(
+        "--fault-after",
+        metavar="S",
+        type=positive,
+        default=1.0,
+        help="mid-stream faults fire after this many seconds of audio (default 1)",
+    )
+    mock.add_argument(
+        "--slow-results-delay",
+        metavar="S",
+        type=positive,
+        default=6.0,
+        help="slow-results: delay of the first Results (default 6)",
+    )
+    mock.add_argument(
+        "--idle-cutoff",
+        metavar="S",
+        type=positive,
+        default=4.0,
+        help="idle-cutoff: cut an idle connection without a close frame after S (default 4)",
+    )
+    mock.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from wsdoctor.mock import FAULTS, MockConfig, serve
+
+    if args.list_faults:
+        for name, fault in sorted(FAULTS.items()):
+            print(f"{name:22} {fault.description}")
+        return ExitCode.OK
+    if args.fault and args.fault not in FAULTS:
+        raise UsageError(f"unknown fault {args.fault!r} (one of: {', '.join(sorted(FAULTS))})")
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port {args.port}: out of range")
+    config = MockConfig(
+        api_key=args.api_key,
+        fault=args.fault,
+        idle_timeout_s=args.idle_timeout,
+        fault_after_s=args.fault_after,
+        slow_results_delay_s=args.slow_results_delay,
+        idle_cutoff_s=args.idle_cutoff,
+    )
+    return serve(config, host=args.host, port=args.port, tls=args.tls)
