@@ -45,6 +45,7 @@ _STATUS_STYLE: dict[Status, str] = {
     Status.FAIL: "bold red",
     Status.SKIP: "dim",
     Status.ERROR: "magenta",
+    Status.INFO: "cyan",
 }
 _VERDICT_STYLE: dict[str, str] = {
     "healthy": "bold green",
@@ -181,7 +182,8 @@ class TerminalReporter:
         primary = summary.primary_cause
         for cause_summary in summary.causes:
             yield Text()
-            yield from self._cause_block(report, cause_summary.cause, primary=cause_summary.cause == primary)
+            yield from self._cause_block(report, cause_summary.cause, primary=cause_summary.cause == primary,
+                                         note=cause_summary.severity is Status.INFO)
         if _rest_fallback_applies(report.results):
             yield Text()
             yield Text.assemble(("Alternative: ", "bold"), REST_FALLBACK)
@@ -241,11 +243,14 @@ class TerminalReporter:
             line.append(" — no cause identified")
         return line
 
-    def _cause_block(self, report: Report, cause_id: str, *, primary: bool) -> Iterable[RenderableType]:
+    def _cause_block(
+        self, report: Report, cause_id: str, *, primary: bool, note: bool = False
+    ) -> Iterable[RenderableType]:
         cause = CAUSES.get(cause_id)
         shown_id = _safe(cause_id, _ID_LIMIT)
         heading = Text(overflow="fold")
-        heading.append("Primary cause: " if primary else "Also: ", style="bold red" if primary else "bold")
+        label = "Primary cause: " if primary else ("Note: " if note else "Also: ")
+        heading.append(label, style="bold red" if primary else ("bold cyan" if note else "bold"))
         heading.append(_safe(cause.title) if cause else shown_id, style="bold")
         if cause:
             heading.append(f"  [{shown_id}]", style="dim")
@@ -295,7 +300,8 @@ class TerminalReporter:
             for f in r.findings
             if f.cause == cause_id
         ]
-        items.sort(key=lambda item: (item[2].severity is not Status.FAIL, _layer_rank(item[2].code), item[0]))
+        rank = {Status.FAIL: 0, Status.WARN: 1, Status.INFO: 2}
+        items.sort(key=lambda item: (rank.get(item[2].severity, 3), _layer_rank(item[2].code), item[0]))
         return [(check_id, f) for _index, check_id, f in items]
 
     @staticmethod

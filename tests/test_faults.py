@@ -28,7 +28,8 @@ def run_against(
     if key is not None:
         monkeypatch.setenv("WSD_TEST_KEY", key)
     out = tmp_path / "report.json"
-    code = main(["run", url, "--api-key-env", "WSD_TEST_KEY", "--json", str(out), *extra])
+    # --quick: the idle family has its own tests (tests/test_idle.py); here it would only add its window.
+    code = main(["run", url, "--api-key-env", "WSD_TEST_KEY", "--json", str(out), "--quick", *extra])
     captured = capsys.readouterr()
     report = json.loads(out.read_text())
     jsonschema.Draft202012Validator(load_schema()).validate(report)

@@ -211,6 +211,7 @@ FINDING_CODES: dict[str, FindingCode] = {
         FindingCode("idle.server-timeout", "connection-handling", "Deepgram closed an idle stream (1011 NET-0001)."),
         FindingCode("idle.middlebox-cutoff", "proxy-firewall", "An idle connection was cut without a close frame."),
         FindingCode("idle.keepalive-ineffective", "connection-handling", "The stream died despite KeepAlive."),
+        FindingCode("idle.no-pong", "proxy-firewall", "WebSocket pings got no pong across the path."),
         FindingCode("close.no-close-frame", "network-instability", "The peer ended TCP without a close frame (1006)."),
         FindingCode("close.no-close-reply", "network-instability", "Our close frame got no reply in time."),
         FindingCode("close.unexpected-code", "service", "The stream was closed with an unexpected code."),

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from wsdoctor.errors import UsageError
 from wsdoctor.model import CheckResult, Finding, JSONValue, Metric, Status, Target
 
 __all__ = ["Check", "Context", "ResolveOverride", "RunOptions", "Secret"]
+
+T = TypeVar("T")
 
 FIXTURES_AUDIO = Path(__file__).resolve().parent / "data" / "speech.wav"
 
@@ -86,6 +88,10 @@ class RunOptions:
     slow_first_result_s: float = 3.0  # warn above, fail above twice this
     quick: bool = False
     audio_path: Path = FIXTURES_AUDIO
+    idle_max_s: float = 30.0  # bounds the whole idle family (its connections run side by side)
+    keepalive_every_s: float = 4.0  # Deepgram: KeepAlive every 3-5 s while idle
+    ping_every_s: float = 2.0  # WebSocket pings on the ping connection of the idle family
+    soak_s: float | None = None  # --soak: stream this long, reconnecting on drops
 
     def resolve_for(self, host: str, port: int) -> str | None:
         for r in self.resolve:
@@ -104,6 +110,20 @@ class Context:
     #: Results of the checks finished so far (always including everything in ``requires``).
     results: Mapping[str, CheckResult] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
+    #: Run-wide memo shared by every check's context (see :meth:`shared`).
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def shared(self, key: str, factory: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
+        """One task per run for ``key``: the first check to ask starts ``factory()``, the others
+        await the same result. A family probe (e.g. the idle connections, which must run side by
+        side) is measured once and judged by several checks. Awaiting is shielded, so one
+        check's deadline does not cancel the probe its siblings are waiting on."""
+        import asyncio
+
+        task = self.memo.get(key)
+        if task is None:
+            task = self.memo[key] = asyncio.ensure_future(factory())
+        return asyncio.shield(task)
 
     def result_of(self, check_id: str) -> CheckResult | None:
         return self.results.get(check_id)
@@ -144,7 +164,7 @@ class Check:
         status = Status.PASS
         if any(f.severity is Status.FAIL for f in found):
             status = Status.FAIL
-        elif found:
+        elif any(f.severity is Status.WARN for f in found):
             status = Status.WARN
         if found and status is not Status.PASS:
             summary = "; ".join(f.message for f in found if f.severity is status)

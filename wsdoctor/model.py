@@ -80,6 +80,10 @@ class Status(enum.StrEnum):
     FAIL = "fail"
     SKIP = "skip"
     ERROR = "error"
+    #: Only as a finding's severity: a measured fact worth acting on that is not a fault -- e.g.
+    #: Deepgram closing a silent stream after 10 s, exactly as documented. It never changes a
+    #: check's status and is never the primary cause, but its cause and fixes are still shown.
+    INFO = "info"
 
     def __str__(self) -> str:
         return self.value
@@ -291,15 +295,20 @@ class Summary:
         }
 
 
+#: The statuses a check can end with (INFO is a finding severity only).
+CHECK_STATUSES = (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP, Status.ERROR)
+_SEVERITY_RANK = {Status.FAIL: 0, Status.WARN: 1, Status.INFO: 2}
+
+
 def _finding_order(item: tuple[int, CheckResult, Finding]) -> tuple[int, int, int]:
     index, _result, finding = item
-    return (0 if finding.severity is Status.FAIL else 1, _layer_rank(finding.code), index)
+    return (_SEVERITY_RANK.get(finding.severity, 3), _layer_rank(finding.code), index)
 
 
 def summarize(results: Sequence[CheckResult], *, interrupted: bool = False) -> Summary:
     """Derive the verdict and the primary cause: the cause of the failing finding in the earliest
     layer (warnings only when nothing failed). Pure; used by ``Report.summary``."""
-    counts = {s.value: 0 for s in Status}
+    counts = {s.value: 0 for s in CHECK_STATUSES}
     for r in results:
         counts[r.status.value] += 1
     items = [(i, r, f) for i, r in enumerate(results) for f in r.findings]
@@ -314,12 +323,13 @@ def summarize(results: Sequence[CheckResult], *, interrupted: bool = False) -> S
     causes = tuple(
         CauseSummary(cause=c, codes=tuple(v[0]), checks=tuple(v[1]), severity=v[2]) for c, v in grouped.items()
     )
-    primary = items[0][2] if items else None
+    faults = [f for _, _, f in items if f.severity is not Status.INFO]
+    primary = faults[0] if faults else None
     if interrupted or not results:
         verdict = "incomplete"
-    elif counts["fail"] or counts["error"] or any(f.severity is Status.FAIL for _, _, f in items):
+    elif counts["fail"] or counts["error"] or any(f.severity is Status.FAIL for f in faults):
         verdict = "failing"
-    elif counts["warn"] or items:
+    elif counts["warn"] or faults:
         verdict = "warnings"
     else:
         verdict = "healthy"

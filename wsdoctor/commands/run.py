@@ -57,7 +57,34 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--skip", metavar="IDS", type=ids, default=[], help="comma-separated check ids or families to skip"
     )
-    run.add_argument("--quick", action="store_true", help="skip slow checks")
+    run.add_argument("--quick", action="store_true", help="skip slow checks (the idle family)")
+    run.add_argument(
+        "--idle-max",
+        metavar="S",
+        type=positive,
+        default=30.0,
+        help="bound the idle family: how long silent/KeepAlive connections are watched (default 30)",
+    )
+    run.add_argument(
+        "--keepalive-every",
+        metavar="S",
+        type=positive,
+        default=4.0,
+        help="KeepAlive interval of the idle family (default 4, inside Deepgram's advised 3-5 s)",
+    )
+    run.add_argument(
+        "--soak",
+        metavar="S",
+        type=positive,
+        help="also stream audio for S seconds (max 3600), reconnecting on drops, and report them",
+    )
+    run.add_argument(
+        "--mock-idle-timeout",
+        metavar="S",
+        type=positive,
+        default=5.0,
+        help="with --target mock: the mock's NET-0001 idle window (default 5; Deepgram's is about 10)",
+    )
     run.add_argument(
         "--timeout",
         metavar="S",
@@ -102,7 +129,17 @@ def _options(args: argparse.Namespace) -> RunOptions:
         connect_timeout_s=args.connect_timeout,
         close_wait_s=args.close_wait,
         quick=args.quick,
+        idle_max_s=args.idle_max,
+        keepalive_every_s=args.keepalive_every,
+        ping_every_s=min(2.0, args.keepalive_every),
+        soak_s=_soak(args.soak),
     )
+
+
+def _soak(seconds: float | None) -> float | None:
+    if seconds is not None and seconds > 3600:
+        raise UsageError(f"--soak {seconds:g}: at most 3600 seconds")
+    return seconds
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -168,14 +205,17 @@ class _Run:
             from wsdoctor.mock import MockConfig, start_mock
 
             key = "mock-" + pysecrets.token_urlsafe(24)
-            mock = await start_mock(MockConfig(api_key=key, fault=self.args.mock_fault))
+            config = MockConfig(api_key=key, fault=self.args.mock_fault, idle_timeout_s=self.args.mock_idle_timeout)
+            mock = await start_mock(config)
             target = Target.parse(mock.url, is_mock=True)
         assert target is not None
         secret = Secret(key) if key else None
         options, ctx_target = self.options, target
 
+        memo: dict[str, Any] = {}  # run-wide: family probes shared between checks (Context.shared)
+
         def make_context(results: dict[str, CheckResult]) -> Context:
-            return Context(target=ctx_target, options=options, api_key=secret, results=dict(results))
+            return Context(target=ctx_target, options=options, api_key=secret, results=dict(results), memo=memo)
 
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(
@@ -198,6 +238,11 @@ class _Run:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
+            for shared in memo.values():  # a shared probe outliving its checks is cut now
+                if isinstance(shared, asyncio.Future) and not shared.done():
+                    shared.cancel()
+                    with contextlib.suppress(BaseException):
+                        await asyncio.wait_for(shared, 2.0)
             if mock is not None:
                 await mock.stop()
         results = list(outcome.results)

@@ -63,6 +63,10 @@ _TABLE: tuple[Fault, ...] = (
         'Text {"type": "KeepAlive"} does not reset the idle timer, so 1011 NET-0001 fires anyway.',
     ),
     Fault(
+        "ignore-pings",
+        "WebSocket pings are never answered with a pong (a server or path that drops control frames).",
+    ),
+    Fault(
         "close-1011-net0000",
         "After fault_after_s of audio, Deepgram closes with 1011 NET-0000 (no response in time).",
     ),

@@ -497,7 +497,8 @@ class _Session:
                 elif msg.type is WSMsgType.TEXT:
                     put(_Frame("text", text=msg.data))
                 elif msg.type is WSMsgType.PING:
-                    await self.ws.pong(msg.data)
+                    if self.fault != "ignore-pings":
+                        await self.ws.pong(msg.data)
                     put(_Frame("ping"))
                 elif msg.type is WSMsgType.PONG:
                     put(_Frame("ping"))

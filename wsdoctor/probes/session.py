@@ -27,7 +27,7 @@ from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import load_wav, stream_realtime
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
-__all__ = ["SessionObservation", "run_session"]
+__all__ = ["SessionObservation", "pump_until_end", "run_session", "wait_end"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +79,12 @@ class SessionObservation:
         )
 
 
-async def _pump(probe: WsProbe) -> None:
+async def pump_until_end(probe: WsProbe) -> None:
     while probe.terminal() is None:
         await probe.receive(0.5)
 
 
-async def _wait_end(pump: asyncio.Task[None], seconds: float) -> bool:
+async def wait_end(pump: asyncio.Task[None], seconds: float) -> bool:
     if not pump.done():
         await asyncio.wait({pump}, timeout=max(seconds, 0.0))
     return pump.done()
@@ -101,7 +101,7 @@ async def run_session(
         if upgrade.outcome != "upgraded":
             return SessionObservation(upgrade=upgrade, ending=ending, close_wait_s=close_wait_s)
         open_t = probe.now()
-        pump = asyncio.create_task(_pump(probe))
+        pump = asyncio.create_task(pump_until_end(probe))
         try:
             sent = 0
             if ending != "close":
@@ -109,11 +109,11 @@ async def run_session(
             if ending == "closestream" and probe.is_open:
                 await probe.send_json({"type": "CloseStream"})
                 closestream_t = probe.now()
-                if not await _wait_end(pump, close_wait_s) and probe.is_open:
+                if not await wait_end(pump, close_wait_s) and probe.is_open:
                     await probe.send_close(1000)
             elif ending == "close":
                 await probe.send_close(1000)
-            await _wait_end(pump, close_wait_s)
+            await wait_end(pump, close_wait_s)
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,312 @@
+"""Idle-timeout checks: who ends an idle stream, when, and whether KeepAlive and pings help.
+
+Theory of operation: one family probe (:mod:`wsdoctor.probes.idle`) runs three connections side by
+side -- silent, KeepAlive every 4 s, KeepAlive plus WebSocket pings every 2 s -- and three checks
+judge it, so the wall time is the longest window, not the sum. The probe runs once per run
+(``Context.shared``) whichever of the checks starts first.
+
+- ``idle.silent``: Deepgram's documented behaviour is a close frame 1011 "NET-0001" about 10 s
+  after the last audio or text. Measured, that is ``idle.server-timeout`` -- informational, because
+  it is what every client must plan for (KeepAlive). A TCP end *without* a close frame and without
+  that reason is a cut by something on the path: ``idle.middlebox-cutoff`` with ``idle_cutoff_s``.
+- ``idle.keepalive``: with KeepAlive every 4 s the stream must outlive the silent one. Closed with
+  NET-0001 anyway: ``idle.keepalive-ineffective``. Cut without a close frame: a middlebox that only
+  counts server->client traffic or has a shorter timeout.
+- ``idle.ping``: do pings come back (``pong_rtt_ms``)? A path or server that drops them makes
+  clients with a ping timeout (python websockets: 20 s) fail with "keepalive ping timeout".
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from checks.close import judge_close_code
+from wsdoctor.causes import cause_for
+from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.model import CheckResult, Finding, Status
+
+__all__ = [
+    "CHECKS",
+    "IdleKeepalive",
+    "IdlePing",
+    "IdleSilent",
+    "analyze_keepalive",
+    "analyze_ping",
+    "analyze_silent",
+    "idle_metrics",
+]
+
+_FAMILY_KEY = "idle.family"
+
+
+def _conn(family: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    return next((c for c in family.get("connections", []) if c.get("name") == name), None)
+
+
+def _idle_for(conn: Mapping[str, Any]) -> float | None:
+    """Seconds between the start of the idle period and the end of the connection."""
+    start = conn.get("idle_from_t")
+    end = conn.get("end_t")
+    if start is None or end is None:
+        return None
+    return round(float(end) - float(start), 3)
+
+
+def _close_event(conn: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((e for e in conn.get("events", []) if e.get("direction") == "in" and e.get("kind") == "close"), None)
+
+
+def _metadata_before_close(conn: Mapping[str, Any]) -> bool:
+    close = _close_event(conn)
+    return close is not None and any(
+        e.get("msg_type") == "Metadata" and e["t_s"] <= close["t_s"] for e in conn.get("events", [])
+    )
+
+
+def idle_metrics(family: Mapping[str, Any]) -> dict[str, float | int | None]:
+    silent = _conn(family, "silent") or {}
+    ping = _conn(family, "ping") or {}
+    server_timeout = cutoff = None
+    close = _close_event(silent)
+    if silent.get("ended_by") == "close" and close and "NET-0001" in str(close.get("reason") or "").upper():
+        server_timeout = _idle_for(silent)
+    if silent.get("ended_by") in ("eof", "reset"):
+        cutoff = _idle_for(silent)
+    rtts = pong_rtts_ms(ping)
+    return {
+        "server_idle_timeout_s": server_timeout,
+        "idle_cutoff_s": cutoff,
+        "pings_sent": int(ping.get("pings_sent", 0)),
+        "pongs": len(rtts),
+        "pong_rtt_p50_ms": round(statistics.median(rtts), 2) if rtts else None,
+        "pong_rtt_max_ms": round(max(rtts), 2) if rtts else None,
+        "family_wall_s": family.get("wall_s"),
+    }
+
+
+def pong_rtts_ms(conn: Mapping[str, Any]) -> list[float]:
+    """Round trips, pairing each pong with the earliest unanswered ping (pongs come back in order)."""
+    pending: list[float] = []
+    rtts: list[float] = []
+    for e in conn.get("events", []):
+        if e.get("kind") == "ping" and e.get("direction") == "out":
+            pending.append(float(e["t_s"]))
+        elif e.get("kind") == "pong" and e.get("direction") == "in" and pending:
+            rtts.append((float(e["t_s"]) - pending.pop(0)) * 1000)
+    return rtts
+
+
+def _cut_finding(conn: Mapping[str, Any], what: str) -> Finding:
+    idle_s = _idle_for(conn)
+    return Finding(
+        "idle.middlebox-cutoff",
+        cause_for("idle.middlebox-cutoff"),
+        Status.FAIL,
+        f"{what} was cut after {idle_s:.1f} s idle without a close frame and without Deepgram's NET-0001 reason: "
+        f"a proxy, firewall or load balancer idle timeout of about {idle_s:.0f} s on the path",
+        {"idle_cutoff_s": idle_s, "ended_by": conn.get("ended_by"), "connection": conn.get("name")},
+    )
+
+
+def analyze_silent(family: Mapping[str, Any]) -> list[Finding]:
+    conn = _conn(family, "silent")
+    if not conn or conn["upgrade"]["outcome"] != "upgraded":
+        return []
+    ended = conn.get("ended_by")
+    if ended in ("eof", "reset"):
+        return [_cut_finding(conn, "a silent stream")]
+    if ended == "close":
+        close = _close_event(conn) or {}
+        idle_s = _idle_for(conn)
+        if "NET-0001" in str(close.get("reason") or "").upper():
+            first = "after its Metadata" if _metadata_before_close(conn) else "without Metadata first"
+            return [
+                Finding(
+                    "idle.server-timeout",
+                    cause_for("idle.server-timeout"),
+                    Status.INFO,
+                    f"Deepgram closes a silent stream after {idle_s:.1f} s with {close.get('code')} NET-0001 "
+                    f"({first}): a client must send a text KeepAlive every 3-5 s while no audio flows",
+                    {
+                        "server_idle_timeout_s": idle_s,
+                        "code": close.get("code"),
+                        "reason": close.get("reason"),
+                        "metadata_first": _metadata_before_close(conn),
+                    },
+                )
+            ]
+        f = judge_close_code(close.get("code"), close.get("reason"), f"after {idle_s} s idle")
+        return [f] if f else []
+    if ended in ("protocol-error", "oversize", "error"):
+        return [
+            Finding(
+                "stream.protocol-error",
+                cause_for("stream.protocol-error"),
+                Status.FAIL,
+                f"the idle stream ended with a {ended}",
+                {"ended_by": ended},
+            )
+        ]
+    return []
+
+
+def analyze_keepalive(family: Mapping[str, Any]) -> list[Finding]:
+    conn = _conn(family, "keepalive")
+    if not conn or conn["upgrade"]["outcome"] != "upgraded":
+        return []
+    ended = conn.get("ended_by")
+    if conn.get("closed_by_us"):
+        return []  # it outlived the watch: KeepAlive works on this path
+    every = conn.get("keepalive_every_s")
+    if ended in ("eof", "reset"):
+        ping = _conn(family, "ping") or {}
+        f = _cut_finding(conn, f"a stream sending KeepAlive every {every:g} s")
+        hint = (
+            " WebSocket pings every {:g} s kept the same path open (server->client pongs count for it): "
+            "enable pings in your client too.".format(ping.get("ping_every_s") or 0)
+            if ping.get("closed_by_us")
+            else ""
+        )
+        msg = (
+            f.message + ". KeepAlive travels client->server only; some proxies (nginx proxy_read_timeout) count "
+            "only server->client traffic." + hint
+        )
+        return [
+            Finding(
+                f.code, f.cause, f.severity, msg, {**f.evidence, "pings_kept_path_open": bool(ping.get("closed_by_us"))}
+            )
+        ]
+    if ended == "close":
+        close = _close_event(conn) or {}
+        if "NET-0001" in str(close.get("reason") or "").upper():
+            return [
+                Finding(
+                    "idle.keepalive-ineffective",
+                    cause_for("idle.keepalive-ineffective"),
+                    Status.FAIL,
+                    f"the stream was closed with NET-0001 after {_idle_for(conn)} s although a text KeepAlive was sent "
+                    f"every {every:g} s ({conn.get('keepalives_sent')} sent): the server does not count KeepAlive "
+                    "(check it is sent as a text frame, after the first audio)",
+                    {"keepalives_sent": conn.get("keepalives_sent"), "reason": close.get("reason")},
+                )
+            ]
+        other = judge_close_code(close.get("code"), close.get("reason"), f"after {_idle_for(conn)} s of KeepAlive")
+        return [other] if other else []
+    return []
+
+
+def analyze_ping(family: Mapping[str, Any]) -> list[Finding]:
+    conn = _conn(family, "ping")
+    if not conn or conn["upgrade"]["outcome"] != "upgraded":
+        return []
+    sent = int(conn.get("pings_sent", 0))
+    rtts = pong_rtts_ms(conn)
+    findings: list[Finding] = []
+    if sent >= 2 and not rtts:
+        findings.append(
+            Finding(
+                "idle.no-pong",
+                cause_for("idle.no-pong"),
+                Status.WARN,
+                f"{sent} WebSocket pings got no pong: clients with a ping timeout (python websockets: ping_interval "
+                "20 s, ping_timeout 20 s) will close healthy streams with 1011 'keepalive ping timeout'",
+                {"pings_sent": sent},
+            )
+        )
+    if conn.get("ended_by") in ("eof", "reset") and not conn.get("closed_by_us"):
+        findings.append(_cut_finding(conn, "a stream sending KeepAlive and WebSocket pings"))
+    return findings
+
+
+class _IdleCheck(Check):
+    requires = ("ws.auth",)
+    slow = True
+    timeout: ClassVar[float] = 45.0
+
+    def deadline_s(self, options: RunOptions) -> float:
+        return options.idle_max_s + 2 * options.connect_timeout_s + 6.0
+
+    async def family(self, ctx: Context) -> dict[str, Any] | CheckResult:
+        from wsdoctor.probes.idle import run_idle_family
+
+        auth = ctx.result_of("ws.auth")
+        if auth is not None and auth.status is Status.SKIP:
+            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+
+        async def probe() -> dict[str, Any]:
+            return (await run_idle_family(ctx)).to_dict()
+
+        return await ctx.shared(_FAMILY_KEY, probe)
+
+
+class IdleSilent(_IdleCheck):
+    id = "idle.silent"
+    title = "A silent stream is closed by the server (1011 NET-0001), not cut by the path"
+
+    async def run(self, ctx: Context) -> CheckResult:
+        family = await self.family(ctx)
+        if isinstance(family, CheckResult):
+            return family
+        conn = _conn(family, "silent") or {}
+        m = idle_metrics(family)
+        ended = conn.get("ended_by")
+        if ended is None or conn.get("closed_by_us"):
+            summary = f"still open after {ctx.options.idle_max_s:g} s of silence: no idle timeout seen"
+        elif m["server_idle_timeout_s"] is not None:
+            summary = f"closed by the server after {m['server_idle_timeout_s']} s of silence (1011 NET-0001)"
+        else:
+            summary = f"ended by {ended} after {_idle_for(conn)} s of silence"
+        return self.result(
+            analyze_silent(family),
+            summary=summary,
+            metrics={k: m[k] for k in ("server_idle_timeout_s", "idle_cutoff_s", "family_wall_s")},
+            evidence={"silent": conn},
+        )
+
+
+class IdleKeepalive(_IdleCheck):
+    id = "idle.keepalive"
+    title = "KeepAlive every 4 s keeps a stream open past the idle window"
+
+    async def run(self, ctx: Context) -> CheckResult:
+        family = await self.family(ctx)
+        if isinstance(family, CheckResult):
+            return family
+        conn = _conn(family, "keepalive") or {}
+        held = _idle_for(conn)
+        summary = (
+            f"open for {held} s of idle with {conn.get('keepalives_sent')} KeepAlive (outlived the silent stream)"
+            if conn.get("closed_by_us")
+            else f"ended by {conn.get('ended_by')} after {held} s idle"
+        )
+        return self.result(
+            analyze_keepalive(family), summary=summary, metrics={"keepalive_held_s": held}, evidence={"keepalive": conn}
+        )
+
+
+class IdlePing(_IdleCheck):
+    id = "idle.ping"
+    title = "WebSocket pings are answered across the path"
+
+    async def run(self, ctx: Context) -> CheckResult:
+        family = await self.family(ctx)
+        if isinstance(family, CheckResult):
+            return family
+        conn = _conn(family, "ping") or {}
+        m = idle_metrics(family)
+        summary = (
+            f"{m['pongs']}/{m['pings_sent']} pings answered, RTT p50 {m['pong_rtt_p50_ms']} ms"
+            if m["pings_sent"]
+            else "no ping sent"
+        )
+        return self.result(
+            analyze_ping(family),
+            summary=summary,
+            metrics={k: m[k] for k in ("pings_sent", "pongs", "pong_rtt_p50_ms", "pong_rtt_max_ms")},
+            evidence={"ping": conn},
+        )
+
+
+CHECKS = (IdleSilent, IdleKeepalive, IdlePing)
