@@ -10,6 +10,7 @@ close handshake itself). Deepgram's first Results arrive about 1 s after audio s
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from checks.close import judge_ending
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.probes.audio import CHUNK_S
 
 __all__ = ["CHECKS", "StreamTranscribe", "analyze", "stream_metrics"]
 
@@ -25,17 +27,45 @@ def _results(obs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [e for e in obs.get("events", []) if e.get("direction") == "in" and e.get("msg_type") == "Results"]
 
 
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: with a handful of Results, report what was seen)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))], 3)
+
+
 def stream_metrics(obs: Mapping[str, Any]) -> dict[str, float | int | None]:
+    """Streaming health from the recorded wire: first result, cadence, jitter, latency, pace.
+
+    Audio is sent at real time in ``CHUNK_S`` frames from ``audio_first_t``: the frame holding audio
+    up to second ``t`` leaves at ``audio_first_t + t - CHUNK_S``. A Results covering
+    ``[start, start + duration]`` arriving at ``T`` has a latency of ``T - (audio_first_t + start +
+    duration - CHUNK_S)`` -- how far a live caption lags behind the speech it transcribes.
+    """
     results = _results(obs)
     start = obs.get("audio_first_t")
+    last = obs.get("audio_last_t")
     first = round(results[0]["t_s"] - start, 3) if results and start is not None else None
     gaps = [b["t_s"] - a["t_s"] for a, b in itertools.pairwise(results)]
+    latencies = []
+    if start is not None:
+        for r in results:
+            d = r.get("detail", {})
+            if isinstance(d.get("start"), (int, float)) and isinstance(d.get("duration"), (int, float)):
+                latencies.append(r["t_s"] - (start + d["start"] + d["duration"] - CHUNK_S))
     transcript = " ".join(str(r.get("detail", {}).get("transcript") or "") for r in results).strip()
+    audio_s = obs.get("audio_s")
+    sending_s = (last - start + CHUNK_S) if start is not None and last is not None else None  # + the last frame
     return {
         "first_result_s": first,
         "results": len(results),
-        "audio_s": obs.get("audio_s"),
+        "audio_s": audio_s,
         "max_result_gap_s": round(max(gaps), 3) if gaps else None,
+        "result_jitter_s": round(statistics.pstdev(gaps), 3) if len(gaps) >= 2 else None,
+        "result_latency_p50_s": _percentile(latencies, 0.5),
+        "result_latency_max_s": round(max(latencies), 3) if latencies else None,
+        "send_pace": round(audio_s / sending_s, 3) if audio_s and sending_s else None,
         "transcript_chars": len(transcript),
     }
 
@@ -132,4 +162,70 @@ class StreamTranscribe(Check):
         )
 
 
-CHECKS = (StreamTranscribe,)
+def analyze_soak(obs: Mapping[str, Any]) -> list[Finding]:
+    """Every early end of a soak connection is a drop; the first one says how, the count how often."""
+    conns = list(obs.get("connections", []))
+    drops = [c for c in conns if c.get("dropped")]
+    refused = [c for c in conns if c.get("outcome") != "upgraded"]
+    findings: list[Finding] = []
+    if drops:
+        first = drops[0]
+        into = float(first.get("open_for_s") or 0.0)
+        f = judge_ending(first.get("ended_by"), first.get("terminal"), f"{into:.1f} s into a soak connection")
+        reconnects = [c["reconnect_after_drop_s"] for c in conns if c.get("reconnect_after_drop_s") is not None]
+        summary = f"{len(drops)} drop(s) in {obs.get('soak_s')} s of streaming" + (
+            f"; reconnecting took {max(reconnects):.2f} s at most" if reconnects else ""
+        )
+        if f is not None:
+            findings.append(
+                Finding(
+                    f.code, f.cause, Status.FAIL, f"{summary}; first: {f.message}", {**f.evidence, "drops": len(drops)}
+                )
+            )
+    if refused:
+        findings.append(
+            Finding(
+                "http.no-response",
+                cause_for("http.no-response"),
+                Status.FAIL,
+                f"{len(refused)} reconnect attempt(s) during the soak failed: "
+                f"{refused[0].get('outcome')} (HTTP {refused[0].get('status')})",
+                {"failed_reconnects": len(refused)},
+            )
+        )
+    return findings
+
+
+class StreamSoak(Check):
+    id = "stream.soak"
+    title = "A long stream (--soak S) holds, and reconnects cleanly when dropped"
+    requires = ("ws.auth",)
+    slow = True
+    timeout: ClassVar[float] = 60.0
+
+    def deadline_s(self, options: RunOptions) -> float:
+        return (options.soak_s or 0.0) + 2 * options.close_wait_s + 4 * options.connect_timeout_s + 10.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        if not ctx.options.soak_s:
+            return self.skip("not requested (use --soak SECONDS)")
+        auth = ctx.result_of("ws.auth")
+        if auth is not None and auth.status is Status.SKIP:
+            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        from wsdoctor.probes.soak import run_soak
+
+        obs: dict[str, Any] = (await run_soak(ctx, ctx.options.soak_s)).to_dict()
+        conns = obs["connections"]
+        drops = sum(1 for c in conns if c.get("dropped"))
+        results = sum(int(c.get("results") or 0) for c in conns)
+        metrics: dict[str, float | int | None] = {
+            "soak_audio_s": obs["audio_s"],
+            "drops": drops,
+            "connections": len(conns),
+            "soak_results": results,
+        }
+        summary = f"{obs['audio_s']} s of audio over {len(conns)} connection(s), {drops} drop(s), {results} Results"
+        return self.result(analyze_soak(obs), summary=summary, metrics=metrics, evidence={"soak": obs})
+
+
+CHECKS = (StreamTranscribe, StreamSoak)

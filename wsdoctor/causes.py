@@ -215,6 +215,7 @@ FINDING_CODES: dict[str, FindingCode] = {
         FindingCode("close.no-close-frame", "network-instability", "The peer ended TCP without a close frame (1006)."),
         FindingCode("close.no-close-reply", "network-instability", "Our close frame got no reply in time."),
         FindingCode("close.unexpected-code", "service", "The stream was closed with an unexpected code."),
+        FindingCode("rest.failed", "service", "The REST API (POST /v1/listen) did not transcribe the audio."),
         FindingCode("host.close-wait-leak", "connection-handling", "Sockets left in CLOSE_WAIT."),
         FindingCode("host.fd-pressure", "local-host", "Open file descriptors near the limit."),
         FindingCode("sdk.outdated", "sdk-libraries", "An SDK or library version with known problems."),

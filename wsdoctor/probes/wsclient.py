@@ -432,7 +432,13 @@ class WsProbe:
 
     @property
     def is_open(self) -> bool:
-        return self._terminal is None and self._conn is not None and self._writer is not None
+        """True while we may still send data frames (the close handshake has not begun)."""
+        return (
+            self._terminal is None
+            and self._conn is not None
+            and self._conn.state is ConnectionState.OPEN
+            and self._writer is not None
+        )
 
     def _record(self, event: WireEvent) -> WireEvent:
         self.events.append(event)
@@ -569,13 +575,18 @@ class WsProbe:
                     await self.abort()
                     return
                 close = WireEvent(t, "in", "close", code=ev.code, reason=(ev.reason or "")[:300] or None)
+                reply = b""
                 if conn.state is ConnectionState.REMOTE_CLOSING:
                     self.lifecycle.advance(Stage.CLOSING_REMOTE)
                     # Reply like a good client; the handshake is then complete from our side.
-                    self._record(WireEvent(t, "out", "close", code=ev.code))
-                    await self._write(conn.send(ev.response()))
+                    reply = conn.send(ev.response())
                 self.lifecycle.advance(Stage.CLOSED)
+                # The close is the terminal fact *before* we write (and yield): nothing may send
+                # after it, and a failing reply must not overwrite what the server did.
                 self._end(close)
+                if reply:
+                    self._record(WireEvent(t, "out", "close", code=ev.code))
+                    await self._write(reply)
                 return
             elif isinstance(ev, Ping):
                 self._inbox.append(self._record(WireEvent(t, "in", "ping", size=len(ev.payload))))

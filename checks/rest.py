@@ -1,0 +1,86 @@
+"""rest.transcribe: the article's Alternative -- does the REST API work where streaming may not?
+
+Theory of operation: the same speech, POSTed to /v1/listen on the same host (see
+:mod:`wsdoctor.probes.rest`). It depends only on TCP (and TLS), not on the WebSocket upgrade, so it
+still runs when a proxy strips the Upgrade -- exactly when it matters. A 200 with a transcript
+passes; the reporters then recommend REST for pre-recorded audio wherever streaming failed.
+A failure is classified like the WebSocket answer: credentials, limits, service, or not Deepgram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from wsdoctor.causes import cause_for
+from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.model import CheckResult, Finding, Status
+
+__all__ = ["CHECKS", "RestTranscribe", "analyze"]
+
+
+def analyze(obs: Mapping[str, Any]) -> list[Finding]:
+    if obs.get("outcome") != "answered":
+        return [
+            Finding(
+                "rest.failed",
+                cause_for("rest.failed"),
+                Status.FAIL,
+                f"the REST request to {obs.get('url')} failed: {obs.get('outcome')} ({obs.get('error')})",
+                dict(obs),
+            )
+        ]
+    status = int(obs.get("status") or 0)
+    if status == 200:
+        if not obs.get("transcript"):
+            return [
+                Finding(
+                    "stream.empty-transcript",
+                    cause_for("stream.empty-transcript"),
+                    Status.WARN,
+                    "the REST answer had an empty transcript for real speech",
+                    dict(obs),
+                )
+            ]
+        return []
+    if not obs.get("request_id"):
+        cause = "proxy-firewall"
+        what = f"HTTP {status} from something other than Deepgram (no dg-request-id; server {obs.get('server')})"
+    elif status in (401, 403):
+        cause, what = "credentials", f"Deepgram rejected the credentials with HTTP {status}"
+    elif status in (402, 429):
+        cause, what = "account-limits", f"Deepgram refused with HTTP {status}"
+    elif status == 400:
+        cause, what = "audio-format", "Deepgram rejected the request (HTTP 400)"
+    else:
+        cause, what = "service", f"Deepgram answered HTTP {status}"
+    detail = f": {obs.get('dg_error')}" if obs.get("dg_error") else ""
+    return [Finding("rest.failed", cause, Status.FAIL, f"REST /v1/listen: {what}{detail}", dict(obs))]
+
+
+class RestTranscribe(Check):
+    id = "rest.transcribe"
+    title = "The REST API (POST /v1/listen) transcribes the same speech"
+    requires = ("tcp.connect", "tls.handshake")
+    timeout: ClassVar[float] = 45.0
+
+    def deadline_s(self, options: RunOptions) -> float:
+        return options.connect_timeout_s + 35.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        if ctx.api_key is None:
+            return self.skip(f"no API key (set ${ctx.options.api_key_env}): REST needs one")
+        from wsdoctor.probes.rest import post_audio
+
+        obs = await post_audio(ctx)
+        d = obs.to_dict()
+        if obs.status == 200:
+            summary = f"HTTP 200 in {obs.time_s:.2f} s: {(obs.transcript or '')[:80]!r}"
+        elif obs.status is not None:
+            summary = f"HTTP {obs.status}"
+        else:
+            summary = f"{obs.outcome}: {obs.error}"
+        return self.result(analyze(d), summary=summary, metrics={"rest_s": obs.time_s}, evidence={"rest": d})
+
+
+CHECKS = (RestTranscribe,)

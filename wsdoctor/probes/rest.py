@@ -1,0 +1,144 @@
+"""The article's Alternative: POST the same speech to Deepgram's REST /v1/listen.
+
+Theory of operation: one HTTP POST (aiohttp client) of the bundled WAV to the target's host with
+the streaming URL's path and query, ``https`` for a ``wss`` target and ``http`` for ``ws``,
+``Authorization: Token <key>``. Same trust as the WebSocket probes (system store + certifi or
+``--ca-file``), ``--resolve`` honoured, every step bounded. The answer is kept: status,
+``dg-request-id``/``dg-error``, the transcript. When streaming fails and this works, the report
+recommends REST for pre-recorded audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from wsdoctor import __version__
+from wsdoctor.check import Context
+from wsdoctor.model import JSONValue
+from wsdoctor.probes.wsclient import classify_oserror, tls_context
+
+__all__ = ["RestObservation", "post_audio"]
+
+MAX_BODY = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RestObservation:
+    url: str
+    outcome: str  # "answered" | a connection failure name
+    status: int | None = None
+    time_s: float | None = None
+    request_id: str | None = None
+    dg_error: str | None = None
+    server: str | None = None
+    transcript: str | None = None
+    audio_duration_s: float | None = None
+    body_excerpt: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RestObservation:
+        fields: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__}
+        return cls(**fields)
+
+
+def rest_url(ctx: Context) -> str:
+    target = ctx.target
+    scheme = "https" if target.tls else "http"
+    return f"{scheme}://{target.host_header}{target.resource}"
+
+
+async def post_audio(ctx: Context) -> RestObservation:
+    import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    options, target = ctx.options, ctx.target
+    url = rest_url(ctx)
+    shown = urllib.parse.urlunsplit(
+        urllib.parse.urlsplit(target.url)._replace(scheme="https" if target.tls else "http")
+    )
+
+    class OverrideResolver(AbstractResolver):
+        """``--resolve``: connect to the given address, keep Host and SNI."""
+
+        def __init__(self, address: str) -> None:
+            self.address = address
+
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            fam = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+            return [
+                {
+                    "hostname": host,
+                    "host": self.address,
+                    "port": port,
+                    "family": fam,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            ]
+
+        async def close(self) -> None:
+            return None
+
+    override = options.resolve_for(target.host, target.port)
+    connector = aiohttp.TCPConnector(
+        ssl=tls_context(options.ca_file) if target.tls else False,
+        resolver=OverrideResolver(override) if override else None,
+        limit=1,
+    )
+    headers = {"Content-Type": "audio/wav", "User-Agent": f"wsdoctor/{__version__}"}
+    if ctx.api_key is not None:
+        headers["Authorization"] = f"Token {ctx.api_key.reveal()}"
+    timeout = aiohttp.ClientTimeout(total=options.connect_timeout_s + 30.0, connect=options.connect_timeout_s)
+    body = options.audio_path.read_bytes()
+    t0 = ctx.clock()
+    try:
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
+            session.post(url, data=body, headers=headers, allow_redirects=False) as resp,
+        ):
+            raw = await resp.content.read(MAX_BODY)
+            elapsed = round(ctx.clock() - t0, 6)
+            text = raw.decode("utf-8", "replace")
+            transcript = duration = None
+            if resp.status == 200:
+                transcript, duration = _transcript(text)
+            return RestObservation(
+                url=shown,
+                outcome="answered",
+                status=resp.status,
+                time_s=elapsed,
+                request_id=resp.headers.get("dg-request-id"),
+                dg_error=resp.headers.get("dg-error"),
+                server=resp.headers.get("server"),
+                transcript=transcript,
+                audio_duration_s=duration,
+                body_excerpt=None if resp.status == 200 else text[:500],
+            )
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        cause = exc.__cause__ if isinstance(exc, aiohttp.ClientConnectorError) and exc.__cause__ else exc
+        outcome = "timeout" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else classify_oserror(cause)
+        return RestObservation(
+            url=shown, outcome=outcome, time_s=round(ctx.clock() - t0, 6), error=f"{type(exc).__name__}: {exc}"[:300]
+        )
+
+
+def _transcript(text: str) -> tuple[str | None, float | None]:
+    import json
+
+    try:
+        data = json.loads(text)
+        alt = data["results"]["channels"][0]["alternatives"][0]
+        duration = data.get("metadata", {}).get("duration")
+        return str(alt.get("transcript", ""))[:500], float(duration) if duration is not None else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None, None
