@@ -31,7 +31,10 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
             )
         ]
     status = int(obs.get("status") or 0)
-    if status == 200:
+    if not obs.get("request_id"):  # Deepgram stamps every answer; a portal's 200 carries no transcript
+        cause = "proxy-firewall"
+        what = f"HTTP {status} from something other than Deepgram (no dg-request-id; server {obs.get('server')})"
+    elif status == 200:
         if not obs.get("transcript"):
             return [
                 Finding(
@@ -43,9 +46,6 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 )
             ]
         return []
-    if not obs.get("request_id"):
-        cause = "proxy-firewall"
-        what = f"HTTP {status} from something other than Deepgram (no dg-request-id; server {obs.get('server')})"
     elif status in (401, 403):
         cause, what = "credentials", f"Deepgram rejected the credentials with HTTP {status}"
     elif status in (402, 429):

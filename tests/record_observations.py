@@ -44,7 +44,62 @@ EVIDENCE = {
 }
 
 
+# (fault, file stem, mock args, run args) for the idle family: recorded as one family document
+IDLE_SCENARIOS = [
+    (None, "healthy", ["--idle-timeout", "2"], ["--keepalive-every", "0.5"]),
+    ("idle-cutoff", "idle-cutoff", ["--idle-cutoff", "2.5"], ["--idle-max", "8"]),
+    ("ignore-keepalive", "ignore-keepalive", ["--idle-timeout", "2"], ["--keepalive-every", "0.5"]),
+    ("ignore-pings", "ignore-pings", ["--idle-timeout", "3"], ["--keepalive-every", "1"]),
+]
+
+
+def record_idle() -> None:
+    for fault, stem, mock_args, run_args in IDLE_SCENARIOS:
+        args = ["--api-key", KEY, *mock_args] + (["--fault", fault] if fault else [])
+        with mock_process(*args) as url, tempfile.TemporaryDirectory() as tmp:
+            report_path = Path(tmp) / "r.json"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "wsdoctor",
+                    "run",
+                    url,
+                    "--api-key-env",
+                    "REC_KEY",
+                    "--checks",
+                    "idle",
+                    "--json",
+                    str(report_path),
+                    *run_args,
+                ],
+                env={**os.environ, "REC_KEY": KEY},
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+            report = json.loads(report_path.read_text())
+        by_id = {r["check_id"]: r for r in report["results"]}
+        family = {
+            "idle_max_s": 30.0,
+            "margin_s": 1.5,
+            "wall_s": by_id["idle.silent"]["metrics"]["family_wall_s"],
+            "connections": [
+                by_id["idle.silent"]["evidence"]["silent"],
+                by_id["idle.keepalive"]["evidence"]["keepalive"],
+                by_id["idle.ping"]["evidence"]["ping"],
+            ],
+        }
+        path = OUT / "idle" / f"{stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(family, indent=1, sort_keys=True) + "\n")
+        print(f"recorded {path.relative_to(ROOT)}")
+
+
 def main() -> int:
+    if "--idle-only" in sys.argv:
+        record_idle()
+        return 0
     for fault, stem, extra in SCENARIOS:
         args = ["--api-key", KEY] + (["--fault", fault] if fault else [])
         with mock_process(*args) as url, tempfile.TemporaryDirectory() as tmp:
@@ -80,6 +135,7 @@ def main() -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(evidence, indent=1, sort_keys=True) + "\n")
             print(f"recorded {path.relative_to(ROOT)}")
+    record_idle()
     return 0
 
 

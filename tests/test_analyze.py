@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from checks import close, dns, http, stream, tcp, tls, ws
+from checks import close, dns, http, idle, rest, stream, tcp, tls, ws
 from wsdoctor.causes import CAUSES, FINDING_CODES
 from wsdoctor.model import Finding, Status
 
@@ -239,3 +239,72 @@ def test_every_finding_code_maps_to_a_known_cause() -> None:
     for code, meta in FINDING_CODES.items():
         assert meta.cause in CAUSES, code
         assert code.split(".")[0] and "." in code
+
+
+@pytest.mark.parametrize(
+    ("fixture", "silent", "keepalive", "ping"),
+    [
+        ("idle/healthy.json", ["idle.server-timeout"], [], []),
+        ("idle/idle-cutoff.json", ["idle.middlebox-cutoff"], ["idle.middlebox-cutoff"], []),
+        ("idle/ignore-keepalive.json", ["idle.server-timeout"], ["idle.keepalive-ineffective"], []),
+        ("idle/ignore-pings.json", ["idle.server-timeout"], [], ["idle.no-pong"]),
+    ],
+)
+def test_idle_family(fixture: str, silent: list[str], keepalive: list[str], ping: list[str]) -> None:
+    family = load_obs(fixture)
+    assert codes(idle.analyze_silent(family)) == silent
+    assert codes(idle.analyze_keepalive(family)) == keepalive
+    assert codes(idle.analyze_ping(family)) == ping
+
+
+def test_idle_server_timeout_is_info_not_a_fault() -> None:
+    (f,) = idle.analyze_silent(load_obs("idle/healthy.json"))
+    assert f.severity is Status.INFO
+    assert f.evidence["metadata_first"] is True
+    m = idle.idle_metrics(load_obs("idle/healthy.json"))
+    assert m["server_idle_timeout_s"] == pytest.approx(2.0, abs=0.3)
+    assert m["idle_cutoff_s"] is None
+    assert isinstance(m["pongs"], int) and m["pongs"] >= 2
+    assert m["pong_rtt_p50_ms"] is not None
+
+
+def test_idle_cutoff_metric_and_ping_hint() -> None:
+    family = load_obs("idle/idle-cutoff.json")
+    assert idle.idle_metrics(family)["idle_cutoff_s"] == pytest.approx(2.5, abs=0.5)
+    (ka,) = idle.analyze_keepalive(family)
+    assert ka.evidence["pings_kept_path_open"] is True
+    assert "pings" in ka.message
+
+
+def test_soak_drops() -> None:
+    obs = {
+        "soak_s": 6.0,
+        "connections": [
+            {
+                "outcome": "upgraded",
+                "dropped": True,
+                "open_for_s": 1.0,
+                "ended_by": "eof",
+                "terminal": {"t_s": 1.0, "direction": "in", "kind": "eof"},
+            },
+            {"outcome": "upgraded", "dropped": False, "reconnect_after_drop_s": 0.6, "ended_by": "close"},
+        ],
+    }
+    (f,) = stream.analyze_soak(obs)
+    assert f.code == "close.no-close-frame"
+    assert f.evidence["drops"] == 1
+    assert "1 drop(s) in 6.0 s" in f.message
+    assert stream.analyze_soak({"soak_s": 3.0, "connections": [{"outcome": "upgraded", "dropped": False}]}) == []
+
+
+def test_rest() -> None:
+    ok = {"outcome": "answered", "status": 200, "transcript": "hello", "request_id": "x"}
+    assert rest.analyze(ok) == []
+    empty = {"outcome": "answered", "status": 200, "transcript": "", "request_id": "x"}
+    assert codes(rest.analyze(empty)) == ["stream.empty-transcript"]
+    portal = {"outcome": "answered", "status": 200, "transcript": None, "request_id": None, "server": "portal"}
+    assert [(f.code, f.cause) for f in rest.analyze(portal)] == [("rest.failed", "proxy-firewall")]
+    denied = {"outcome": "answered", "status": 403, "request_id": None, "server": "squid/5.7"}
+    (f,) = rest.analyze(denied)
+    assert (f.code, f.cause) == ("rest.failed", "proxy-firewall")
+    assert rest.analyze({"outcome": "refused", "url": "https://x/v1/listen"})[0].code == "rest.failed"
