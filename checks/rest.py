@@ -65,7 +65,7 @@ class RestTranscribe(Check):
     timeout: ClassVar[float] = 45.0
 
     def deadline_s(self, options: RunOptions) -> float:
-        return options.connect_timeout_s + 35.0
+        return options.connect_timeout_s + 15.0
 
     async def run(self, ctx: Context) -> CheckResult:
         if ctx.api_key is None:

@@ -258,3 +258,42 @@ def test_sigint_mid_run_writes_a_partial_report(tmp_path: Path) -> None:
     assert statuses["tcp.connect"] == "pass"
     assert statuses["stream.transcribe"] == "error"
     assert "Traceback" not in err
+
+
+def test_sigterm_mid_run_writes_a_partial_report(tmp_path: Path) -> None:
+    report = tmp_path / "partial.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsdoctor", "run", "--target", "mock", "--json", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _out, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 143, err
+    data = json.loads(report.read_text())
+    jsonschema.Draft202012Validator(load_schema()).validate(data)
+    assert data["interrupted"] is True
+    assert "Traceback" not in err
+
+
+def test_run_timeout_bounds_the_whole_run(tmp_path: Path) -> None:
+    report = tmp_path / "t.json"
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "wsdoctor", "run", "--target", "mock", "--timeout", "1.5", "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert time.monotonic() - t0 < 1.5 + 4.0  # the bound, plus interpreter start and the 2 s socket grace
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True
+    assert out.returncode in (1, 3)  # unfinished checks are errors: never a silent pass
+    assert "Traceback" not in out.stderr

@@ -254,6 +254,7 @@ class WsProbe:
         self._partial: list[str | bytes] = []
         self._partial_size = 0
         self._terminal: WireEvent | None = None
+        self._primed = False  # frames that arrived together with the 101 have been processed
 
     async def __aenter__(self) -> WsProbe:
         return self
@@ -507,6 +508,11 @@ class WsProbe:
         After the connection ended, returns the terminal event again (eof, reset, close, ...)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
+        if not self._primed and self._conn is not None:
+            # Bytes that came in the same read as the 101 are h11's trailing data, already inside
+            # wsproto: judge them now rather than when (if ever) more bytes arrive.
+            self._primed = True
+            await self._drain_events()
         while not self._inbox:
             if self._terminal is not None:
                 return self._terminal

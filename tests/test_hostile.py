@@ -1,0 +1,105 @@
+"""wsdoctor against hostile servers: a clear finding or a one-line error, within the deadline,
+with bounded memory, and never a traceback or a raw escape sequence.
+
+Each run is a real ``wsdoctor run`` subprocess (so its peak RSS is its own) against a server from
+:mod:`tests.hostile_servers` on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hostile_servers import serve
+
+KEY = "wsdoctor-hostile-key-Tz90"
+CONNECT_TIMEOUT = 2.0
+CLOSE_WAIT = 1.0
+RSS_LIMIT_KB = 100 * 1024
+
+# A wrapper that runs the CLI and reports its own peak RSS on the last stderr line. VmHWM, not
+# getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big pytest worker
+# would report the worker's peak instead of its own.
+RUNNER = (
+    "import sys\nfrom wsdoctor.cli import main\ncode = main(sys.argv[1:])\n"
+    "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
+    "print('MAXRSS_KB', hwm, file=sys.stderr)\nsys.exit(code)"
+)
+
+
+def run_wsdoctor(url: str, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any], str, float, int]:
+    out = tmp_path / "r.json"
+    args = [
+        sys.executable,
+        "-c",
+        RUNNER,
+        "run",
+        url,
+        "--api-key-env",
+        "WSD_HOSTILE_KEY",
+        "--quick",
+        "--connect-timeout",
+        str(CONNECT_TIMEOUT),
+        "--close-wait",
+        str(CLOSE_WAIT),
+        "--json",
+        str(out),
+        *extra,
+    ]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=90, check=False, env={**os.environ, "WSD_HOSTILE_KEY": KEY}
+    )
+    wall = time.monotonic() - t0
+    rss = int(proc.stderr.strip().rsplit("MAXRSS_KB", 1)[1].split()[0])
+    return proc.returncode, json.loads(out.read_text()), proc.stdout + proc.stderr, wall, rss
+
+
+def findings(report: dict[str, Any]) -> dict[str, list[str]]:
+    return {r["check_id"]: [f["code"] for f in r["findings"]] for r in report["results"] if r["findings"]}
+
+
+# scenario -> (scheme, check that must catch it, finding code it must produce)
+CASES = {
+    "garbage": ("ws", "http.upgrade", "http.intermediary-response"),
+    "no-upgrade-101": ("ws", "http.upgrade", "http.upgrade-stripped"),
+    "endless-headers": ("ws", "http.upgrade", "http.intermediary-response"),
+    "slowloris": ("ws", "http.upgrade", "http.no-response"),
+    "huge-frame": ("ws", "stream.transcribe", "stream.protocol-error"),
+    "deflate-bomb": ("ws", "stream.transcribe", "stream.protocol-error"),
+    "bad-utf8": ("ws", "stream.transcribe", "stream.protocol-error"),
+    "bad-close": ("ws", "stream.transcribe", "stream.protocol-error"),
+    "tls-stall": ("wss", "tls.handshake", "tls.handshake-failed"),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(CASES))
+def test_hostile_server(scenario: str, tmp_path: Path) -> None:
+    scheme, check_id, code = CASES[scenario]
+    with serve(scenario) as port:
+        exit_code, report, output, wall, rss = run_wsdoctor(f"{scheme}://127.0.0.1:{port}/v1/listen", tmp_path)
+    assert exit_code == 1, output
+    assert code in findings(report).get(check_id, []), (findings(report), output[-3000:])
+    assert "Traceback" not in output
+    assert "\x1b[2J" not in output and "\x1b]" not in output  # no raw escape sequence from the server
+    assert not any(r["status"] == "error" for r in report["results"]), report["results"]
+    # The slowest check's own bound (REST: connect timeout + 10 s for a dripping answer) + 1 s, plus
+    # the interpreter's start-up and the report.
+    bound = CONNECT_TIMEOUT + 10.0 + 1.0 + 1.5
+    assert wall < bound, f"{scenario} took {wall:.1f} s (bound {bound:.1f} s)"
+    assert rss < RSS_LIMIT_KB, f"{scenario}: peak RSS {rss / 1024:.0f} MB"
+
+
+def test_hostile_strings_never_reach_the_terminal_raw(tmp_path: Path) -> None:
+    with serve("bad-close") as port:
+        _, report, output, _, _ = run_wsdoctor(f"ws://127.0.0.1:{port}/v1/listen", tmp_path)
+    text = json.dumps(report)
+    assert "<script>" in text or "\\u003cscript" in text or "script" in text  # kept as data in JSON...
+    assert "\x1b" not in output  # ...but the terminal never gets an ESC (stdout is not a TTY: no colour)
