@@ -11,12 +11,28 @@ entry-point group (``pyproject.toml``), looked up by :func:`load_reporter`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar, Protocol, runtime_checkable
 
 from wsdoctor.errors import PluginError, UsageError
-from wsdoctor.model import Report
+from wsdoctor.model import CheckResult, Report, Status
 
-__all__ = ["ENTRY_POINT_GROUP", "Reporter", "load_reporter", "reporter_names"]
+__all__ = ["ENTRY_POINT_GROUP", "Reporter", "load_reporter", "reporter_names", "rest_fallback_applies"]
+
+#: Layers whose failure is the WebSocket's own trouble (the Upgrade through the path, streaming, idle
+#: timeouts, the close handshake) -- where the article's Alternative, REST, sidesteps the problem.
+#: Not dns/tcp/tls (REST shares them) nor ws (401/429 refuse REST alike).
+_WEBSOCKET_LAYERS = frozenset({"http", "stream", "idle", "close"})
+
+
+def rest_fallback_applies(results: Iterable[CheckResult]) -> bool:
+    """Recommend REST for pre-recorded audio: REST worked where the WebSocket failed, or a check said
+    so in its evidence. One rule for every reporter."""
+    results = list(results)
+    if any(f.evidence.get("rest_fallback") is True for r in results for f in r.findings):
+        return True
+    rest_ok = any(r.check_id.startswith("rest.") and r.status is Status.PASS for r in results)
+    return rest_ok and any(r.layer in _WEBSOCKET_LAYERS and r.status is Status.FAIL for r in results)
 
 ENTRY_POINT_GROUP = "wsdoctor.reporters"
 

@@ -33,6 +33,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from reports.base import rest_fallback_applies
 from wsdoctor.causes import CAUSES, REST_FALLBACK
 from wsdoctor.model import LAYERS, CheckResult, Finding, JSONValue, Report, Status, Summary, layer_of
 from wsdoctor.sanitize import printable
@@ -54,7 +55,6 @@ _VERDICT_STYLE: dict[str, str] = {
     "incomplete": "bold magenta",
 }
 #: Layers whose failure means "streaming failed" for the REST-fallback recommendation.
-_STREAMING_LAYERS = frozenset({"stream", "close"})
 #: Bounds on how much of one server-controlled string reaches the screen.
 _SUMMARY_LIMIT = 300
 _MESSAGE_LIMIT = 500
@@ -121,16 +121,6 @@ def _section(cause_id: str) -> str:
     return cause.article_section or "beyond the article"
 
 
-def _rest_fallback_applies(results: Iterable[CheckResult]) -> bool:
-    """REST worked where streaming failed, or a check said so in its evidence."""
-    results = list(results)
-    if any(f.evidence.get("rest_fallback") is True for r in results for f in r.findings):
-        return True
-    rest_ok = any(r.check_id.startswith("rest.") and r.status is Status.PASS for r in results)
-    stream_failed = any(r.layer in _STREAMING_LAYERS and r.status is Status.FAIL for r in results)
-    return rest_ok and stream_failed
-
-
 class TerminalReporter:
     """Renders a report for a human at a terminal, with or without colour."""
 
@@ -184,7 +174,7 @@ class TerminalReporter:
             yield Text()
             yield from self._cause_block(report, cause_summary.cause, primary=cause_summary.cause == primary,
                                          note=cause_summary.severity is Status.INFO)
-        if _rest_fallback_applies(report.results):
+        if rest_fallback_applies(report.results):
             yield Text()
             yield Text.assemble(("Alternative: ", "bold"), REST_FALLBACK)
         skipped = [r for r in report.results if r.status is Status.SKIP]

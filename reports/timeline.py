@@ -1,0 +1,372 @@
+"""The connection timeline: bar geometry for the HTML report's waterfall, computed from a Report.
+
+Pure and numeric. The template only draws what this module returns: every position is a float in
+a track :data:`TRACK` units wide (the SVG ``viewBox`` width), every label a short string we built
+ourselves -- no server text reaches the chart.
+
+Two groups of rows share one time axis (seconds):
+
+- **Phases of a connection**, in the one phase vocabulary of metrics, JSON and terminal: DNS
+  (``resolve_s``) -> TCP (``connect_s``) -> proxy CONNECT (``proxy_s``) -> TLS (``tls_s``) -> HTTP
+  upgrade (``upgrade_s``) are laid end to end; from the moment the socket is open, the first
+  result (``first_result_s``), the audio streamed (``audio_s``, with the stream's terminal events:
+  a TCP EOF without close frame, a reset, a close code), then the close handshake
+  (``closestream_to_close_s`` or ``close_reply_s``); then idle rows when idle checks measured
+  something (``idle_cutoff_s``, ``server_idle_timeout_s``, ``keepalive_held_s``). Each value comes
+  from the first check that measured it. A phase nobody measured is *not* drawn as 0: its row says
+  why (not reached, not applicable, failed), because that gap is what locates the break.
+- **Checks as they ran**: one bar per check from ``started_at_s`` for ``duration_s``, coloured by
+  status, with the terminal events found in its evidence (any dict holding ``events``).
+
+The phases are a composite of several connections (each check opens its own), so they show the
+*typical* cost of each step; the check rows are the literal run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from wsdoctor.model import CheckResult, Report, Status
+
+__all__ = ["MIN_BAR", "TRACK", "Bar", "Mark", "Tick", "Timeline", "build_timeline", "format_seconds"]
+
+#: Width of a track in SVG user units; x and width are in these units (x / 10 is a percentage).
+TRACK = 1000.0
+#: A phase of 0.3 ms next to a 3 s stream would be invisible: every measured bar gets this much.
+MIN_BAR = 4.0
+_MAX_MARKS = 8
+_MAX_WALK_DEPTH = 6
+_MAX_TICKS = 6
+
+#: Wire events that end a connection, and how the chart names them.
+_END_KINDS = {
+    "eof": "TCP closed without a close frame (1006)",
+    "reset": "connection reset (RST)",
+    "protocol-error": "protocol error",
+    "oversize": "oversized frame",
+    "error": "socket error",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A point event on a row: how a connection ended, or an idle cutoff."""
+
+    t_s: float
+    x: float
+    kind: str  # "eof" | "reset" | "close" | "protocol-error" | "oversize" | "error" | "cutoff"
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One row: a label, an optional bar (``width`` 0 = nothing drawn) and the value shown beside it."""
+
+    key: str  # phase name or check id
+    label: str
+    state: str  # pass | warn | fail | error | skip | blocked | na | unchecked | unmeasured
+    start_s: float | None
+    duration_s: float | None
+    x: float
+    width: float
+    value: str  # "2.6 ms", "not reached", ...
+    note: str  # where the number came from
+    marks: tuple[Mark, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    t_s: float
+    x: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    phases: tuple[Bar, ...]
+    checks: tuple[Bar, ...]
+    ticks: tuple[Tick, ...]
+    span_s: float
+
+    @property
+    def empty(self) -> bool:
+        return not self.checks and not any(b.width for b in self.phases)
+
+
+@dataclass(frozen=True, slots=True)
+class _Phase:
+    key: str
+    label: str
+    metrics: tuple[str, ...]
+    layers: tuple[str, ...]
+    #: For a measured value: judge the bar by these finding codes only (the first result can be
+    #: on time in a stream that later broke); ``None`` = by the status of the check that measured it.
+    codes: tuple[str, ...] | None = None
+    optional: bool = False  # drawn only when measured (or, for the proxy, when a proxy check ran)
+
+
+_BEFORE_OPEN = (
+    _Phase("resolve", "DNS lookup", ("resolve_s",), ("dns",)),
+    _Phase("connect", "TCP connect", ("connect_s",), ("tcp",)),
+    _Phase("proxy", "Proxy CONNECT", ("proxy_s",), ("proxy",), optional=True),
+    _Phase("tls", "TLS handshake", ("tls_s",), ("tls",)),
+    _Phase("upgrade", "HTTP upgrade", ("upgrade_s",), ("http", "ws")),
+)
+_FIRST_RESULT = _Phase(
+    "first_result", "First result", ("first_result_s",), ("stream",), codes=("stream.slow-first-result",)
+)
+_AUDIO = _Phase("audio", "Audio streamed", ("audio_s",), ("stream",))
+_CLOSE = _Phase("close", "Close handshake", ("closestream_to_close_s", "close_reply_s"), ("close",))
+_IDLE = (
+    _Phase("idle_cutoff", "Idle cutoff", ("idle_cutoff_s",), ("idle",), optional=True),
+    _Phase("server_idle", "Server idle close", ("server_idle_timeout_s",), ("idle",), optional=True),
+    _Phase("keepalive", "Held by KeepAlive", ("keepalive_held_s",), ("idle",), optional=True),
+)
+_STATE_TEXT = {
+    "fail": "failed here",
+    "error": "check errored",
+    "blocked": "not reached",
+    "na": "not applicable",
+    "skip": "skipped",
+    "unchecked": "not checked",
+    "unmeasured": "not measured",
+}
+
+
+def format_seconds(value: float | None) -> str:
+    """``0.0026`` -> ``"2.6 ms"``, ``1.016`` -> ``"1.02 s"``; ``None``/non-finite -> ``"—"``."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if value < 0.0005:
+        return f"{value * 1000:.2f} ms"
+    if value < 0.01:
+        return f"{value * 1000:.1f} ms"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 100:
+        return f"{value:.2f} s"
+    return f"{value:.0f} s"
+
+
+def _number(value: object) -> float | None:
+    """A finite, non-negative float, or None (hand-edited reports may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) and f >= 0 else None
+
+
+def _measured(results: Sequence[CheckResult], keys: Iterable[str]) -> tuple[float, CheckResult] | None:
+    for key in keys:
+        for r in results:
+            value = _number(r.metrics.get(key))
+            if value is not None:
+                return value, r
+    return None
+
+
+def _worst(results: Sequence[CheckResult]) -> str:
+    """What the checks of a layer say about a phase they did not time."""
+    if not results:
+        return "unchecked"
+    statuses = {r.status for r in results}
+    for status, state in ((Status.FAIL, "fail"), (Status.ERROR, "error"), (Status.WARN, "warn")):
+        if status in statuses:
+            return state
+    if statuses == {Status.SKIP}:
+        return "blocked" if any(r.blocked_by for r in results) else "na"
+    return "unmeasured"
+
+
+def _state_of(result: CheckResult, codes: tuple[str, ...] | None) -> str:
+    if codes is None:
+        return result.status.value
+    severities = {f.severity for f in result.findings if f.code in codes}
+    if Status.FAIL in severities:
+        return "fail"
+    return "warn" if Status.WARN in severities else "pass"
+
+
+def _walk(value: object, depth: int = 0) -> Iterator[Mapping[str, object]]:
+    """Every mapping inside an evidence tree, outermost first, depth-bounded."""
+    if depth > _MAX_WALK_DEPTH:
+        return
+    if isinstance(value, Mapping):
+        yield value
+        for v in value.values():
+            yield from _walk(v, depth + 1)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _walk(v, depth + 1)
+
+
+def _end_events(evidence: Mapping[str, object]) -> Iterator[tuple[float, str, str, Mapping[str, object]]]:
+    """(t_s, kind, label, session) of every event that ended a recorded connection."""
+    for session in _walk(evidence):
+        events = session.get("events")
+        if not isinstance(events, list | tuple):
+            continue
+        for event in events:
+            if not isinstance(event, Mapping):
+                continue
+            t = _number(event.get("t_s"))
+            kind = event.get("kind")
+            if t is None or not isinstance(kind, str):
+                continue
+            if kind in _END_KINDS:
+                yield t, kind, _END_KINDS[kind], session
+            elif kind == "close" and event.get("direction") == "in":
+                code = event.get("code")
+                shown = str(code) if isinstance(code, int) and not isinstance(code, bool) else "?"
+                yield t, "close", f"close frame {shown} received", session
+
+
+class _Scale:
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+
+    def x(self, t: float) -> float:
+        return round(min(max(t / self.span_s, 0.0), 1.0) * TRACK, 2)
+
+    def bar(self, start: float, duration: float | None) -> tuple[float, float]:
+        x = self.x(start)
+        if duration is None:
+            return x, 0.0
+        width = max(MIN_BAR, self.x(start + duration) - x)
+        if x + width > TRACK:
+            x = max(0.0, TRACK - width)
+        return x, round(width, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A row before the axis is known: times only."""
+
+    key: str
+    label: str
+    state: str
+    start_s: float | None
+    duration_s: float | None
+    value: str
+    note: str
+    marks: tuple[tuple[float, str, str], ...] = ()
+
+    def end_s(self) -> float:
+        ends = [(self.start_s or 0.0) + (self.duration_s or 0.0), *(t for t, _k, _l in self.marks)]
+        return max(ends)
+
+    def place(self, scale: _Scale) -> Bar:
+        x, width = scale.bar(self.start_s or 0.0, self.duration_s) if self.start_s is not None else (0.0, 0.0)
+        marks = tuple(Mark(t, scale.x(t), kind, label) for t, kind, label in self.marks)
+        return Bar(self.key, self.label, self.state, self.start_s, self.duration_s, x, width, self.value, self.note,
+                   marks)
+
+
+def _phase_row(phase: _Phase, results: Sequence[CheckResult], start: float) -> _Row | None:
+    layer_results = [r for r in results if r.layer in phase.layers]
+    found = _measured(results, phase.metrics)
+    if found is None:
+        if phase.optional and (phase.key != "proxy" or not layer_results):
+            return None
+        state = _worst(layer_results)
+        if state in ("pass", "warn"):
+            state = "unmeasured"
+        return _Row(phase.key, phase.label, state, start, None, _STATE_TEXT.get(state, state), "")
+    value, owner = found
+    metric = next(k for k in phase.metrics if _number(owner.metrics.get(k)) is not None)
+    return _Row(
+        phase.key, phase.label, _state_of(owner, phase.codes), start, value, format_seconds(value),
+        f"{metric} from {owner.check_id}",
+    )
+
+
+def _stream_marks(results: Sequence[CheckResult], open_at: float) -> tuple[tuple[float, str, str], ...]:
+    """The stream session's ending, placed relative to the moment the socket opened."""
+    owner = _measured(results, ("audio_s", "first_result_s"))
+    candidates = [owner[1]] if owner else [r for r in results if r.layer == "stream"]
+    marks: list[tuple[float, str, str]] = []
+    for r in candidates[:1]:
+        for t, kind, label, session in _end_events(r.evidence):
+            opened = _number(session.get("open_t")) or 0.0
+            rel = max(t - opened, 0.0)
+            marks.append((open_at + rel, kind, f"{label} {format_seconds(rel)} after open"))
+    return tuple(marks[:_MAX_MARKS])
+
+
+def _phases(results: Sequence[CheckResult]) -> list[_Row]:
+    rows: list[_Row] = []
+    cursor = 0.0
+    for phase in _BEFORE_OPEN:
+        row = _phase_row(phase, results, cursor)
+        if row is not None:
+            rows.append(row)
+            cursor += row.duration_s or 0.0
+    open_at = cursor
+    first = _phase_row(_FIRST_RESULT, results, open_at)
+    audio = _phase_row(_AUDIO, results, open_at)
+    if audio is not None:
+        marks = _stream_marks(results, open_at)
+        audio = _Row(audio.key, audio.label, audio.state, audio.start_s, audio.duration_s, audio.value, audio.note,
+                     marks)
+    streamed = (audio.duration_s if audio else None) or (first.duration_s if first else None) or 0.0
+    close = _phase_row(_CLOSE, results, open_at + streamed)
+    rows.extend(r for r in (first, audio, close) if r is not None)
+    for phase in _IDLE:
+        row = _phase_row(phase, results, open_at)
+        if row is None or row.duration_s is None:
+            continue
+        end = open_at + row.duration_s
+        kind, what = ("cutoff", "cut without a close frame") if phase.key == "idle_cutoff" else ("close", "ended")
+        if phase.key == "keepalive":
+            kind, what = ("cutoff", "stream ended") if row.state == "fail" else ("close", "still open")
+        rows.append(_Row(row.key, row.label, row.state, row.start_s, row.duration_s, row.value, row.note,
+                         ((end, kind, f"{what} after {format_seconds(row.duration_s)} idle"),)))
+    return rows
+
+
+def _check_rows(results: Sequence[CheckResult]) -> list[_Row]:
+    rows = []
+    for r in results:
+        start = _number(r.started_at_s) or 0.0
+        duration = _number(r.duration_s) or 0.0
+        marks = []
+        for t, kind, label, _session in _end_events(r.evidence):
+            at = min(start + t, start + duration) if duration else start + t
+            marks.append((at, kind, f"{label} at {format_seconds(t)}"))
+        status = r.status.value
+        value = "skipped" if r.status is Status.SKIP else format_seconds(duration)
+        rows.append(_Row(r.check_id, r.check_id, status, start, duration if r.status is not Status.SKIP else None,
+                         value, r.title, tuple(marks[:_MAX_MARKS])))
+    return rows
+
+
+def _ticks(span: float) -> tuple[float, list[float]]:
+    """A 1-2-5 step giving at most :data:`_MAX_TICKS` intervals, and the tick times."""
+    raw = span / _MAX_TICKS
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    count = math.floor(span / step + 1e-9)
+    return step, [round(i * step, 9) for i in range(count + 1)]
+
+
+def build_timeline(report: Report) -> Timeline:
+    """Rows and axis for ``report``. Never raises on odd numbers: they are dropped, not drawn."""
+    results = report.results
+    phase_rows = _phases(results)
+    check_rows = _check_rows(results)
+    ends = [row.end_s() for row in (*phase_rows, *check_rows)]
+    span = max([e for e in ends if math.isfinite(e)] + [0.0])
+    span = span * 1.02 if span > 0 else 0.001
+    scale = _Scale(span)
+    step, times = _ticks(span)
+    ticks = tuple(
+        Tick(t, scale.x(t), "0" if t == 0 else (format_seconds(t) if step < 1 else f"{t:g} s")) for t in times
+    )
+    return Timeline(
+        phases=tuple(row.place(scale) for row in phase_rows),
+        checks=tuple(row.place(scale) for row in check_rows),
+        ticks=ticks,
+        span_s=span,
+    )

@@ -1,0 +1,209 @@
+"""Redaction: every form of secret the issue names is masked, once, in the model -- so it reaches no
+reporter (terminal, JSON, HTML, JUnit), no file and no output stream, whether the report was made
+by a live run, echoed back by a hostile server, or edited by hand and re-rendered."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports.html import HtmlReporter
+from reports.json import JsonReporter
+from reports.junit import JunitReporter
+from reports.terminal import TerminalReporter
+from tests.hostile import KEY, HostileServer, Outputs, run_wsdoctor
+from wsdoctor.cli import main
+from wsdoctor.model import CheckResult, Finding, Report, Status, Target
+from wsdoctor.redact import MASK, Redactor
+
+API_KEY = "3f9a1c0b7d2e4f6a8b0c1d2e3f4a5b6c7d8e9f01"  # the shape of a Deepgram key: 40 hex digits
+JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ3c2RvY3RvciJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+PROXY_PASSWORD = "pr0xy-P@ss:w0rd"
+OTHER = "s3cr3tV4lue_zz99"  # a credential with no recognisable shape: caught by context only
+
+
+def texts(redactor: Redactor, value: Any) -> str:
+    return json.dumps(redactor.value(value), ensure_ascii=False)
+
+
+# -- each form, on its own -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "secret"),
+    [
+        # the run's own key, anywhere, in any casing of context
+        (f"the key is {KEY} (from $DEEPGRAM_API_KEY)", KEY),
+        (f"wss://h/v1/listen?x={urllib.parse.quote(KEY)}", KEY),
+        # bearer tokens and Token credentials in prose or raw HTTP
+        (f"Authorization: Bearer {JWT}", JWT),
+        (f"sent bearer {JWT} to the server", JWT),
+        (f"a bare temporary token {JWT}", JWT),
+        (f"Token {OTHER}", OTHER),
+        (f"Basic {OTHER}==", OTHER),
+        # Authorization / Proxy-Authorization lines in a raw excerpt, whatever the scheme
+        (f"GET / HTTP/1.1\r\nAuthorization: Digest username=u, response={OTHER}\r\nHost: x", OTHER),
+        (f"HTTP/1.1 407\r\nproxy-authorization: NTLM {OTHER}\r\n\r\n", OTHER),
+        (f"X-Api-Key: {OTHER}", OTHER),
+        # proxy passwords in URLs, an '@' in the password included
+        (f"http://user:{PROXY_PASSWORD}@proxy.corp:3128", PROXY_PASSWORD),
+        (f"HTTPS_PROXY=http://user:{urllib.parse.quote(PROXY_PASSWORD)}@proxy:3128/", "pr0xy-P%40ss%3Aw0rd"),
+        (f"socks5://:{OTHER}@10.0.0.1:1080", OTHER),
+        # the subprotocol form of a key
+        (f"Sec-WebSocket-Protocol: token, {OTHER}", OTHER),
+        (f"offered subprotocols token,{OTHER}", OTHER),
+        # credential query parameters
+        (f"Location: https://login.example/?next=/&access_token={OTHER}&x=1", OTHER),
+        (f"wss://api.deepgram.com/v1/listen?token={OTHER}", OTHER),
+        # a Deepgram-shaped key nobody registered
+        (f"err_msg: invalid key {API_KEY}.", API_KEY),
+    ],
+)
+def test_text_form_is_masked(raw: str, secret: str) -> None:
+    redactor = Redactor([KEY])
+    out = redactor.text(raw)
+    assert secret not in out
+    assert MASK in out
+    assert redactor.text(out) == out  # idempotent: re-redacting a report changes nothing
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"Authorization": f"Token {OTHER}"},
+        {"headers": {"proxy-authorization": OTHER}},
+        {"headers": [["Authorization", OTHER], ["Host", "x"]]},
+        {"headers": [{"name": "Authorization", "value": OTHER}]},
+        {"sec-websocket-protocol": f"token, {OTHER}"},
+        {"subprotocols": ["token", OTHER]},
+        {"Cookie": f"session={OTHER}"},
+        [["Proxy-Authorization", f"Basic {OTHER}"]],
+    ],
+)
+def test_structured_form_is_masked(value: Any) -> None:
+    out = texts(Redactor(), value)
+    assert OTHER not in out
+    assert MASK in out
+
+
+def test_innocent_text_survives() -> None:
+    redactor = Redactor([KEY])
+    for text in (
+        "Basic authentication is required by the proxy",
+        "dg-request-id 6a1c2f1e-8f0d-4b0a-9c56-1d2e3f4a5b6c",
+        "Sec-WebSocket-Accept: PBMXB/BzwbhmbJaXK5oCV9mcEGU=",
+        "a token was sent",
+        "ws://127.0.0.1:8080/v1/listen?model=nova-2&encoding=linear16",
+        "sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ):
+        assert redactor.text(text) == text
+
+
+def test_short_secrets_are_not_registered() -> None:
+    assert Redactor(["abc", ""]).secrets == []
+
+
+def test_report_redacts_every_string_and_is_idempotent() -> None:
+    report = leaky_report()
+    clean = Redactor([KEY]).report(report)
+    dumped = json.dumps(clean.to_dict(), ensure_ascii=False)
+    for secret in SECRETS:
+        assert secret not in dumped, secret
+    assert Redactor([KEY]).report(clean) == clean
+
+
+# -- every reporter, through the command line -------------------------------------------------
+
+SECRETS = (KEY, JWT, PROXY_PASSWORD, OTHER, API_KEY)
+
+
+def leaky_report() -> Report:
+    """A report.json edited by hand (or written by a careless plugin): secrets everywhere."""
+    finding = Finding(
+        "ws.auth-rejected", "credentials", Status.FAIL,
+        f"rejected Token {OTHER} and bearer {JWT}",
+        evidence={"authorization": f"Token {KEY}", "echo": KEY, "key": API_KEY},
+    )
+    return Report(
+        target=Target.parse("wss://api.deepgram.com/v1/listen?token=zzz"),
+        results=(
+            CheckResult(
+                "ws.auth", f"title with {KEY}", Status.FAIL, f"401 for key {KEY}", findings=(finding,),
+                metrics={"upgrade_s": 0.1},
+                evidence={
+                    "upgrade": {"answer": {"status": 401, "headers": [["Authorization", f"Bearer {JWT}"],
+                                                                       ["dg-request-id", "abc-123"]]}},
+                    "raw_excerpt": f"GET /v1/listen HTTP/1.1\r\nProxy-Authorization: Basic {OTHER}\r\n",
+                    "proxy": f"http://me:{PROXY_PASSWORD}@proxy:3128",
+                    "subprotocols": ["token", KEY],
+                },
+            ),
+            CheckResult(
+                "stream.transcribe", "s", Status.SKIP, f"requires ws.auth (key {API_KEY})", blocked_by="ws.auth"
+            ),
+        ),
+        started_at="2025-01-01T00:00:00Z",
+        duration_s=1.0,
+        wsdoctor_version="0.1.0",
+        environment={"proxy_env": {"HTTPS_PROXY": f"http://me:{PROXY_PASSWORD}@proxy:3128"}, "note": KEY},
+    )
+
+
+def test_render_masks_a_hand_edited_report_in_every_reporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written without redaction (as a hand edit would be); the key is also in the environment.
+    source = tmp_path / "edited.json"
+    source.write_text(json.dumps(leaky_report().to_dict()), encoding="utf-8")
+    for secret in SECRETS:
+        assert secret in source.read_text(encoding="utf-8")
+    monkeypatch.setenv("DEEPGRAM_API_KEY", KEY)
+    out = {name: tmp_path / f"out.{name}" for name in ("json", "html", "xml")}
+    code = main(["render", str(source), "--json", str(out["json"]), "--html", str(out["html"]),
+                 "--junit", str(out["xml"])])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    outputs = {"stdout": captured.out, "stderr": captured.err, **{k: p.read_text("utf-8") for k, p in out.items()}}
+    assert "ws.auth" in outputs["stdout"] and "ws.auth" in outputs["html"] and "ws.auth" in outputs["xml"]
+    for where, text in outputs.items():
+        for secret in SECRETS:
+            assert secret not in text, (where, secret)
+    assert MASK in outputs["html"] and MASK in outputs["xml"] and MASK in outputs["json"]
+
+
+def test_reporters_show_only_what_the_model_holds() -> None:
+    """The reporters add no secret of their own: on a redacted model, all four are clean."""
+    clean = Redactor([KEY]).report(leaky_report())
+    for reporter in (TerminalReporter(), TerminalReporter(color=True), JsonReporter(), HtmlReporter(),
+                     JunitReporter()):
+        text = reporter.render(clean)
+        for secret in SECRETS:
+            assert secret not in text, (type(reporter).__name__, secret)
+
+
+@pytest.fixture(scope="module")
+def leaky_run(tmp_path_factory: pytest.TempPathFactory) -> Outputs:
+    # The server echoes the key back: as "Token <key>" in a header, bare in the transcript, the
+    # close reason and a cookie. Only redaction stands between it and the reports.
+    with HostileServer() as server:
+        return run_wsdoctor(tmp_path_factory.mktemp("leaky"), server.url)
+
+
+def test_key_from_the_environment_reaches_no_output(leaky_run: Outputs) -> None:
+    out = leaky_run
+    assert out.returncode == 1, out.stderr
+    streams = {"stdout": out.stdout, "stderr": out.stderr, "json": out.json_text, "html": out.html_text,
+               "junit": out.junit_text}
+    for where, text in streams.items():
+        assert KEY not in text, where
+        assert urllib.parse.quote(KEY) not in text, where
+    # the run really got far enough for the echoes to happen, and they were masked, not dropped
+    data = json.loads(out.json_text)
+    dumped = json.dumps(data)
+    assert "X-Echo-Authorization" in dumped or "x-echo-authorization" in dumped
+    assert MASK in dumped
+    assert MASK in out.html_text and MASK in out.junit_text and MASK in out.stdout
