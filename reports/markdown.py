@@ -1,0 +1,239 @@
+"""The Markdown reporter: a short summary to paste into a ticket or a CI job summary.
+
+GitHub-flavoured Markdown (CommonMark plus tables), written for GitHub issues and
+``$GITHUB_STEP_SUMMARY``, Jira/GitLab Markdown and any CommonMark renderer. Top to bottom: a heading
+with the verdict and the target; the primary cause with the section of Deepgram's article it comes
+from and the first finding; the top three fixes; a compact table of the checks; the other causes
+and the INFO notes in one line each; the REST alternative when REST worked where streaming failed;
+the ``dg-request-id`` values to quote to Deepgram support; a footer (version, time, duration).
+
+Promises:
+
+- **No raw HTML, no markup from the server.** Every string that comes from the report -- close
+  reasons, summaries, messages and request ids are server-controlled; ids and the URL could come
+  from a hand-edited file -- is escaped for Markdown *and* HTML by :func:`text` (``<``, ``>`` and
+  ``&`` as entities; the punctuation Markdown or GitHub acts on inside a line backslash-escaped,
+  so no emphasis, link, image, autolink, math, ``@mention`` or ``#123`` reference can form, and a
+  pipe cannot break a table), or put in a code span by :func:`code` (fenced with more backticks
+  than the value holds, so a backtick cannot close it; pipes escaped inside tables, as GFM asks).
+  Control characters are made visible first (:func:`wsdoctor.sanitize.printable`) and newlines
+  become spaces, so nothing can start a new block. The reporter writes no HTML tags itself.
+- **Short.** Each server string is cut (:data:`_CELL_LIMIT`, :data:`_MESSAGE_LIMIT`), at most
+  :data:`_MAX_REQUEST_IDS` request ids are listed, and only the top :data:`_TOP_FIXES` fixes.
+- **Every dg-request-id, once.** :func:`request_ids` walks every result's evidence: ``dg-request-id``
+  headers (as ``[name, value]`` pairs or as mapping keys, any case) and the ``request_id`` of
+  Results / Metadata messages and REST answers; deduplicated, in report order.
+- Pure and deterministic, like every reporter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import ClassVar
+
+from wsdoctor.causes import ARTICLE_TITLE, CAUSES, REST_FALLBACK
+from wsdoctor.model import CheckResult, JSONValue, Report, Status
+from wsdoctor.sanitize import printable
+
+__all__ = ["MarkdownReporter", "code", "request_ids", "text"]
+
+_CELL_LIMIT = 160
+_MESSAGE_LIMIT = 400
+_ID_LIMIT = 120
+_MAX_REQUEST_IDS = 20
+_TOP_FIXES = 3
+_MAX_DEPTH = 12
+
+_STATUS_BADGE: dict[Status, str] = {
+    Status.PASS: "✅ pass",
+    Status.WARN: "⚠️ warn",
+    Status.FAIL: "❌ fail",
+    Status.SKIP: "⏭️ skip",
+    Status.ERROR: "💥 error",
+    Status.INFO: "ℹ️ info",
+}
+_VERDICT_BADGE: dict[str, str] = {
+    "healthy": "✅ HEALTHY",
+    "warnings": "⚠️ WARNINGS",
+    "failing": "❌ FAILING",
+    "incomplete": "⏸️ INCOMPLETE",
+}
+_STREAMING_LAYERS = frozenset({"stream", "close"})
+
+# HTML-significant characters become entities (a backslash does not stop a CommonMark renderer
+# from passing "<script>" through as raw HTML; "&lt;" always renders as a literal "<").
+_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+# ASCII punctuation Markdown (or GitHub) acts on in the middle of a line -- emphasis, code spans,
+# links and images (no "[" means no link), table cells, strikethrough, @mentions, #references, math
+# -- is backslash-escaped (CommonMark renders "\\*" as "*"). Characters that only matter at the start
+# of a line ("-", "+", "1.", "=") stay readable: server text never starts a line here.
+_BACKSLASHED = frozenset("\\`*_[]!|~@#$")
+
+
+def _clean(value: object, limit: int) -> str:
+    """Control characters visible, bounded, on one line."""
+    return printable(str(value).replace("\r", " ").replace("\n", " "), limit)
+
+
+def text(value: object, limit: int = _MESSAGE_LIMIT) -> str:
+    """``value`` as inline Markdown text that renders literally: no markup, no HTML, one line."""
+    out = []
+    for ch in _clean(value, limit):
+        if ch in _ENTITIES:
+            out.append(_ENTITIES[ch])
+        elif ch in _BACKSLASHED:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def code(value: object, limit: int = _ID_LIMIT, *, in_table: bool = False) -> str:
+    """``value`` as a code span that no content can close (CommonMark: fence with one backtick
+    more than the longest run inside). Code spans never produce HTML. In a table cell a pipe must
+    be ``\\|`` even inside a code span (GFM splits cells first and then drops the backslash)."""
+    s = _clean(value, limit)
+    if in_table:
+        s = s.replace("|", "\\|")
+    longest = run = 0
+    for ch in s:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or not s.strip() else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
+def _walk_ids(value: JSONValue, found: dict[str, None], depth: int = 0) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            key = str(k).lower()
+            if key in ("dg-request-id", "request_id") and isinstance(v, str) and v:
+                found.setdefault(v, None)
+            else:
+                _walk_ids(v, found, depth + 1)
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) == 2 and isinstance(value[0], str) and value[0].lower() == "dg-request-id":
+            if isinstance(value[1], str) and value[1]:
+                found.setdefault(value[1], None)
+            return
+        for v in value:
+            _walk_ids(v, found, depth + 1)
+
+
+def request_ids(report: Report) -> list[str]:
+    """Every ``dg-request-id`` in the report's evidence (headers, Results/Metadata, REST), once."""
+    found: dict[str, None] = {}
+    for result in report.results:
+        _walk_ids(result.evidence, found)
+        for finding in result.findings:
+            _walk_ids(finding.evidence, found)
+    return list(found)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if math.isfinite(value) else "—"
+
+
+def _rest_fallback_applies(results: Sequence[CheckResult]) -> bool:
+    if any(f.evidence.get("rest_fallback") is True for r in results for f in r.findings):
+        return True
+    rest_ok = any(r.check_id.startswith("rest.") and r.status is Status.PASS for r in results)
+    return rest_ok and any(r.layer in _STREAMING_LAYERS and r.status is Status.FAIL for r in results)
+
+
+class MarkdownReporter:
+    """Renders a short GitHub-flavoured Markdown summary of a report."""
+
+    name: ClassVar[str] = "markdown"
+
+    def render(self, report: Report) -> str:
+        return "\n".join(self._lines(report)).rstrip("\n") + "\n"
+
+    def _lines(self, report: Report) -> Iterator[str]:
+        summary = report.summary
+        badge = _VERDICT_BADGE.get(summary.verdict, text(summary.verdict).upper())
+        yield f"### wsdoctor: {badge} — {code(report.target.url, 300)}"
+        yield ""
+        counts = " · ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
+        cut = " The run was cut by its deadline before every check ended." if report.interrupted else ""
+        yield f"**Verdict: {text(summary.verdict)}** ({len(report.results)} checks: {counts or 'none'}).{cut}"
+        yield ""
+        yield from self._primary(report)
+        yield "| Check | Status | Time | Result |"
+        yield "| --- | --- | ---: | --- |"
+        for r in report.results:
+            badge = _STATUS_BADGE.get(r.status, text(r.status.value))
+            yield (
+                f"| {code(r.check_id, _ID_LIMIT, in_table=True)} | {badge} | {_seconds(r.duration_s)} "
+                f"| {text(r.summary, _CELL_LIMIT)} |"
+            )
+        yield ""
+        yield from self._other_causes(report)
+        if _rest_fallback_applies(report.results):
+            yield f"**Alternative:** {text(REST_FALLBACK)}"
+            yield ""
+        ids = request_ids(report)
+        if ids:
+            yield "**dg-request-id** values to quote to Deepgram support:"
+            yield ""
+            for rid in ids[:_MAX_REQUEST_IDS]:
+                yield f"- {code(rid)}"
+            if len(ids) > _MAX_REQUEST_IDS:
+                yield f"- … and {len(ids) - _MAX_REQUEST_IDS} more in the JSON report"
+            yield ""
+        yield (
+            f"wsdoctor {text(report.wsdoctor_version, 40)} · started {text(report.started_at, 40)} · "
+            f"{_seconds(report.duration_s)}"
+        )
+
+    def _primary(self, report: Report) -> Iterator[str]:
+        summary = report.summary
+        if summary.primary_cause is None:
+            return
+        cause = CAUSES.get(summary.primary_cause)
+        title = text(cause.title) if cause is not None else "not in wsdoctor's cause catalogue"
+        if cause is not None and cause.article_section:
+            where = f"Deepgram's article *{text(ARTICLE_TITLE)}*, {text(cause.article_section)}"
+        elif cause is not None:
+            where = "beyond Deepgram's article"
+        else:
+            where = "unknown cause"
+        yield f"**Primary cause:** {title} ({code(summary.primary_cause)}) — {where}."
+        first = next(
+            (
+                (r, f)
+                for r in report.results
+                for f in r.findings
+                if f.code == summary.primary_finding and f.cause == summary.primary_cause
+            ),
+            None,
+        )
+        if first is not None:
+            result, finding = first
+            yield ""
+            yield f"**Finding:** {code(finding.code)} from {code(result.check_id)}: {text(finding.message)}"
+        if cause is not None and cause.fixes:
+            yield ""
+            yield "**Top fixes:**"
+            yield ""
+            for i, fix in enumerate(cause.fixes[:_TOP_FIXES], 1):
+                yield f"{i}. {text(fix)}"
+        yield ""
+
+    def _other_causes(self, report: Report) -> Iterator[str]:
+        summary = report.summary
+        others = [
+            c for c in summary.causes if c.cause != summary.primary_cause and c.severity is not Status.INFO
+        ]
+        if others:
+            parts = [f"{code(c.cause)} ({', '.join(code(x) for x in c.codes)})" for c in others]
+            yield f"**Other causes:** {'; '.join(parts)}"
+            yield ""
+        notes = [(r, f) for r in report.results for f in r.findings if f.severity is Status.INFO]
+        if notes:
+            yield "**Notes:** " + "; ".join(f"{code(f.code)}: {text(f.message, _CELL_LIMIT)}" for _r, f in notes)
+            yield ""

@@ -1,0 +1,127 @@
+"""The Markdown reporter, rendered by a real Markdown parser (markdown-it-py, CommonMark + GFM
+tables): same verdict, the primary cause with its article section and fixes, one table row per
+check, every dg-request-id, and no raw HTML from server-controlled strings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+
+from reports.base import load_reporter
+from reports.markdown import MarkdownReporter, code, request_ids, text
+from wsdoctor.causes import CAUSES
+from wsdoctor.model import CheckResult, Finding, Report, Status, Target
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
+NAMES = ("healthy", "failing-proxy", "hostile", "mock-tls-idle-cutoff")
+
+
+def load(name: str) -> Report:
+    return Report.from_dict(json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8")))
+
+
+def md() -> MarkdownIt:
+    # html=True: the parser *would* pass raw HTML through, so the test proves we never emit any.
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+def html_tokens(source: str) -> list[str]:
+    found = []
+    for token in md().parse(source):
+        if token.type == "html_block":
+            found.append(token.content)
+        for child in token.children or ():
+            if child.type == "html_inline":
+                found.append(child.content)
+    return found
+
+
+def report_of(*results: CheckResult) -> Report:
+    return Report(
+        target=Target.parse("wss://api.deepgram.com/v1/listen"),
+        results=results,
+        started_at="2025-01-01T00:00:00Z",
+        duration_s=1.0,
+        wsdoctor_version="0.1.0",
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_renders_with_the_same_verdict_and_no_raw_html(name: str) -> None:
+    report = load(name)
+    source = MarkdownReporter().render(report)
+    assert html_tokens(source) == []
+    html = md().render(source)
+    assert f"Verdict: {report.summary.verdict}" in html
+    assert report.summary.verdict.upper() in html.split("\n", 1)[0]  # in the heading
+    assert html.count("<tr>") == len(report.results) + 1  # header + one row per check
+    assert "<script" not in html and "<img" not in html
+    assert "\x1b" not in source and "\u202e" not in source
+
+
+def test_failing_proxy_names_cause_article_section_and_top_fixes() -> None:
+    report = load("failing-proxy")
+    html = md().render(MarkdownReporter().render(report))
+    cause = CAUSES["proxy-firewall"]
+    assert cause.title in html
+    assert cause.article_section is not None and cause.article_section in html
+    assert "<code>proxy-firewall</code>" in html
+    assert "<code>http.intermediary-response</code>" in html
+    assert html.count("<li>") >= 3
+    for fix in cause.fixes[:3]:
+        assert fix[:40] in html.replace("&quot;", '"').replace("&#x27;", "'")
+
+
+def test_hostile_report_stays_text() -> None:
+    source = MarkdownReporter().render(load("hostile"))
+    html = md().render(source)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, escaped
+    assert "<script" not in html
+    assert html_tokens(source) == []
+
+
+def test_server_strings_cannot_break_tables_code_spans_or_link() -> None:
+    nasty = "a|b `tick` ``two`` <script>x</script> [link](javascript:alert(1)) **bold** @someone #1 $x$\nnext"
+    rid = "<img src=x onerror=alert(1)>`|"
+    finding = Finding("close.no-close-frame", "network-instability", Status.FAIL, nasty, evidence={"request_id": rid})
+    report = report_of(
+        CheckResult("close.handshake", "t", Status.FAIL, nasty, findings=(finding,),
+                    evidence={"upgrade": {"answer": {"headers": [["DG-Request-Id", "abc-123"], ["x", "y"]]}}}),
+        CheckResult("stream.transcribe", "t", Status.PASS, "ok",
+                    evidence={"events": [{"detail": {"request_id": "abc-123"}}, {"detail": {"request_id": "def"}}]}),
+    )
+    source = MarkdownReporter().render(report)
+    assert html_tokens(source) == []
+    tokens = md().parse(source)
+    rows = [t for t in tokens if t.type == "tr_open"]
+    cells = [t for t in tokens if t.type == "td_open"]
+    assert len(cells) == 4 * (len(rows) - 1)  # no pipe added a column
+    html = md().render(source)
+    assert "<a " not in html and "<strong>bold" not in html and "<script" not in html and "<img" not in html
+    assert "a|b" in html and "[link](javascript:alert(1))" in html  # rendered literally
+    assert request_ids(report) == ["abc-123", rid, "def"]  # in report order, once
+    assert f"<code>{rid.replace('<', '&lt;').replace('>', '&gt;')}</code>" in html
+
+
+def test_escape_helpers() -> None:
+    assert text("<b>&") == "&lt;b&gt;&amp;"
+    assert text("*x* |") == "\\*x\\* \\|"
+    assert code("a`b") == "``a`b``"
+    assert code("`x`") == "`` `x` ``"
+    assert code("a|b", in_table=True) == "`a\\|b`"
+
+
+def test_request_ids_of_a_real_run_are_listed_once() -> None:
+    report = load("healthy")
+    ids = request_ids(report)
+    assert ids and len(ids) == len(set(ids))
+    source = MarkdownReporter().render(report)
+    for rid in ids[:20]:
+        assert rid in source
+
+
+def test_registered_as_a_reporter() -> None:
+    assert load_reporter("markdown") is MarkdownReporter

@@ -1,0 +1,645 @@
+"""``wsdoctor serve``: a Prometheus exporter in the style of blackbox_exporter.
+
+Theory of operation. Prometheus does the scheduling, storage and alerting; wsdoctor only answers
+scrapes. A scrape of ``GET /probe?target=T&profile=P`` runs one diagnosis
+(:func:`wsdoctor.diagnosis.diagnose`) of the configured target ``T`` with the checks and options of
+profile ``P`` and answers with the report rendered by
+:class:`reports.openmetrics.OpenMetricsReporter` (``Content-Type: application/openmetrics-text;
+version=1.0.0``). Prometheus' relabeling turns each listed target into such a scrape
+(``docs/prometheus/prometheus.yml``), so one exporter serves a whole fleet of endpoints and
+Prometheus' own ``up`` says whether the exporter answered at all.
+
+- **No open proxy.** ``target`` must be, exactly, the name or the URL of a target in the config;
+  anything else is ``403``, so the exporter cannot be made to connect anywhere else (SSRF).
+  ``profile`` must be one the target allows (``403``); an unknown profile or a missing ``target``
+  is ``400``. Without ``profile`` the target's first allowed profile is used.
+- **Bounded time.** The probe's deadline is ``min(profile timeout, X-Prometheus-Scrape-Timeout-
+  Seconds - 0.5 s)``, handed to the diagnosis as ``Diagnosis.deadline_s``: checks still running
+  then are cancelled and the partial report is answered with ``wsdoctor_probe_success 0`` and
+  ``wsdoctor_probe_interrupted 1`` -- an answer within the scrape timeout beats a scrape error,
+  because it says *how far* the probe got. A hard guard (the scrape timeout minus 0.1 s) answers
+  even if the cancellation itself is slow.
+- **Bounded concurrency, no queue.** At most ``max_concurrent_probes`` probes run at once; one
+  more gets ``503`` at once. A queue would only spend the waiting scrape's timeout and then fail
+  anyway, whereas the 503 shows up as ``up == 0`` and in ``wsdoctor_exporter_probes_total
+  {result="busy"}``, which says to raise the bound or lower the scrape rate.
+- ``GET /metrics``: the exporter's own health -- probes by result, probe durations, probes in
+  flight, the bound, config reloads (blackbox's ``config_last_reload_successful``), start time.
+- Config reload on ``SIGHUP`` (a bad file keeps the old config and sets
+  ``wsdoctor_exporter_config_last_reload_successful 0``); graceful stop on ``SIGINT``/``SIGTERM``:
+  the listener closes, in-flight probes are cancelled within a bounded time.
+
+Config (TOML always; YAML when PyYAML is installed, which ``pip install wsdoctor`` does)::
+
+    listen = "127.0.0.1:9115"          # --listen overrides
+    max_concurrent_probes = 4
+    [profiles.quick]                  # every key optional; defaults below
+    checks = ["dns", "tcp", "tls", "http", "ws"]   # ids or families; default all
+    skip = []
+    quick = true                      # skip slow checks (the idle family); default true here
+    timeout = 30                      # whole probe, seconds (the scrape timeout cuts it further)
+    connect_timeout = 5
+    close_wait = 2
+    idle_max = 30
+    keepalive_every = 4
+    proxy = "http://proxy.corp:3128"  # or no_proxy = true; default: the proxy variables
+    api_key_env = "DEEPGRAM_API_KEY"  # the key is read from this variable at each probe
+    ca_file = "/etc/ssl/corp-ca.pem"
+    [targets.deepgram]
+    url = "wss://api.deepgram.com/v1/listen"
+    profiles = ["quick"]              # default: every profile
+
+Without ``--config``: the one target ``deepgram`` (Deepgram's endpoint) and one profile
+``default`` (all defaults). Unknown keys are errors (a typo must not silently change a probe).
+
+aiohttp is imported inside the functions that serve, so ``wsdoctor --help`` never loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from wsdoctor.errors import UsageError
+from wsdoctor.model import Target
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from wsdoctor.check import Check
+    from wsdoctor.model import Report
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "Exporter",
+    "ExporterConfig",
+    "Profile",
+    "TargetEntry",
+    "load_config",
+    "parse_config",
+    "parse_listen",
+    "probe_deadline",
+    "serve",
+]
+
+log = logging.getLogger("wsdoctor.exporter")
+
+DEFAULT_LISTEN = "127.0.0.1:9115"
+DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
+#: Prometheus sends its scrape timeout; we answer this much earlier (blackbox's default offset).
+SCRAPE_TIMEOUT_OFFSET_S = 0.5
+#: The shortest deadline a probe gets, whatever the header says.
+MIN_DEADLINE_S = 0.2
+#: How long a graceful stop waits for in-flight probes before cutting them.
+SHUTDOWN_GRACE_S = 5.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_PROBE_RESULTS = ("success", "failure", "busy", "forbidden", "bad_request", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Which checks a probe runs and how: the exporter's equivalent of ``wsdoctor run`` flags."""
+
+    name: str
+    checks: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    quick: bool = True
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    close_wait_s: float = 2.0
+    idle_max_s: float = 30.0
+    keepalive_every_s: float = 4.0
+    proxy: str | None = None
+    no_proxy: bool = False
+    api_key_env: str = "DEEPGRAM_API_KEY"
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetEntry:
+    name: str
+    url: str  # as written in the config (what ?target= may match)
+    target: Target
+    profiles: tuple[str, ...]  # allowed, in config order; the first is the default
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    listen: tuple[str, int]
+    max_concurrent_probes: int
+    targets: Mapping[str, TargetEntry]
+    profiles: Mapping[str, Profile]
+    source: str = "built-in defaults"
+
+    def lookup(self, wanted: str) -> TargetEntry | None:
+        """The target whose name or configured URL is exactly ``wanted`` (no normalisation)."""
+        if wanted in self.targets:
+            return self.targets[wanted]
+        return next((t for t in self.targets.values() if t.url == wanted), None)
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+_PROFILE_KEYS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    # config key -> (Profile field, accepted type)
+    "checks": ("checks", list),
+    "skip": ("skip", list),
+    "quick": ("quick", bool),
+    "timeout": ("timeout_s", (int, float)),
+    "connect_timeout": ("connect_timeout_s", (int, float)),
+    "close_wait": ("close_wait_s", (int, float)),
+    "idle_max": ("idle_max_s", (int, float)),
+    "keepalive_every": ("keepalive_every_s", (int, float)),
+    "proxy": ("proxy", str),
+    "no_proxy": ("no_proxy", bool),
+    "api_key_env": ("api_key_env", str),
+    "ca_file": ("ca_file", str),
+}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all interfaces); port 0 picks a free one."""
+    import ipaddress
+
+    host, sep, port_s = text.rpartition(":")
+    if not sep or not port_s.isdigit():
+        raise UsageError(f"listen address {text!r}: expected HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host = host or "0.0.0.0"  # noqa: S104 - ":PORT" asks for every interface, as blackbox's ":9115"
+    port = int(port_s)
+    if port > 65535:
+        raise UsageError(f"listen address {text!r}: port out of range")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"listen address {text!r}: put an IPv6 address in brackets") from None
+    return host, port
+
+
+def _where(source: str, path: str) -> str:
+    return f"{source}: {path}"
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
+        raise UsageError(f"{where}: must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _profile(name: str, raw: Any, source: str) -> Profile:
+    where = _where(source, f"profiles.{name}")
+    if not _NAME.match(name):
+        raise UsageError(f"{where}: a profile name is 1-64 letters, digits, '_', '.', ':' or '-'")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"{where}: expected a table/mapping")
+    values: dict[str, Any] = {"name": name}
+    for key, value in raw.items():
+        if key not in _PROFILE_KEYS:
+            raise UsageError(f"{where}: unknown key {key!r} (one of: {', '.join(sorted(_PROFILE_KEYS))})")
+        attr, kind = _PROFILE_KEYS[key]
+        if kind == (int, float):
+            values[attr] = _positive(value, f"{where}.{key}")
+        elif kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise UsageError(f"{where}.{key}: expected a list of check ids")
+            values[attr] = tuple(value)
+        elif not isinstance(value, kind) or (kind is str and not value):
+            raise UsageError(f"{where}.{key}: expected a {'boolean' if kind is bool else 'non-empty string'}")
+        else:
+            values[attr] = value
+    profile = Profile(**values)
+    if profile.ca_file is not None and not os.access(profile.ca_file, os.R_OK):
+        raise UsageError(f"{where}.ca_file {profile.ca_file!r}: not a readable file")
+    if profile.proxy is not None:
+        from wsdoctor.probes.proxy import ProxyURL, redact_proxy_text
+
+        if profile.no_proxy:
+            raise UsageError(f"{where}: proxy and no_proxy = true exclude each other")
+        try:
+            parsed = ProxyURL.parse(profile.proxy)
+        except ValueError as exc:
+            raise UsageError(f"{where}.proxy {redact_proxy_text(profile.proxy)!r}: {exc}") from None
+        if parsed.scheme != "http":
+            raise UsageError(f"{where}.proxy {parsed.display!r}: only http:// proxies are supported")
+    return profile
+
+
+def parse_config(data: Any, source: str = "config") -> ExporterConfig:
+    """Validate a parsed TOML/YAML document. Raises :class:`UsageError` with one line naming the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise UsageError(f"{source}: the top level must be a table/mapping")
+    unknown = sorted(set(data) - {"listen", "max_concurrent_probes", "profiles", "targets"})
+    if unknown:
+        known = "listen, max_concurrent_probes, profiles, targets"
+        raise UsageError(f"{source}: unknown key {unknown[0]!r} (one of: {known})")
+    listen_raw = data.get("listen", DEFAULT_LISTEN)
+    if not isinstance(listen_raw, str):
+        raise UsageError(f"{source}: listen: expected a string HOST:PORT")
+    listen = parse_listen(listen_raw)
+    bound = data.get("max_concurrent_probes", 4)
+    if isinstance(bound, bool) or not isinstance(bound, int) or not 1 <= bound <= 1000:
+        raise UsageError(f"{source}: max_concurrent_probes: expected an integer from 1 to 1000, not {bound!r}")
+    raw_profiles = data.get("profiles") or {"default": {}}
+    if not isinstance(raw_profiles, Mapping):
+        raise UsageError(f"{source}: profiles: expected a table/mapping of profile names")
+    profiles = {str(name): _profile(str(name), raw, source) for name, raw in raw_profiles.items()}
+    raw_targets = data.get("targets") or {"deepgram": {"url": DEFAULT_URL}}
+    if not isinstance(raw_targets, Mapping):
+        raise UsageError(f"{source}: targets: expected a table/mapping of target names")
+    targets: dict[str, TargetEntry] = {}
+    for name, raw in raw_targets.items():
+        name = str(name)
+        where = _where(source, f"targets.{name}")
+        if not _NAME.match(name):
+            raise UsageError(f"{where}: a target name is 1-64 letters, digits, '_', '.', ':' or '-'")
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("url"), str):
+            raise UsageError(f"{where}: expected a table with url = \"ws(s)://...\"")
+        extra = sorted(set(raw) - {"url", "profiles"})
+        if extra:
+            raise UsageError(f"{where}: unknown key {extra[0]!r} (one of: url, profiles)")
+        try:
+            target = Target.parse(raw["url"])
+        except UsageError as exc:
+            raise UsageError(f"{where}.url: {exc}") from None
+        allowed = raw.get("profiles", list(profiles))
+        if not isinstance(allowed, list) or not allowed or not all(isinstance(p, str) for p in allowed):
+            raise UsageError(f"{where}.profiles: expected a non-empty list of profile names")
+        missing = [p for p in allowed if p not in profiles]
+        if missing:
+            raise UsageError(f"{where}.profiles: no profile named {missing[0]!r}")
+        targets[name] = TargetEntry(name=name, url=raw["url"], target=target, profiles=tuple(allowed))
+    return ExporterConfig(
+        listen=listen, max_concurrent_probes=bound, targets=targets, profiles=profiles, source=source
+    )
+
+
+def load_config(path: str | None) -> ExporterConfig:
+    """Read and validate the config file (TOML; YAML for ``.yaml``/``.yml``). ``None``: defaults."""
+    if path is None:
+        return parse_config({}, "built-in defaults")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path!r}: {exc.strerror}") from None
+    if path.lower().endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:  # pragma: no cover - PyYAML is a dependency
+            raise UsageError(f"{path!r}: a YAML config needs PyYAML (pip install pyyaml); or use TOML") from None
+        try:
+            data = yaml.safe_load(raw.decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            first = str(exc).replace("\n", " ")
+            raise UsageError(f"{path!r} is not valid YAML: {first}") from None
+    else:
+        import tomllib
+
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path!r} is not valid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def probe_deadline(profile_timeout_s: float, scrape_timeout_header: str | None) -> float:
+    """``min(profile timeout, scrape timeout - 0.5 s)``, never below :data:`MIN_DEADLINE_S`.
+    A missing or malformed header leaves the profile's timeout."""
+    deadline = profile_timeout_s
+    scrape = _scrape_timeout(scrape_timeout_header)
+    if scrape is not None:
+        deadline = min(deadline, scrape - SCRAPE_TIMEOUT_OFFSET_S)
+    return max(MIN_DEADLINE_S, deadline)
+
+
+def _scrape_timeout(header: str | None) -> float | None:
+    if header is None:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        return None
+    return value if 0 < value < math.inf else None
+
+
+# -- the exporter's own metrics -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Stats:
+    started_at: float = field(default_factory=time.time)
+    probes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_PROBE_RESULTS, 0))
+    duration_sum_s: float = 0.0
+    duration_count: int = 0
+    in_flight: int = 0
+    reload_ok: bool = True
+    reload_ok_at: float = field(default_factory=time.time)
+    reloads_failed: int = 0
+
+    def render(self, config: ExporterConfig) -> str:
+        from reports.openmetrics import escape_label_value, format_value
+        from wsdoctor import __version__
+
+        out = [
+            "# TYPE wsdoctor_exporter_build_info gauge",
+            "# HELP wsdoctor_exporter_build_info Version of the wsdoctor exporter (always 1).",
+            f'wsdoctor_exporter_build_info{{version="{escape_label_value(__version__)}"}} 1',
+            "# TYPE wsdoctor_exporter_probes counter",
+            "# HELP wsdoctor_exporter_probes Probe requests answered, by result.",
+        ]
+        out += [f'wsdoctor_exporter_probes_total{{result="{r}"}} {n}' for r, n in self.probes.items()]
+        out += [
+            "# TYPE wsdoctor_exporter_probe_duration_seconds summary",
+            "# UNIT wsdoctor_exporter_probe_duration_seconds seconds",
+            "# HELP wsdoctor_exporter_probe_duration_seconds Wall time of the probes that ran.",
+            f"wsdoctor_exporter_probe_duration_seconds_sum {format_value(self.duration_sum_s)}",
+            f"wsdoctor_exporter_probe_duration_seconds_count {self.duration_count}",
+            "# TYPE wsdoctor_exporter_probes_in_flight gauge",
+            "# HELP wsdoctor_exporter_probes_in_flight Probes running now.",
+            f"wsdoctor_exporter_probes_in_flight {self.in_flight}",
+            "# TYPE wsdoctor_exporter_max_concurrent_probes gauge",
+            "# HELP wsdoctor_exporter_max_concurrent_probes The bound on concurrent probes; one more gets 503.",
+            f"wsdoctor_exporter_max_concurrent_probes {config.max_concurrent_probes}",
+            "# TYPE wsdoctor_exporter_targets gauge",
+            "# HELP wsdoctor_exporter_targets Targets the config allows.",
+            f"wsdoctor_exporter_targets {len(config.targets)}",
+            "# TYPE wsdoctor_exporter_config_last_reload_successful gauge",
+            "# HELP wsdoctor_exporter_config_last_reload_successful 1 if the last config (re)load worked.",
+            f"wsdoctor_exporter_config_last_reload_successful {1 if self.reload_ok else 0}",
+            "# TYPE wsdoctor_exporter_config_last_reload_success_timestamp_seconds gauge",
+            "# UNIT wsdoctor_exporter_config_last_reload_success_timestamp_seconds seconds",
+            "# HELP wsdoctor_exporter_config_last_reload_success_timestamp_seconds When the config last loaded.",
+            f"wsdoctor_exporter_config_last_reload_success_timestamp_seconds {format_value(self.reload_ok_at)}",
+            "# TYPE wsdoctor_exporter_start_time_seconds gauge",
+            "# UNIT wsdoctor_exporter_start_time_seconds seconds",
+            "# HELP wsdoctor_exporter_start_time_seconds When the exporter started (Unix time).",
+            f"wsdoctor_exporter_start_time_seconds {format_value(self.started_at)}",
+            "# EOF",
+        ]
+        return "\n".join(out) + "\n"
+
+
+# -- the web app --------------------------------------------------------------------------------
+
+
+class Exporter:
+    """The ``/probe`` and ``/metrics`` handlers around one (reloadable) config."""
+
+    def __init__(
+        self,
+        config: ExporterConfig,
+        checks: Mapping[str, type[Check]],
+        broken_plugins: Mapping[str, str] | None = None,
+        config_path: str | None = None,
+    ) -> None:
+        for profile in config.profiles.values():
+            self._select(checks, profile)  # an unknown check id is a config error, now
+        self.config = config
+        self.checks = dict(checks)
+        self.broken_plugins = dict(broken_plugins or {})
+        self.config_path = config_path
+        self.stats = _Stats()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @staticmethod
+    def _select(checks: Mapping[str, type[Check]], profile: Profile) -> tuple[list[type[Check]], set[str]]:
+        from wsdoctor.runner import select_checks
+
+        try:
+            return select_checks(dict(checks), only=profile.checks, skip=profile.skip, quick=profile.quick)
+        except UsageError as exc:
+            raise UsageError(f"profile {profile.name!r}: {exc}") from None
+
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP). A bad file keeps the running config."""
+        try:
+            config = load_config(self.config_path)
+            for profile in config.profiles.values():
+                self._select(self.checks, profile)
+        except UsageError as exc:
+            self.stats.reload_ok = False
+            self.stats.reloads_failed += 1
+            log.error("config reload failed, keeping the running config: %s", exc)
+            return False
+        if config.listen != self.config.listen:
+            log.warning("listen address changes take effect at the next start")
+        self.config = config
+        self.stats.reload_ok = True
+        self.stats.reload_ok_at = time.time()
+        log.info("config reloaded from %s: %d targets, %d profiles", config.source, len(config.targets),
+                 len(config.profiles))
+        return True
+
+    def app(self) -> web.Application:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/", self.index)
+        app.router.add_get("/probe", self.probe)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    async def index(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        names = ", ".join(sorted(self.config.targets))
+        body = (
+            "wsdoctor exporter\n\n"
+            "GET /probe?target=NAME&profile=PROFILE  diagnose a configured target (OpenMetrics)\n"
+            "GET /metrics                            the exporter's own metrics\n\n"
+            f"targets: {names}\nprofiles: {', '.join(sorted(self.config.profiles))}\n"
+        )
+        return web.Response(text=body, content_type="text/plain")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        from reports.openmetrics import CONTENT_TYPE
+
+        return web.Response(body=self.stats.render(self.config).encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _refuse(self, status: int, result: str, message: str) -> web.Response:
+        from aiohttp import web
+
+        self.stats.probes[result] += 1
+        return web.Response(status=status, text=message + "\n", content_type="text/plain")
+
+    async def probe(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        from reports.openmetrics import CONTENT_TYPE, OpenMetricsReporter
+
+        config = self.config  # one config for the whole probe, even across a reload
+        wanted = request.query.get("target")
+        if not wanted:
+            return self._refuse(400, "bad_request", "missing the 'target' parameter")
+        entry = config.lookup(wanted)
+        if entry is None:
+            # Never echo the unlisted value: it may be a URL with credentials.
+            return self._refuse(403, "forbidden", "target not allowed: list it in the exporter's config")
+        profile_name = request.query.get("profile") or entry.profiles[0]
+        profile = config.profiles.get(profile_name)
+        if profile is None:
+            known = ", ".join(sorted(config.profiles))
+            return self._refuse(400, "bad_request", f"unknown profile (configured: {known})")
+        if profile_name not in entry.profiles:
+            return self._refuse(403, "forbidden", f"profile not allowed for target {entry.name!r}")
+        if self.stats.in_flight >= config.max_concurrent_probes:
+            return self._refuse(503, "busy", f"{config.max_concurrent_probes} probes already running; try later")
+        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+        deadline = probe_deadline(profile.timeout_s, header)
+        scrape = _scrape_timeout(header)
+        hard = max(deadline, scrape - 0.1) if scrape is not None else deadline + 3.0
+        self.stats.in_flight += 1
+        t0 = time.monotonic()
+        try:
+            report = await self._run(entry, profile, deadline, hard)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # our bug: say so in one line, keep serving
+            log.exception("probe of %s failed", entry.name)
+            return self._refuse(500, "error", f"internal error: {type(exc).__name__}")
+        finally:
+            self.stats.in_flight -= 1
+            self.stats.duration_sum_s += time.monotonic() - t0
+            self.stats.duration_count += 1
+        verdict = report.summary.verdict
+        self.stats.probes["success" if verdict in ("healthy", "warnings") else "failure"] += 1
+        log.info(
+            "probe target=%s profile=%s verdict=%s primary_cause=%s deadline=%.1fs took=%.2fs",
+            entry.name, profile.name, verdict, report.summary.primary_cause, deadline, time.monotonic() - t0,
+        )
+        body = OpenMetricsReporter(target_label=entry.name).render(report)
+        return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _run(self, entry: TargetEntry, profile: Profile, deadline: float, hard: float) -> Report:
+        """One diagnosis, cut at ``deadline``; if even the cut overruns ``hard``, an empty
+        interrupted report (the checks task is cancelled and reaped in the background)."""
+        import datetime
+
+        from wsdoctor import __version__
+        from wsdoctor.check import RunOptions
+        from wsdoctor.diagnosis import Diagnosis, diagnose
+        from wsdoctor.model import Report
+
+        checks, user_skipped = self._select(self.checks, profile)
+        options = RunOptions(
+            api_key_env=profile.api_key_env,
+            ca_file=profile.ca_file,
+            connect_timeout_s=profile.connect_timeout_s,
+            close_wait_s=profile.close_wait_s,
+            quick=profile.quick,
+            idle_max_s=profile.idle_max_s,
+            keepalive_every_s=profile.keepalive_every_s,
+            ping_every_s=min(2.0, profile.keepalive_every_s),
+            proxy=profile.proxy,
+            no_proxy=profile.no_proxy,
+        )
+        secrets: list[str] = []
+        if profile.proxy:
+            from wsdoctor.probes.proxy import ProxyURL
+
+            password = ProxyURL.parse(profile.proxy).password
+            if password is not None:
+                secrets.append(password.reveal())
+        diagnosis = Diagnosis(
+            target=entry.target,
+            options=options,
+            checks=checks,
+            key=os.environ.get(profile.api_key_env) or None,
+            user_skipped=user_skipped,
+            broken_plugins=self.broken_plugins,
+            secrets=secrets,
+            deadline_s=deadline,
+        )
+        inner: list[asyncio.Task[Any]] = []
+        started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        t0 = time.monotonic()
+        run = asyncio.ensure_future(diagnose(diagnosis, on_task=inner.append))
+        done, _ = await asyncio.wait({run}, timeout=hard)
+        if run in done:
+            return run.result()
+        log.warning("probe of %s overran its hard limit of %.1f s; answering without it", entry.name, hard)
+        for task in (*inner, run):
+            task.cancel()
+        self._tasks.add(run)  # reaped later; must not be garbage-collected while running
+        run.add_done_callback(self._tasks.discard)
+        run.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return Report(
+            target=entry.target,
+            results=(),
+            started_at=started,
+            duration_s=round(time.monotonic() - t0, 6),
+            wsdoctor_version=__version__,
+            interrupted=True,
+        )
+
+
+async def _main(exporter: Exporter, host: str, port: int) -> int:
+    import signal
+
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig, action in ((signal.SIGINT, stop.set), (signal.SIGTERM, stop.set), (signal.SIGHUP, exporter.reload)):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, action)
+            installed.append(sig)
+    runner = web.AppRunner(exporter.app(), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise UsageError(f"wsdoctor serve cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        addr = runner.addresses[0] if runner.addresses else (host, port)
+        shown = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
+        print(
+            f"wsdoctor exporter listening on http://{shown}:{addr[1]} "
+            f"({len(exporter.config.targets)} targets, {len(exporter.config.profiles)} profiles, "
+            f"config: {exporter.config.source})",
+            flush=True,
+        )
+        await stop.wait()
+        log.info("stopping: closing the listener, cutting in-flight probes after %.0f s", SHUTDOWN_GRACE_S)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(runner.cleanup(), SHUTDOWN_GRACE_S + 5.0)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def serve(config_path: str | None, listen: str | None = None) -> int:
+    """Blocking entry point of ``wsdoctor serve``: load the config and the checks, serve until
+    SIGINT/SIGTERM; returns the exit code. Config errors raise :class:`UsageError` (exit 2)."""
+    from wsdoctor.registry import load_checks
+
+    config = load_config(config_path)
+    host, port = parse_listen(listen) if listen is not None else config.listen
+    loaded = load_checks()
+    exporter = Exporter(config, loaded.checks, loaded.broken, config_path)
+    if not log.handlers:  # our own logger only: the root logger stays the embedding program's
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s wsdoctor serve: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return asyncio.run(_main(exporter, host, port))
