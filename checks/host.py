@@ -1,0 +1,384 @@
+"""host.*: is the local machine (or the app given by ``--pid``) healthy enough to hold a stream?
+
+Theory of operation. These checks open no connection; they read the kernel's tables through
+:mod:`wsdoctor.probes.host` and judge the numbers with pure ``analyze_*`` functions:
+
+- ``host.sockets``: sockets whose remote end is the target. CLOSE_WAIT means the peer (Deepgram, or
+  a proxy) closed the connection and the app never called ``close()``: a leak that ends in "Too many
+  open files". Counted in two snapshots :data:`~wsdoctor.probes.host.SOCKET_SAMPLE_GAP_S` apart; only
+  sockets present in both count, so one caught mid-close is not a leak. TIME_WAIT sockets are what a
+  closed connection leaves for 60 s on Linux: hundreds to one target mean the app opens a connection
+  per utterance or loops on reconnects. Host-wide by default, that process only with ``--pid``.
+- ``host.fds``: open file descriptors against ``RLIMIT_NOFILE`` (ours, or ``--pid``'s).
+- ``host.ephemeral-ports``: local ports in ``ip_local_port_range`` used towards the target and in
+  total; when they run out, new connections fail with "Cannot assign requested address".
+- ``host.loop-lag``: wsdoctor's own event loop sampled while the other checks probe (every 50 ms
+  for 2 s): a host so busy that timers fire late delays keepalives and close handshakes too. The
+  app's own loop cannot be measured from outside; this measures the machine.
+- ``host.clock``: the ``Date`` header of the answer http.upgrade received against the local clock.
+  Temporary tokens live ~30 s and certificates are checked against the clock, so skew breaks auth
+  and TLS in ways that look like other faults.
+
+Thresholds (documented in the README): CLOSE_WAIT warn >= 1, fail >= 10; TIME_WAIT warn >= 100 (a
+sustained churn of more than 1.6 connections per second to one target); fds warn >= 80 %, fail >=
+95 % of the soft limit; ephemeral ports warn >= 50 %, fail >= 80 % of the range towards the target
+(warn >= 80 % in total); loop lag warn on two or more wake-ups >= 200 ms late, fail on one >= 1 s;
+clock skew warn >= 5 s, fail >= 30 s. wsdoctor's own probe connections never count as the app's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from wsdoctor.causes import cause_for
+from wsdoctor.check import Check, Context
+from wsdoctor.model import CheckResult, Finding, Status
+
+__all__ = [
+    "CHECKS",
+    "CLOCK_SKEW_FAIL_S",
+    "CLOCK_SKEW_WARN_S",
+    "CLOSE_WAIT_FAIL",
+    "CLOSE_WAIT_WARN",
+    "EPHEMERAL_FAIL",
+    "EPHEMERAL_WARN",
+    "FD_FAIL",
+    "FD_WARN",
+    "LOOP_LAG_FAIL_S",
+    "LOOP_LAG_MIN_STALLS",
+    "LOOP_LAG_WARN_S",
+    "TIME_WAIT_WARN",
+    "HostClock",
+    "HostEphemeralPorts",
+    "HostFds",
+    "HostLoopLag",
+    "HostSockets",
+    "analyze_clock",
+    "analyze_ephemeral",
+    "analyze_fds",
+    "analyze_loop_lag",
+    "analyze_sockets",
+    "target_addresses",
+]
+
+CLOSE_WAIT_WARN = 1
+CLOSE_WAIT_FAIL = 10
+TIME_WAIT_WARN = 100
+FD_WARN = 0.80
+FD_FAIL = 0.95
+EPHEMERAL_WARN = 0.50
+EPHEMERAL_FAIL = 0.80
+LOOP_LAG_WARN_S = 0.2
+LOOP_LAG_FAIL_S = 1.0
+LOOP_LAG_MIN_STALLS = 2
+LOOP_LAG_WINDOW_S = 2.0
+CLOCK_SKEW_WARN_S = 5.0
+CLOCK_SKEW_FAIL_S = 30.0
+
+
+def _finding(code: str, severity: Status, message: str, evidence: Mapping[str, Any]) -> Finding:
+    return Finding(code, cause_for(code), severity, message, dict(evidence))
+
+
+def _who(obs: Mapping[str, Any]) -> str:
+    if obs.get("scope") in ("pid", "self") and obs.get("pid") is not None:
+        name = obs.get("process_name")
+        return f"process {obs['pid']}" + (f" ({name})" if name else "")
+    return "this host"
+
+
+def analyze_sockets(obs: Mapping[str, Any]) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.SocketObservation` (as a dict)."""
+    findings = []
+    target = f"{'/'.join(obs.get('addresses') or ['?'])} port {obs.get('port')}"
+    leaked = int(obs.get("close_wait_persisting_count") or 0)
+    if leaked >= CLOSE_WAIT_WARN:
+        severity = Status.FAIL if leaked >= CLOSE_WAIT_FAIL else Status.WARN
+        findings.append(
+            _finding(
+                "host.close-wait-leak",
+                severity,
+                f"{leaked} socket(s) of {_who(obs)} to {target} stayed in CLOSE_WAIT for {obs.get('gap_s')} s: the "
+                "server side closed them and the app never called close() (each one holds a file descriptor "
+                "until the process exits)",
+                {
+                    "close_wait": leaked,
+                    "close_wait_first_sample": obs.get("close_wait_first"),
+                    "sockets": list(obs.get("close_wait_persisting") or []),
+                    "scope": obs.get("scope"),
+                    "pid": obs.get("pid"),
+                    "thresholds": {"warn": CLOSE_WAIT_WARN, "fail": CLOSE_WAIT_FAIL},
+                },
+            )
+        )
+    time_wait = int(obs.get("time_wait") or 0)
+    if time_wait >= TIME_WAIT_WARN:
+        findings.append(
+            _finding(
+                "host.time-wait-pileup",
+                Status.WARN,
+                f"{time_wait} sockets to {target} are in TIME_WAIT on this host: connections are opened and closed "
+                f"at more than {time_wait / 60:.1f} per second (one per utterance, or a reconnect loop); reuse "
+                "long-lived streams and back off reconnects",
+                {"time_wait": time_wait, "thresholds": {"warn": TIME_WAIT_WARN}},
+            )
+        )
+    return findings
+
+
+def analyze_fds(obs: Mapping[str, Any]) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.FdObservation` (as a dict)."""
+    soft = obs.get("soft_limit")
+    open_fds = int(obs.get("open_fds") or 0)
+    if not soft:
+        return []
+    ratio = open_fds / int(soft)
+    if ratio < FD_WARN:
+        return []
+    severity = Status.FAIL if ratio >= FD_FAIL else Status.WARN
+    return [
+        _finding(
+            "host.fd-pressure",
+            severity,
+            f"{_who(obs)} has {open_fds} of {soft} file descriptors open ({ratio:.0%} of RLIMIT_NOFILE): new "
+            "connections will fail with 'Too many open files'; close finished streams and raise the limit "
+            "(ulimit -n, systemd LimitNOFILE=)",
+            {
+                "open_fds": open_fds,
+                "soft_limit": soft,
+                "hard_limit": obs.get("hard_limit"),
+                "ratio": round(ratio, 3),
+                "pid": obs.get("pid"),
+                "thresholds": {"warn": FD_WARN, "fail": FD_FAIL},
+            },
+        )
+    ]
+
+
+def analyze_ephemeral(obs: Mapping[str, Any]) -> list[Finding]:
+    """Judge an :class:`~wsdoctor.probes.host.EphemeralObservation` (as a dict)."""
+    low, high = int(obs["low"]), int(obs["high"])
+    size = max(1, high - low + 1)
+    to_target = int(obs.get("in_use_to_target") or 0)
+    total = int(obs.get("in_use_total") or 0)
+    ev = {
+        "range": f"{low}-{high}",
+        "size": size,
+        "in_use_to_target": to_target,
+        "in_use_total": total,
+        "thresholds": {"warn": EPHEMERAL_WARN, "fail": EPHEMERAL_FAIL, "total_warn": EPHEMERAL_FAIL},
+    }
+    target_ratio, total_ratio = to_target / size, total / size
+    if target_ratio >= EPHEMERAL_WARN:
+        severity = Status.FAIL if target_ratio >= EPHEMERAL_FAIL else Status.WARN
+        return [
+            _finding(
+                "host.ephemeral-ports",
+                severity,
+                f"{to_target} of the {size} ephemeral ports ({low}-{high}) are in use towards the target "
+                f"({target_ratio:.0%}): new connections will fail with 'Cannot assign requested address'",
+                ev,
+            )
+        ]
+    if total_ratio >= EPHEMERAL_FAIL:
+        return [
+            _finding(
+                "host.ephemeral-ports",
+                Status.WARN,
+                f"{total} of the {size} ephemeral ports ({low}-{high}) are in use on this host ({total_ratio:.0%})",
+                ev,
+            )
+        ]
+    return []
+
+
+def analyze_loop_lag(obs: Mapping[str, Any]) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.LoopLagObservation` (as a dict).
+
+    One late wake-up is a scheduler hiccup; a loop that is blocked stalls again and again. So a
+    warning needs :data:`LOOP_LAG_MIN_STALLS` wake-ups late by at least :data:`LOOP_LAG_WARN_S`,
+    while a single stall of :data:`LOOP_LAG_FAIL_S` or more fails on its own.
+    """
+    worst = float(obs.get("max_lag_s") or 0.0)
+    stalls = int(obs.get("stalls") or 0)
+    if worst < LOOP_LAG_FAIL_S and (worst < LOOP_LAG_WARN_S or stalls < LOOP_LAG_MIN_STALLS):
+        return []
+    severity = Status.FAIL if worst >= LOOP_LAG_FAIL_S else Status.WARN
+    return [
+        _finding(
+            "host.loop-lag",
+            severity,
+            f"timers on wsdoctor's event loop fired up to {worst * 1000:.0f} ms late while probing "
+            f"({obs.get('late_samples')} of {obs.get('samples')} wake-ups late): on a host this busy an app's "
+            "keepalives and close handshakes are delayed too, and websockets/aiohttp ping timeouts trip",
+            {
+                "max_lag_s": worst,
+                "mean_lag_s": obs.get("mean_lag_s"),
+                "late_samples": obs.get("late_samples"),
+                "stalls": stalls,
+                "samples": obs.get("samples"),
+                "thresholds_s": {"warn": LOOP_LAG_WARN_S, "fail": LOOP_LAG_FAIL_S},
+                "min_stalls": LOOP_LAG_MIN_STALLS,
+            },
+        )
+    ]
+
+
+def analyze_clock(obs: Mapping[str, Any]) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.ClockObservation` (as a dict)."""
+    skew = float(obs.get("skew_s") or 0.0)
+    if abs(skew) < CLOCK_SKEW_WARN_S:
+        return []
+    severity = Status.FAIL if abs(skew) >= CLOCK_SKEW_FAIL_S else Status.WARN
+    direction = "ahead of" if skew > 0 else "behind"
+    return [
+        _finding(
+            "host.clock-skew",
+            severity,
+            f"the local clock is {abs(skew):.0f} s {direction} the server's (Date: {obs.get('server_date')}): "
+            "temporary tokens (~30 s lifetime) and certificate validity are judged against this clock; "
+            "enable NTP (timedatectl set-ntp true)",
+            {
+                "skew_s": skew,
+                "server_date": obs.get("server_date"),
+                "thresholds_s": {"warn": CLOCK_SKEW_WARN_S, "fail": CLOCK_SKEW_FAIL_S},
+            },
+        )
+    ]
+
+
+def target_addresses(ctx: Context) -> tuple[str, ...]:
+    """The addresses the target resolves to: dns.resolve's answer, else an IP literal / --resolve."""
+    dns_ev = ctx.evidence_of("dns.resolve", "dns")
+    if isinstance(dns_ev, Mapping) and dns_ev.get("addresses"):
+        return tuple(str(a) for a in dns_ev["addresses"])
+    override = ctx.options.resolve_for(ctx.target.host, ctx.target.port)
+    if override:
+        return (override,)
+    return (ctx.target.host,) if ctx.target.is_ip_literal else ()
+
+
+def _unavailable(check: Check, exc: Exception) -> CheckResult:
+    return check.skip(f"not applicable here: {exc}")
+
+
+class HostSockets(Check):
+    id = "host.sockets"
+    title = "No leaked (CLOSE_WAIT) or churned (TIME_WAIT) sockets to the target"
+    requires = ("dns.resolve",)
+    timeout: ClassVar[float] = 15.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.host import ProbeUnavailableError, sample_sockets
+
+        addresses = target_addresses(ctx)
+        if not addresses:
+            return self.skip("no address for the target", blocked_by="dns.resolve")
+        try:
+            obs = await sample_sockets(addresses, ctx.target.port, pid=ctx.options.pid)
+        except ProbeUnavailableError as exc:
+            return _unavailable(self, exc)
+        d = obs.to_dict()
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(obs.counts.items())) or "none"
+        scope = f"process {obs.pid}" if obs.pid is not None else "host-wide"
+        return self.result(
+            analyze_sockets(d),
+            summary=f"sockets to {ctx.target.host}:{ctx.target.port} ({scope}): {counts}; TIME_WAIT host-wide "
+            f"{obs.time_wait}",
+            metrics={"close_wait": obs.close_wait_persisting_count, "time_wait": obs.time_wait},
+            evidence={"sockets": d},
+        )
+
+
+class HostFds(Check):
+    id = "host.fds"
+    title = "Open file descriptors are well below the limit"
+    timeout: ClassVar[float] = 10.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.host import ProbeUnavailableError, read_fds
+
+        try:
+            obs = await read_fds(ctx.options.pid)
+        except ProbeUnavailableError as exc:
+            return _unavailable(self, exc)
+        d = obs.to_dict()
+        limit = obs.soft_limit if obs.soft_limit is not None else "unlimited"
+        who = f"process {obs.pid}" if obs.scope == "pid" else f"wsdoctor (pid {obs.pid})"
+        return self.result(
+            analyze_fds(d),
+            summary=f"{who}: {obs.open_fds} open of {limit} (RLIMIT_NOFILE)",
+            metrics={"open_fds": obs.open_fds, "fd_limit": obs.soft_limit},
+            evidence={"fds": d},
+        )
+
+
+class HostEphemeralPorts(Check):
+    id = "host.ephemeral-ports"
+    title = "The ephemeral port range has room for new connections"
+    requires = ("dns.resolve",)
+    timeout: ClassVar[float] = 10.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.host import ProbeUnavailableError, read_ephemeral
+
+        addresses = target_addresses(ctx)
+        try:
+            obs = await read_ephemeral(addresses, ctx.target.port)
+        except ProbeUnavailableError as exc:
+            return _unavailable(self, exc)
+        d = obs.to_dict()
+        return self.result(
+            analyze_ephemeral(d),
+            summary=f"range {obs.low}-{obs.high} ({obs.size} ports): {obs.in_use_to_target} in use to the target, "
+            f"{obs.in_use_total} in total",
+            metrics={"ephemeral_in_use": obs.in_use_total, "ephemeral_range": obs.size},
+            evidence={"ephemeral": d},
+        )
+
+
+class HostLoopLag(Check):
+    id = "host.loop-lag"
+    title = "The event loop stays responsive while probing"
+    timeout: ClassVar[float] = LOOP_LAG_WINDOW_S + 5.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.host import sample_loop_lag
+
+        obs = await sample_loop_lag(window_s=LOOP_LAG_WINDOW_S, stall_s=LOOP_LAG_WARN_S, clock=ctx.clock)
+        d = obs.to_dict()
+        return self.result(
+            analyze_loop_lag(d),
+            summary=f"{obs.samples} wake-ups over {obs.window_s:g} s: worst {obs.max_lag_s * 1000:.0f} ms late, "
+            f"mean {obs.mean_lag_s * 1000:.1f} ms",
+            metrics={"loop_lag_max_s": obs.max_lag_s},
+            evidence={"loop_lag": d},
+        )
+
+
+class HostClock(Check):
+    id = "host.clock"
+    title = "The local clock agrees with the server's Date header"
+    requires = ("http.upgrade",)
+    timeout: ClassVar[float] = 5.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        from wsdoctor.probes.host import clock_from_headers
+
+        upgrade = ctx.evidence_of("http.upgrade", "upgrade")
+        answer = upgrade.get("answer") if isinstance(upgrade, Mapping) else None
+        headers = answer.get("headers") if isinstance(answer, Mapping) else None
+        obs = clock_from_headers(headers or ())
+        if obs is None:
+            return self.skip("the answer to the Upgrade carried no valid Date header")
+        d = obs.to_dict()
+        return self.result(
+            analyze_clock(d),
+            summary=f"local clock {obs.skew_s:+.1f} s against the server's Date ({obs.server_date})",
+            metrics={"clock_skew_s": obs.skew_s},
+            evidence={"clock": d},
+        )
+
+
+CHECKS = (HostSockets, HostFds, HostEphemeralPorts, HostLoopLag, HostClock)

@@ -1,0 +1,251 @@
+"""sdk.*: are the Deepgram SDK and the WebSocket libraries free of known keepalive/close/proxy bugs?
+
+Theory of operation. Offline: no network, no package index. :mod:`wsdoctor.probes.sdk` reads
+versions -- ``sdk.installed`` from this Python environment (importlib.metadata), ``sdk.app-pins``
+from the manifests and lockfiles of ``--app-dir`` (requirements*.txt, pyproject.toml, poetry.lock,
+uv.lock, package.json, package-lock.json, go.mod, *.csproj) -- and :func:`analyze` compares every
+pin with ``wsdoctor/data/sdk_known_issues.json``: version ranges of deepgram-sdk, websockets,
+aiohttp, @deepgram/sdk, ws, the Go SDK and the .NET SDK whose keepalive, close or proxy handling
+was later fixed, each row citing the release note, issue or commit it comes from.
+
+A pin is affected when its exact version (a lockfile, ``==``, an installed version) is inside a
+known-bad range, or when a manifest range caps the package below the fixing release (``~=3.1.0``
+can never reach a fix shipped in 3.2.2). A ``>=`` floor alone is not judged: the lockfile says what
+is really installed. When an app directory has both a manifest and a lockfile for a package, the
+lockfile wins. One ``sdk.outdated`` finding (warn) per package and file lists every known problem
+and the exact upgrade command for the tool the file belongs to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import wsdoctor
+from wsdoctor.causes import cause_for
+from wsdoctor.check import Check, Context
+from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+
+__all__ = [
+    "CHECKS",
+    "KNOWN_ISSUES_PATH",
+    "SdkAppPins",
+    "SdkInstalled",
+    "analyze",
+    "load_known_issues",
+    "upgrade_command",
+]
+
+KNOWN_ISSUES_PATH = Path(wsdoctor.__file__).resolve().parent / "data" / "sdk_known_issues.json"
+#: How long parsing an app directory may take before the check gives up (big monorepos).
+SCAN_DEADLINE_S = 15.0
+
+
+@lru_cache(maxsize=1)
+def _load(path: str) -> tuple[dict[str, Any], ...]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return tuple(data["issues"])
+
+
+def load_known_issues(path: Path | None = None) -> tuple[dict[str, Any], ...]:
+    """The known-problem table (rows: ecosystem, package, affected, fixed_in, area, summary, source)."""
+    return _load(str(path or KNOWN_ISSUES_PATH))
+
+
+_PRETTY = {("nuget", "deepgram"): "Deepgram"}
+
+
+def _pretty(ecosystem: str, package: str) -> str:
+    return _PRETTY.get((ecosystem, package), package)
+
+
+def _display(version: str) -> str:
+    return version[1:] if version[:1] in "vV" and version[1:2].isdigit() else version
+
+
+def upgrade_command(ecosystem: str, package: str, version: str, tool: str | None) -> str:
+    """The command that moves ``package`` to at least ``version`` with the tool that owns the pin."""
+    v = _display(version)
+    if ecosystem == "pypi":
+        if tool == "poetry":
+            return f"poetry add '{package}@>={v}'"
+        if tool == "uv":
+            return f"uv add '{package}>={v}'"
+        return f"pip install -U '{package}>={v}'"
+    if ecosystem == "npm":
+        return f"npm install {package}@^{v}"
+    if ecosystem == "go":
+        return f"go get {package}@v{v} && go mod tidy"
+    if ecosystem == "nuget":
+        return (
+            f"dotnet add package Deepgram --version {v}"
+            if package == "deepgram"
+            else f"dotnet add package {package} --version {v}"
+        )
+    return f"upgrade {package} to {v} or later"
+
+
+def _affected(pin: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    from wsdoctor.probes.sdk import in_range, version_key
+
+    exact = pin.get("exact")
+    if exact:
+        return in_range(str(exact), str(row["affected"]))
+    upper = pin.get("upper")
+    if not upper:
+        return False  # a floor (or nothing): the fix is reachable; the lockfile decides
+    fixed_key, upper_key = version_key(str(row["fixed_in"])), version_key(str(upper))
+    if fixed_key is None or upper_key is None or upper_key > fixed_key:
+        return False  # the fixing release is allowed by the constraint
+    # Capped below the fix: affected if the allowed range overlaps the bad one (its lower bound).
+    lows = [p.strip()[2:] for p in str(row["affected"]).split(",") if p.strip().startswith(">=")]
+    return not lows or (version_key(lows[0]) or ()) < upper_key
+
+
+def _requirement_state(row: Mapping[str, Any], pin: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> str:
+    """For a row with ``requires``: "yes", "no", or "unknown" (the other package is not pinned)."""
+    from wsdoctor.probes.sdk import in_range, normalize_name
+
+    req = row.get("requires")
+    if not req:
+        return "yes"
+    other = normalize_name(str(pin["ecosystem"]), str(req["package"]))
+    folder = str(pin.get("file", "")).rpartition("/")[0]
+    candidates = [
+        p
+        for p in pins
+        if p.get("package") == other
+        and p.get("exact")
+        and (p.get("kind") == "installed" or str(p.get("file", "")).rpartition("/")[0] == folder)
+    ]
+    if not candidates:
+        return "unknown"
+    return "yes" if any(in_range(str(p["exact"]), str(req["range"])) for p in candidates) else "no"
+
+
+def analyze(obs: Mapping[str, Any], issues: Sequence[Mapping[str, Any]] | None = None) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.sdk.SdkObservation` (as a dict) against the known issues."""
+    from wsdoctor.probes.sdk import version_key
+
+    rows = list(issues if issues is not None else load_known_issues())
+    pins = [dict(p) for p in obs.get("pins") or []]
+    # The lockfile is the truth: skip manifest pins of a package that a lockfile in the same folder pins.
+    locked = {
+        (p["ecosystem"], p["package"], str(p.get("file", "")).rpartition("/")[0])
+        for p in pins
+        if p.get("kind") == "lock" and p.get("exact")
+    }
+    findings = []
+    for pin in pins:
+        folder = str(pin.get("file", "")).rpartition("/")[0]
+        if pin.get("kind") == "manifest" and (pin["ecosystem"], pin["package"], folder) in locked:
+            continue
+        problems = []
+        for row in rows:
+            if row["ecosystem"] != pin["ecosystem"] or row["package"].lower() != str(pin["package"]).lower():
+                continue
+            if not _affected(pin, row):
+                continue
+            state = _requirement_state(row, pin, pins)
+            if state == "no":
+                continue
+            problems.append((row, state))
+        if not problems:
+            continue
+        target = max((str(r["fixed_in"]) for r, _ in problems), key=lambda v: version_key(v) or ())
+        found = _display(str(pin["exact"])) if pin.get("exact") else str(pin.get("spec"))
+        areas = sorted({str(r["area"]) for r, _ in problems})
+        command = upgrade_command(str(pin["ecosystem"]), str(pin["package"]), target, pin.get("tool"))
+        what = "; ".join(
+            f"{r['summary']} (fixed in {_display(str(r['fixed_in']))}"
+            + (f", if {r['requires']['package']}{r['requires']['range']} is installed" if s == "unknown" else "")
+            + ")"
+            for r, s in problems
+        )
+        problem_list: list[JSONValue] = [
+            {
+                "area": r["area"],
+                "summary": r["summary"],
+                "affected": r["affected"],
+                "fixed_in": r["fixed_in"],
+                "release": r.get("release"),
+                "source": r["source"],
+                "requires": r.get("requires"),
+                "requirement_met": s,
+            }
+            for r, s in problems
+        ]
+        findings.append(
+            Finding(
+                "sdk.outdated",
+                cause_for("sdk.outdated"),
+                Status.WARN,
+                f"{_pretty(str(pin['ecosystem']), str(pin['package']))} {found} ({pin.get('file')}) has known "
+                f"{'/'.join(areas)} problems fixed in "
+                f"{_display(target)}: {what}. Upgrade: {command}",
+                {
+                    "package": pin["package"],
+                    "ecosystem": pin["ecosystem"],
+                    "found": found,
+                    "spec": pin.get("spec"),
+                    "where": pin.get("file"),
+                    "fixed_in": _display(target),
+                    "upgrade": command,
+                    "problems": problem_list,
+                    "source": problems[0][0]["source"],
+                },
+            )
+        )
+    return findings
+
+
+class SdkInstalled(Check):
+    id = "sdk.installed"
+    title = "The installed Deepgram SDK / websockets / aiohttp have no known keepalive, close or proxy bugs"
+    timeout: ClassVar[float] = 10.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        import asyncio
+
+        from wsdoctor.probes.sdk import installed_pins
+
+        obs = await asyncio.to_thread(installed_pins)
+        d = obs.to_dict()
+        found = ", ".join(f"{p.package} {p.exact}" for p in obs.pins) or "none of deepgram-sdk, websockets, aiohttp"
+        return self.result(
+            analyze(d),
+            summary=f"in this Python environment ({obs.root}): {found}",
+            evidence={"sdk": d},
+        )
+
+
+class SdkAppPins(Check):
+    id = "sdk.app-pins"
+    title = "The app's pinned SDK and WebSocket library versions have no known keepalive, close or proxy bugs"
+    timeout: ClassVar[float] = SCAN_DEADLINE_S + 5.0
+
+    async def run(self, ctx: Context) -> CheckResult:
+        import asyncio
+
+        from wsdoctor.probes.sdk import scan_app_dir
+
+        if not ctx.options.app_dir:
+            return self.skip("not applicable: no --app-dir given")
+        try:
+            obs = await asyncio.wait_for(asyncio.to_thread(scan_app_dir, ctx.options.app_dir), SCAN_DEADLINE_S)
+        except TimeoutError:
+            return self.skip(f"reading the app directory took longer than {SCAN_DEADLINE_S:g} s")
+        d = obs.to_dict()
+        if not obs.files:
+            return self.skip(f"no manifest or lockfile found under {ctx.options.app_dir}", evidence={"sdk": d})
+        pins = ", ".join(sorted({f"{p.package} {_display(p.exact) if p.exact else p.spec}" for p in obs.pins}))
+        summary = f"{len(obs.files)} file(s) read: {pins or 'no Deepgram SDK or WebSocket library pinned'}"
+        if obs.errors:
+            summary += f"; {len(obs.errors)} could not be parsed"
+        return self.result(analyze(d), summary=summary, evidence={"sdk": d})
+
+
+CHECKS = (SdkInstalled, SdkAppPins)

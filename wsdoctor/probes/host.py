@@ -1,0 +1,472 @@
+"""Probes of the local host: sockets to the target, file descriptors, ephemeral ports, loop lag, clock.
+
+Theory of operation. Nothing here opens a connection; it reads the kernel's tables through psutil
+(``/proc`` on Linux) and records counts, never judgements:
+
+- :func:`sample_sockets` takes two snapshots of the TCP table :data:`SOCKET_SAMPLE_GAP_S` apart and
+  keeps, per state, the sockets whose remote end is the target (any of its addresses, its port).
+  A CLOSE_WAIT socket present in *both* snapshots is "persisting": the peer closed it and the owning
+  process has not called ``close()`` for at least that long, which is a leak rather than a socket
+  caught mid-close. Without a pid the scan is host-wide (every process; TIME_WAIT sockets belong to
+  the kernel and never have a pid anyway) except wsdoctor's own probe connections; with ``--pid``
+  CLOSE_WAIT/ESTABLISHED are counted for that process only, TIME_WAIT stays host-wide.
+- :func:`read_fds` reads open descriptors and ``RLIMIT_NOFILE`` of our process or of ``--pid``
+  (psutil, falling back to ``/proc/PID/limits``).
+- :func:`read_ephemeral` reads ``/proc/sys/net/ipv4/ip_local_port_range`` and counts TCP sockets
+  using a local port in that range, in total and towards the target.
+- :func:`sample_loop_lag` sleeps in short steps on the running event loop for a bounded window and
+  records how late each wake-up is: a blocked loop delays keepalives and close handshakes.
+- :func:`clock_from_headers` compares an HTTP ``Date`` header (already received by http.upgrade)
+  with the local wall clock.
+
+psutil is imported inside the functions: it is a dependency, but only ``wsdoctor run`` needs it.
+Every psutil call runs in a worker thread under a deadline, so a slow ``/proc`` never blocks the
+event loop other checks are using.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsdoctor.model import JSONValue
+
+__all__ = [
+    "SOCKET_SAMPLE_GAP_S",
+    "ClockObservation",
+    "EphemeralObservation",
+    "FdObservation",
+    "LoopLagObservation",
+    "ProbeUnavailableError",
+    "SocketEntry",
+    "SocketObservation",
+    "clock_from_headers",
+    "normalize_ip",
+    "parse_proc_limits",
+    "read_ephemeral",
+    "read_fds",
+    "sample_loop_lag",
+    "sample_sockets",
+]
+
+#: Gap between the two socket snapshots: long enough that a socket merely caught between the peer's
+#: FIN and the app's close() is gone, short enough not to slow the run.
+SOCKET_SAMPLE_GAP_S = 0.5
+#: Deadline of one psutil call (a host with 100k sockets takes a while to list).
+PSUTIL_DEADLINE_S = 5.0
+PORT_RANGE_PATH = "/proc/sys/net/ipv4/ip_local_port_range"
+#: How many individual sockets an observation keeps (counts are always exact).
+MAX_LISTED = 20
+
+
+class ProbeUnavailableError(Exception):
+    """The probe cannot run here (no such process, permission denied, not Linux): a skip reason."""
+
+
+def normalize_ip(addr: str) -> str:
+    """``::ffff:127.0.0.1`` -> ``127.0.0.1``; IPv6 compressed; anything unparsable unchanged."""
+    try:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    except ValueError:
+        return addr
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketEntry:
+    local: str
+    remote: str
+    status: str
+    pid: int | None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {"local": self.local, "remote": self.remote, "status": self.status, "pid": self.pid}
+
+
+@dataclass(frozen=True, slots=True)
+class SocketObservation:
+    scope: str  # "host" (every process) or "pid"
+    pid: int | None
+    process_name: str | None
+    addresses: tuple[str, ...]
+    port: int
+    counts: Mapping[str, int]  # TCP state -> sockets to the target (second snapshot)
+    close_wait_first: int  # CLOSE_WAIT sockets to the target in the first snapshot
+    close_wait_persisting: tuple[SocketEntry, ...]  # in both snapshots (listed up to MAX_LISTED)
+    close_wait_persisting_count: int
+    time_wait: int
+    gap_s: float
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "scope": self.scope,
+            "pid": self.pid,
+            "process_name": self.process_name,
+            "addresses": list(self.addresses),
+            "port": self.port,
+            "counts": dict(self.counts),
+            "close_wait_first": self.close_wait_first,
+            "close_wait_persisting": [s.to_dict() for s in self.close_wait_persisting],
+            "close_wait_persisting_count": self.close_wait_persisting_count,
+            "time_wait": self.time_wait,
+            "gap_s": self.gap_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FdObservation:
+    pid: int
+    scope: str  # "self" or "pid"
+    process_name: str | None
+    open_fds: int
+    soft_limit: int | None  # None = unlimited
+    hard_limit: int | None
+    limits_source: str  # "resource" | "psutil" | "/proc/PID/limits"
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "pid": self.pid,
+            "scope": self.scope,
+            "process_name": self.process_name,
+            "open_fds": self.open_fds,
+            "soft_limit": self.soft_limit,
+            "hard_limit": self.hard_limit,
+            "limits_source": self.limits_source,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EphemeralObservation:
+    low: int
+    high: int
+    in_use_total: int  # TCP sockets (not LISTEN) whose local port is in the range
+    in_use_to_target: int  # ... of which go to the target address and port
+    addresses: tuple[str, ...]
+    port: int
+
+    @property
+    def size(self) -> int:
+        return self.high - self.low + 1
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "low": self.low,
+            "high": self.high,
+            "size": self.size,
+            "in_use_total": self.in_use_total,
+            "in_use_to_target": self.in_use_to_target,
+            "addresses": list(self.addresses),
+            "port": self.port,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LoopLagObservation:
+    interval_s: float
+    window_s: float
+    samples: int
+    max_lag_s: float
+    mean_lag_s: float
+    late_samples: int  # wake-ups later than 50 ms
+    stalls: int = 0  # wake-ups later than ``stall_s`` (the check's warn threshold)
+    stall_s: float = 0.2
+    lags_s: tuple[float, ...] = field(default=())  # the largest few, for the report
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "interval_s": self.interval_s,
+            "window_s": self.window_s,
+            "samples": self.samples,
+            "max_lag_s": self.max_lag_s,
+            "mean_lag_s": self.mean_lag_s,
+            "late_samples": self.late_samples,
+            "stalls": self.stalls,
+            "stall_s": self.stall_s,
+            "lags_s": list(self.lags_s),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClockObservation:
+    server_date: str
+    server_epoch_s: float
+    local_epoch_s: float
+    skew_s: float  # local minus server: positive = our clock is ahead
+    source: str
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "server_date": self.server_date,
+            "server_epoch_s": self.server_epoch_s,
+            "local_epoch_s": self.local_epoch_s,
+            "skew_s": self.skew_s,
+            "source": self.source,
+        }
+
+
+async def _in_thread(fn: Callable[[], Any]) -> Any:
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(fn), PSUTIL_DEADLINE_S)
+    except TimeoutError:
+        raise ProbeUnavailableError(f"reading the kernel's tables took longer than {PSUTIL_DEADLINE_S:g} s") from None
+
+
+def _process(pid: int) -> Any:
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        raise ProbeUnavailableError(f"process {pid} does not exist (it may have exited)") from None
+
+
+def _psutil_errors() -> tuple[type[BaseException], ...]:
+    import psutil
+
+    return (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
+
+
+def _explain_psutil_error(exc: BaseException, pid: int | None) -> ProbeUnavailableError:
+    import psutil
+
+    if isinstance(exc, psutil.AccessDenied):
+        who = f"process {pid}" if pid else "the host's sockets"
+        return ProbeUnavailableError(f"permission denied reading {who}: run as root or as the app's user")
+    return ProbeUnavailableError(f"process {pid} went away while being inspected")
+
+
+def _tcp_table(pid: int | None) -> list[Any]:
+    import psutil
+
+    if pid is None:
+        return list(psutil.net_connections(kind="tcp"))
+    proc = _process(pid)
+    getter = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
+    return list(getter(kind="tcp"))
+
+
+def _to_target(conns: Iterable[Any], addresses: set[str], port: int, owner: int | None = None) -> list[SocketEntry]:
+    """The sockets whose remote end is the target. ``Process.net_connections()`` rows carry no pid:
+    ``owner`` fills it in."""
+    out = []
+    for c in conns:
+        raddr = c.raddr
+        if not raddr or raddr.port != port or normalize_ip(raddr.ip) not in addresses:
+            continue
+        local = f"{normalize_ip(c.laddr.ip)}:{c.laddr.port}" if c.laddr else "?"
+        out.append(
+            SocketEntry(local, f"{normalize_ip(raddr.ip)}:{raddr.port}", str(c.status), getattr(c, "pid", owner))
+        )
+    return out
+
+
+async def sample_sockets(
+    addresses: Sequence[str], port: int, *, pid: int | None = None, gap_s: float = SOCKET_SAMPLE_GAP_S
+) -> SocketObservation:
+    """Two snapshots of the sockets to ``addresses``:``port``, ``gap_s`` apart."""
+    import psutil
+
+    wanted = {normalize_ip(a) for a in addresses}
+    me = os.getpid()
+
+    def snapshot() -> tuple[list[SocketEntry], list[SocketEntry]]:
+        try:
+            own = _to_target(_tcp_table(pid), wanted, port, owner=pid)
+            host = own if pid is None else _to_target(_tcp_table(None), wanted, port)
+        except _psutil_errors() as exc:
+            raise _explain_psutil_error(exc, pid) from None
+        if pid is None:  # host-wide: wsdoctor's own probe connections are not the app's
+            own = [s for s in own if s.pid != me]
+        return own, host
+
+    first, _ = await _in_thread(snapshot)
+    await asyncio.sleep(gap_s)
+    second, host_second = await _in_thread(snapshot)
+    name = None
+    if pid is not None:
+        try:
+            name = _process(pid).name()
+        except (ProbeUnavailableError, psutil.Error):
+            name = None
+    cw_first = {s.local for s in first if s.status == psutil.CONN_CLOSE_WAIT}
+    persisting = [s for s in second if s.status == psutil.CONN_CLOSE_WAIT and s.local in cw_first]
+    counts: dict[str, int] = {}
+    for s in second:
+        counts[s.status] = counts.get(s.status, 0) + 1
+    return SocketObservation(
+        scope="host" if pid is None else "pid",
+        pid=pid,
+        process_name=name,
+        addresses=tuple(sorted(wanted)),
+        port=port,
+        counts=counts,
+        close_wait_first=len(cw_first),
+        close_wait_persisting=tuple(sorted(persisting, key=lambda s: s.local)[:MAX_LISTED]),
+        close_wait_persisting_count=len(persisting),
+        time_wait=sum(1 for s in host_second if s.status == psutil.CONN_TIME_WAIT),
+        gap_s=gap_s,
+    )
+
+
+def parse_proc_limits(text: str) -> tuple[int | None, int | None]:
+    """The (soft, hard) "Max open files" of a ``/proc/PID/limits`` text; None means unlimited."""
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            parts = line[len("Max open files") :].split()
+            if len(parts) >= 2:
+                return _limit(parts[0]), _limit(parts[1])
+    raise ValueError("no 'Max open files' line")
+
+
+def _limit(text: str) -> int | None:
+    return None if text == "unlimited" else int(text)
+
+
+async def read_fds(pid: int | None = None) -> FdObservation:
+    """Open file descriptors and RLIMIT_NOFILE of ``pid`` (default: this process)."""
+    import psutil
+
+    def read() -> FdObservation:
+        target = os.getpid() if pid is None else pid
+        proc = _process(target)
+        try:
+            open_fds = int(proc.num_fds()) if hasattr(proc, "num_fds") else len(proc.open_files())
+            name = proc.name()
+        except _psutil_errors() as exc:
+            raise _explain_psutil_error(exc, target) from None
+        soft: int | None
+        hard: int | None
+        if pid is None:
+            import resource
+
+            raw_soft, raw_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            soft = None if raw_soft == resource.RLIM_INFINITY else raw_soft
+            hard = None if raw_hard == resource.RLIM_INFINITY else raw_hard
+            source = "resource"
+        else:
+            try:
+                with open(f"/proc/{target}/limits", encoding="ascii") as fh:
+                    soft, hard = parse_proc_limits(fh.read())
+                source = f"/proc/{target}/limits"
+            except (OSError, ValueError):
+                failures: tuple[type[BaseException], ...] = (AttributeError, *_psutil_errors())
+                try:
+                    raw_soft, raw_hard = proc.rlimit(psutil.RLIMIT_NOFILE)
+                except failures as exc:
+                    raise ProbeUnavailableError(f"cannot read the open-file limit of process {target}: {exc}") from None
+                infinity = getattr(psutil, "RLIM_INFINITY", -1)
+                soft = None if raw_soft in (infinity, -1) else int(raw_soft)
+                hard = None if raw_hard in (infinity, -1) else int(raw_hard)
+                source = "psutil"
+        return FdObservation(
+            pid=target,
+            scope="self" if pid is None else "pid",
+            process_name=name,
+            open_fds=open_fds,
+            soft_limit=soft,
+            hard_limit=hard,
+            limits_source=source,
+        )
+
+    result: FdObservation = await _in_thread(read)
+    return result
+
+
+def _port_range() -> tuple[int, int]:
+    try:
+        with open(PORT_RANGE_PATH, encoding="ascii") as fh:
+            low_s, high_s = fh.read().split()[:2]
+        return int(low_s), int(high_s)
+    except (OSError, ValueError) as exc:
+        raise ProbeUnavailableError(f"cannot read {PORT_RANGE_PATH}: {exc}") from None
+
+
+async def read_ephemeral(addresses: Sequence[str], port: int) -> EphemeralObservation:
+    """The ephemeral port range and how much of it is in use (Linux)."""
+    import psutil
+
+    if not sys.platform.startswith("linux"):
+        raise ProbeUnavailableError("the ephemeral port range is read from /proc (Linux only)")
+    low, high = _port_range()
+    wanted = {normalize_ip(a) for a in addresses}
+
+    def count() -> tuple[int, int]:
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except psutil.AccessDenied as exc:
+            raise _explain_psutil_error(exc, None) from None
+        total = to_target = 0
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN or not c.laddr or not low <= c.laddr.port <= high:
+                continue
+            total += 1
+            if c.raddr and c.raddr.port == port and normalize_ip(c.raddr.ip) in wanted:
+                to_target += 1
+        return total, to_target
+
+    total, to_target = await _in_thread(count)
+    return EphemeralObservation(
+        low=low, high=high, in_use_total=total, in_use_to_target=to_target, addresses=tuple(sorted(wanted)), port=port
+    )
+
+
+async def sample_loop_lag(
+    *,
+    window_s: float = 2.0,
+    interval_s: float = 0.05,
+    stall_s: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+) -> LoopLagObservation:
+    """Sleep ``interval_s`` repeatedly for ``window_s`` and record how late each wake-up is."""
+    lags: list[float] = []
+    end = clock() + window_s
+    while clock() < end:
+        t0 = clock()
+        await asyncio.sleep(interval_s)
+        lags.append(max(0.0, clock() - t0 - interval_s))
+    if not lags:
+        lags = [0.0]
+    return LoopLagObservation(
+        interval_s=interval_s,
+        window_s=window_s,
+        samples=len(lags),
+        max_lag_s=round(max(lags), 4),
+        mean_lag_s=round(sum(lags) / len(lags), 4),
+        late_samples=sum(1 for lag in lags if lag > 0.05),
+        stalls=sum(1 for lag in lags if lag >= stall_s),
+        stall_s=stall_s,
+        lags_s=tuple(round(x, 4) for x in sorted(lags, reverse=True)[:5]),
+    )
+
+
+def clock_from_headers(
+    headers: Iterable[Sequence[Any]], *, now: float | None = None, source: str = "http.upgrade"
+) -> ClockObservation | None:
+    """Compare the ``Date`` header of an HTTP answer with the local clock (None if absent/invalid)."""
+    value = next((str(h[1]) for h in headers if len(h) >= 2 and str(h[0]).lower() == "date"), None)
+    if value is None:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    server = parsed.timestamp()
+    local = time.time() if now is None else now
+    return ClockObservation(
+        server_date=value[:100],
+        server_epoch_s=server,
+        local_epoch_s=round(local, 3),
+        skew_s=round(local - server, 3),
+        source=source,
+    )
