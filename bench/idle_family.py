@@ -42,7 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=3.0, help="the mock's NET-0001 window, seconds")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--short", action="store_true", help="one run (CI)")
     args = parser.parse_args()
+    if args.short:
+        args.runs = 1
     walls, serials = [], []
     for _ in range(args.runs):
         wall, serial = asyncio.run(one_run(args.window))

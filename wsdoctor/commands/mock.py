@@ -48,6 +48,12 @@ def add_parser(sub: Any) -> None:
         default=4.0,
         help="idle-cutoff: cut an idle connection without a close frame after S (default 4)",
     )
+    mock.add_argument("--results-interval", metavar="S", type=positive, default=1.0,
+                      help="seconds of audio per Results message (default 1, like Deepgram)")
+    mock.add_argument("--workers", type=int, default=1,
+                      help="serve from K processes sharing the port (SO_REUSEPORT), for load tests (default 1)")
+    mock.add_argument("--max-streams", type=int, metavar="N",
+                      help="a concurrency limit: stream N+1 gets 429 TOO_MANY_REQUESTS (per worker)")
     mock.set_defaults(handler=handle)
 
 
@@ -62,7 +68,11 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown fault {args.fault!r} (one of: {', '.join(sorted(FAULTS))})")
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port {args.port}: out of range")
+    if not 1 <= args.workers <= 64:
+        raise UsageError(f"--workers {args.workers}: between 1 and 64")
     config = MockConfig(
+        max_streams=args.max_streams,
+        results_interval_s=args.results_interval,
         api_key=args.api_key,
         fault=args.fault,
         idle_timeout_s=args.idle_timeout,
@@ -70,4 +80,4 @@ def handle(args: argparse.Namespace) -> int:
         slow_results_delay_s=args.slow_results_delay,
         idle_cutoff_s=args.idle_cutoff,
     )
-    return serve(config, host=args.host, port=args.port, tls=args.tls)
+    return serve(config, host=args.host, port=args.port, tls=args.tls, workers=args.workers)

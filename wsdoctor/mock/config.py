@@ -27,6 +27,8 @@ class MockConfig:
     idle_cutoff_s: float = 4.0  # idle-cutoff: TCP cut without close frame after this many idle seconds
     max_session_s: float = 300.0  # hard bound per connection; then abort
     max_frame_bytes: int = 1 << 20  # larger client frames => close 1009
+    #: Concurrency limit per process, like an account's: one more stream gets 429 TOO_MANY_REQUESTS.
+    max_streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
@@ -41,6 +43,8 @@ class MockConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise UsageError(f"mock {name} must be >= 0 seconds, got {value!r}")
+        if self.max_streams is not None and not (isinstance(self.max_streams, int) and self.max_streams > 0):
+            raise UsageError(f"mock max_streams must be a positive integer, got {self.max_streams!r}")
         if not (isinstance(self.max_frame_bytes, int) and self.max_frame_bytes > 0):
             raise UsageError(f"mock max_frame_bytes must be a positive integer, got {self.max_frame_bytes!r}")
 

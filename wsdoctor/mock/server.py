@@ -68,14 +68,16 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import signal
 import socket
 import ssl
 import struct
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -117,6 +119,7 @@ REASON_1012 = "Service restart: the server is restarting, please reconnect."
 REASON_STOP = "wsdoctor mock is shutting down"
 
 _INVALID_AUTH = (401, "INVALID_AUTH", "Invalid credentials.")
+_CONCURRENCY_LIMIT = (429, "TOO_MANY_REQUESTS", "Too many requests: the concurrency limit of this project was reached.")
 _REJECTIONS: dict[str, tuple[int, str, str]] = {
     "reject-401": _INVALID_AUTH,
     "reject-402": (
@@ -263,6 +266,9 @@ def _gatekeep(mock: MockServer, request: web.Request, request_id: str) -> web.Re
         rejection = _INVALID_AUTH
     elif mock.config.fault in REJECT_FAULTS:
         rejection = _REJECTIONS[mock.config.fault]
+    elif mock.config.max_streams is not None and request.method == "GET" and mock.active_sessions + \
+            mock.pending_upgrades >= mock.config.max_streams:
+        rejection = _CONCURRENCY_LIMIT
     if rejection is None:
         return None
     mock.stats.rejected += 1
@@ -307,13 +313,16 @@ async def _listen_get(request: web.Request) -> web.StreamResponse:
         mock.stats.rejected += 1
         return _error_response(400, "Bad Request", fmt, request_id)
     ws.headers["dg-request-id"] = request_id
+    mock.pending_upgrades += 1  # counted against max_streams from here: prepare() yields
     try:
         await ws.prepare(request)
     except (ConnectionError, aiohttp.ClientConnectionError):
         log.debug("client left during the upgrade")
+        mock.pending_upgrades -= 1
         return ws
     mock.stats.upgrades += 1
     session = _Session(mock, request, ws, request_id, fmt)
+    mock.pending_upgrades -= 1  # run() registers the session before its first await
     await session.run()
     return ws
 
@@ -757,8 +766,10 @@ class MockServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
+        self.reuse_port = reuse_port  # SO_REUSEPORT: several worker processes share one port
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
@@ -766,6 +777,7 @@ class MockServer:
         self.url = f"{scheme}://{_format_host(host)}:{port}{LISTEN_PATH}"
         self.stats = MockStats()
         self._sessions: set[_Session] = set()
+        self.pending_upgrades = 0  # upgrades accepted but not yet running as sessions
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -800,7 +812,8 @@ class MockServer:
 
         try:
             server = await asyncio.get_running_loop().create_server(
-                protocol_factory, self.host, self.port, ssl=self.ssl_context
+                protocol_factory, self.host, self.port, ssl=self.ssl_context, reuse_port=self.reuse_port or None,
+                backlog=1024,
             )
         except BaseException:
             await runner.cleanup()
@@ -854,15 +867,90 @@ async def start_mock(
     return await MockServer(config, host, port, ssl_context).start()
 
 
-def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> int:
-    """Blocking entry point of ``wsdoctor mock``: serve until SIGINT/SIGTERM, then stop; return 0."""
+def serve(config: MockConfig, host: str = "127.0.0.1", port: int = 0, tls: bool = False, workers: int = 1) -> int:
+    """Blocking entry point of ``wsdoctor mock``: serve until SIGINT/SIGTERM, then stop; return 0.
+
+    ``workers > 1`` forks that many processes, each with its own event loop and listening socket
+    on the same port (SO_REUSEPORT: the kernel spreads connections across them)."""
     ssl_context: ssl.SSLContext | None = None
     ca_path: str | None = None
     if tls:
         from wsdoctor.mock.tls import make_server_tls
 
         ssl_context, ca_path = make_server_tls(tuple(dict.fromkeys((host, "127.0.0.1", "localhost"))))
+    if workers > 1:
+        return _serve_workers(config, host, port, ssl_context, ca_path, workers)
     return asyncio.run(_serve(config, host, port, ssl_context, ca_path))
+
+
+def _worker(config: MockConfig, host: str, port: int, ssl_context: ssl.SSLContext | None, ready: Any) -> None:
+    """One forked worker: serve on the shared port until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        srv = await MockServer(config, host, port, ssl_context, reuse_port=True).start()
+        ready.put(os.getpid())
+        try:
+            await stop.wait()
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+def _serve_workers(config: MockConfig, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                   ca_path: str | None, workers: int) -> int:
+    import multiprocessing
+    import queue
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    reserve = socket.socket(family, socket.SOCK_STREAM)  # holds the port until the workers listen on it
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        reserve.bind((host, port))
+    except OSError as exc:
+        reserve.close()
+        raise UsageError(f"wsdoctor mock cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    port = int(reserve.getsockname()[1])
+    ctx = multiprocessing.get_context("fork")  # the SSL context and config are inherited, not pickled
+    ready: Any = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(config, host, port, ssl_context, ready), daemon=True)
+             for _ in range(workers)]
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for p in procs:
+            p.start()
+        for _ in procs:
+            try:
+                ready.get(timeout=15)
+            except queue.Empty:
+                raise UsageError("wsdoctor mock: a worker did not start within 15 s") from None
+        reserve.close()
+        scheme = "wss" if ssl_context is not None else "ws"
+        print(f"wsdoctor mock listening on {scheme}://{_format_host(host)}:{port}{LISTEN_PATH} "
+              f"(fault: {config.fault or 'none'}, {workers} workers)", flush=True)
+        if ca_path is not None:
+            print(f"CA certificate: {ca_path} (pass --ca-file to wsdoctor run)", flush=True)
+        while not stop.wait(0.5):
+            if not all(p.is_alive() for p in procs):
+                break
+    finally:
+        reserve.close()
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 async def _serve(

@@ -1,0 +1,137 @@
+"""One diagnosis, start to finish, as a coroutine: what ``wsdoctor run`` does minus the terminal.
+
+Theory of operation. :func:`diagnose` starts the built-in mock when asked, builds one
+:class:`~wsdoctor.check.Context` per check (all sharing the run-wide memo that family probes use),
+runs the checks through :func:`wsdoctor.runner.run_checks` as a task, and bounds it: by
+``deadline_s`` (``--timeout``, or a Prometheus scrape timeout) and by cancellation (signals). Either
+way the partial results come back as a :class:`~wsdoctor.model.Report` marked ``interrupted``.
+Family probes still running when the checks are done are cancelled; the mock is stopped. Secrets
+(the API key, proxy passwords) are redacted by the runner before any result leaves it.
+
+Used by ``wsdoctor run`` (with signal handling around it) and by the exporter (``wsdoctor serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsdoctor import __version__
+from wsdoctor.check import Check, Context, RunOptions, Secret
+from wsdoctor.model import CheckResult, JSONValue, Report, Status, Target
+from wsdoctor.redact import Redactor
+from wsdoctor.runner import run_checks
+
+__all__ = ["Diagnosis", "diagnose", "environment", "proxy_passwords_from_env"]
+
+_PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "WS_PROXY", "WSS_PROXY"}
+
+
+@dataclass(slots=True)
+class Diagnosis:
+    """What to diagnose and how. ``target=None`` with ``mock`` set diagnoses an in-process mock."""
+
+    target: Target | None
+    options: RunOptions
+    checks: Sequence[type[Check]]
+    key: str | None = None
+    user_skipped: set[str] = field(default_factory=set)
+    broken_plugins: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # besides the key: proxy passwords, ...
+    mock: Any = None  # a wsdoctor.mock.MockConfig (api_key filled in by diagnose)
+    deadline_s: float | None = None
+
+
+def proxy_passwords_from_env() -> list[str]:
+    """Passwords in any *_PROXY variable (either case): secrets of this run, whoever reads them."""
+    import urllib.parse
+
+    found = []
+    for name, value in os.environ.items():
+        if name.upper() in _PROXY_VARS and "@" in value:
+            with contextlib.suppress(ValueError):
+                password = urllib.parse.urlsplit(value if "://" in value else f"http://{value}").password
+                if password:
+                    found.append(urllib.parse.unquote(password))
+    return found
+
+
+def environment(secrets: Iterable[str]) -> dict[str, JSONValue]:
+    """Where the run happened; proxy variables as set (both cases), passwords redacted."""
+    redactor = Redactor(secrets)
+    proxies = {name: redactor.text(value) for name, value in sorted(os.environ.items()) if name.upper() in _PROXY_VARS}
+    return {
+        "wsdoctor": __version__,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "proxy_env": proxies,
+    }
+
+
+async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None] | None = None) -> Report:
+    """Run the diagnosis; returns a (possibly partial) report. ``on_task`` receives the checks task
+    so a caller can cancel it (signals); cancelling it yields a report marked interrupted."""
+    started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    key, target, mock = d.key, d.target, None
+    if d.mock is not None:
+        import secrets as pysecrets
+        from dataclasses import replace
+
+        from wsdoctor.mock import start_mock
+
+        key = "mock-" + pysecrets.token_urlsafe(24)
+        mock = await start_mock(replace(d.mock, api_key=key))
+        target = Target.parse(mock.url, is_mock=True)
+    if target is None:
+        raise ValueError("diagnose() needs a target or a mock")
+    secret = Secret(key) if key else None
+    secrets = [s for s in (key, *d.secrets, *proxy_passwords_from_env()) if s]
+    memo: dict[str, Any] = {}  # run-wide: family probes shared between checks (Context.shared)
+    ctx_target = target
+
+    def make_context(results: dict[str, CheckResult]) -> Context:
+        return Context(target=ctx_target, options=d.options, api_key=secret, results=dict(results), memo=memo)
+
+    task = asyncio.create_task(run_checks(d.checks, make_context, user_skipped=d.user_skipped, secrets=secrets))
+    if on_task is not None:
+        on_task(task)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=d.deadline_s)
+        if not done:
+            task.cancel()
+        outcome = await task
+    finally:
+        for shared in memo.values():  # a shared probe outliving its checks is cut now
+            if isinstance(shared, asyncio.Future) and not shared.done():
+                shared.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(shared, 2.0)
+        if mock is not None:
+            await mock.stop()
+    results = list(outcome.results)
+    for name, reason in sorted(d.broken_plugins.items()):
+        results.append(
+            CheckResult(
+                check_id=f"plugin.{name}",
+                title=f"plugin {name!r} could not be loaded",
+                status=Status.ERROR,
+                summary=reason,
+            )
+        )
+    return Report(
+        target=target,
+        results=tuple(results),
+        started_at=started_at,
+        duration_s=outcome.duration_s,
+        wsdoctor_version=__version__,
+        environment=environment(secrets),
+        interrupted=outcome.interrupted,
+    )
