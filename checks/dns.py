@@ -2,6 +2,9 @@
 
 Theory of operation: the probe asks the system resolver (what the user's app gets) and, for real
 DNS names, dnspython for A and AAAA separately. An IP literal or ``--resolve`` needs no lookup.
+With ``--dns-server ADDR[:PORT]`` only that server is asked (never getaddrinfo, never the hosts
+file, except for RFC 6761 local names), and its A/AAAA answers are the addresses later checks use.
+When the app's route goes through a proxy, the proxy resolves the name, so a local failure only warns.
 ``analyze`` keeps NXDOMAIN (the name does not exist: typo, split-horizon DNS, a filtering resolver)
 apart from SERVFAIL (the resolver is broken) and timeout (the resolver or the path to it is down).
 """
@@ -9,6 +12,7 @@ apart from SERVFAIL (the resolver is broken) and timeout (the resolver or the pa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from wsdoctor.causes import cause_for
@@ -75,9 +79,22 @@ class DnsResolve(Check):
 
     async def run(self, ctx: Context) -> CheckResult:
         from wsdoctor.probes.netpath import resolve
+        from wsdoctor.probes.proxy import route_for
 
         obs = await resolve(ctx)
         findings = analyze(obs.to_dict())
+        decision, proxy = route_for(ctx)
+        if proxy is not None:
+            # The app hands the name to the proxy, which resolves it: a local failure is a note.
+            findings = [
+                replace(
+                    f,
+                    severity=Status.WARN,
+                    message=f"{f.message}; the app connects through the proxy {decision.proxy}, which resolves "
+                    "the name itself, so this does not block it",
+                )
+                for f in findings
+            ]
         how = {
             "ip-literal": "IP literal, no lookup needed",
             "resolve-override": "from --resolve",

@@ -6,6 +6,8 @@ every answer with ``dg-request-id`` -- so an answer without it was written by so
 (captive portal, proxy, WAF). A 401 *with* it proves the path works end to end even with no key.
 A 426/200 from Deepgram, or a 101 whose ``Sec-WebSocket-Accept`` does not match our key, means the
 Upgrade was stripped or mangled on the way. The status itself (401, 429, 5xx) is judged by ws.auth.
+Through a proxy the Upgrade runs inside the CONNECT tunnel (WsProbe tunnels like the app would);
+the evidence names the proxy, and the hop that answered (Server, Via, X-Squid-Error headers).
 """
 
 from __future__ import annotations
@@ -115,6 +117,19 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 ev,
             )
         ]
+    if outcome == "proxy-error":
+        from checks.proxy import connect_finding
+
+        headers = answer.get("headers", []) if answer else []
+        return [
+            connect_finding(
+                status,
+                headers,
+                proxy=str(obs.get("proxy") or "the proxy"),
+                target=str(obs.get("target") or "?"),
+                sent_credentials=bool(obs.get("proxy_credentials")),
+            )
+        ]
     if outcome in _PATH_FAILURES:
         return [
             Finding(
@@ -146,7 +161,7 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
 class HttpUpgrade(Check):
     id = "http.upgrade"
     title = "The WebSocket Upgrade reaches Deepgram intact"
-    requires = ("tcp.connect", "tls.handshake")
+    requires = ("tcp.connect", "proxy.connect", "tls.handshake")
     timeout: ClassVar[float] = 15.0
 
     async def run(self, ctx: Context) -> CheckResult:
@@ -160,10 +175,19 @@ class HttpUpgrade(Check):
                 await probe.receive(1.0)
         d = obs.to_dict()
         d["furthest"] = obs.furthest
+        from wsdoctor.probes.proxy import route_for
+
+        decision, proxy = route_for(ctx)
+        if proxy is not None:
+            d["proxy"] = decision.proxy
+            d["target"] = f"{ctx.target.host}:{ctx.target.port}"
+            d["proxy_credentials"] = proxy.username is not None
         findings = analyze(d)
         answer = obs.answer
         if answer is None:
             summary = f"{obs.outcome}: {obs.error}"
+        elif obs.outcome == "proxy-error":
+            summary = f"the proxy {d.get('proxy')} answered CONNECT with HTTP {answer.status} {answer.reason}"
         elif obs.outcome == "upgraded":
             summary = f"101 Switching Protocols without credentials ({answered_by(d['answer'])})"  # type: ignore[arg-type]
         else:
@@ -171,7 +195,26 @@ class HttpUpgrade(Check):
             if not findings and answer.status in (401, 403):
                 summary += ": the network path to Deepgram works"
         metrics = {k: v for k, v in phase_durations(obs.marks).items() if k == "upgrade_s"}
-        return self.result(findings, summary=summary, metrics=metrics, evidence={"upgrade": d})
+        evidence: dict[str, Any] = {"upgrade": d}
+        if not findings and answer is not None and answer.status in (401, 403) and ctx.api_key is not None:
+            # A 401 proves the path reaches Deepgram, not that the Upgrade survives it: a server
+            # checks the key before the Upgrade. With a key at hand, one authenticated Upgrade says.
+            async with WsProbe(ctx, credentials=True) as probe:
+                keyed = await probe.connect()
+                if keyed.outcome == "upgraded":
+                    await probe.send_close(1000)
+                    await probe.receive(1.0)
+            kd = keyed.to_dict()
+            kd["furthest"] = keyed.furthest
+            evidence["upgrade_with_key"] = kd
+            keyed_findings = [f for f in analyze(kd) if f.code == "http.upgrade-stripped"]
+            if keyed_findings:
+                findings = keyed_findings
+            elif keyed.outcome == "upgraded":
+                summary = f"101 Switching Protocols with the key ({answered_by(kd['answer'])})"  # type: ignore[arg-type]
+        if proxy is not None and obs.outcome != "proxy-error":
+            summary += f" (tunnelled through the proxy {decision.proxy})"
+        return self.result(findings, summary=summary, metrics=metrics, evidence=evidence)
 
 
 CHECKS = (HttpUpgrade,)

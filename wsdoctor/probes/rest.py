@@ -3,7 +3,9 @@
 Theory of operation: one HTTP POST (aiohttp client) of the bundled WAV to the target's host with
 the streaming URL's path and query, ``https`` for a ``wss`` target and ``http`` for ``ws``,
 ``Authorization: Token <key>``. Same trust as the WebSocket probes (system store + certifi or
-``--ca-file``), ``--resolve`` honoured, every step bounded. The answer is kept: status,
+``--ca-file``), ``--resolve`` honoured, the same proxy route as the WebSocket probes (``--proxy``,
+``--no-proxy`` or the proxy variables, read by :mod:`wsdoctor.probes.proxy`), every step bounded.
+The answer is kept: status,
 ``dg-request-id``/``dg-error``, the transcript. When streaming fails and this works, the report
 recommends REST for pre-recorded audio.
 """
@@ -89,7 +91,29 @@ async def post_audio(ctx: Context) -> RestObservation:
         async def close(self) -> None:
             return None
 
-    override = options.resolve_for(target.host, target.port)
+    from wsdoctor.probes.proxy import route_for
+
+    # The app's route: through the proxy when one applies (aiohttp sends CONNECT for https and an
+    # absolute-form request for http), with the proxy URL's userinfo as Proxy-Authorization.
+    _decision, proxy = route_for(ctx)
+    proxy_url: str | None = None
+    proxy_headers: dict[str, str] | None = None
+    if proxy is not None:
+        host = f"[{proxy.host}]" if ":" in proxy.host else proxy.host
+        proxy_addr = options.resolve_for(proxy.host, proxy.port)
+        proxy_url = f"http://{proxy_addr or host}:{proxy.port}"
+        auth = proxy.authorization()
+        if auth is not None:
+            proxy_headers = {"Proxy-Authorization": auth}
+    override = options.resolve_for(target.host, target.port) if proxy is None else None
+    if override is None and proxy is None and options.dns_server is not None and not target.is_ip_literal:
+        # --dns-server: the address comes from that server only, never from getaddrinfo.
+        from wsdoctor.probes.netpath import resolve_host
+
+        try:
+            override = (await resolve_host(ctx, target.host, target.port))[0]
+        except (OSError, TimeoutError) as exc:
+            return RestObservation(url=shown, outcome="dns-error", error=f"{type(exc).__name__}: {exc}"[:300])
     connector = aiohttp.TCPConnector(
         ssl=tls_context(options.ca_file) if target.tls else False,
         resolver=OverrideResolver(override) if override else None,
@@ -98,6 +122,10 @@ async def post_audio(ctx: Context) -> RestObservation:
     headers = {"Content-Type": "audio/wav", "User-Agent": f"wsdoctor/{__version__}"}
     if ctx.api_key is not None:
         headers["Authorization"] = f"Token {ctx.api_key.reveal()}"
+    if proxy_headers and not target.tls:
+        # http:// through a proxy is one absolute-form request *to the proxy*: its credentials go
+        # on that request (aiohttp applies proxy_headers to CONNECT only).
+        headers.update(proxy_headers)
     # A 3 s clip transcribes in about a second; 10 s more than the connect bound is generous and
     # keeps a server that drips its answer (slowloris) from holding the run.
     timeout = aiohttp.ClientTimeout(total=options.connect_timeout_s + 10.0, connect=options.connect_timeout_s)
@@ -106,7 +134,9 @@ async def post_audio(ctx: Context) -> RestObservation:
     try:
         async with (
             aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
-            session.post(url, data=body, headers=headers, allow_redirects=False) as resp,
+            session.post(
+                url, data=body, headers=headers, allow_redirects=False, proxy=proxy_url, proxy_headers=proxy_headers
+            ) as resp,
         ):
             raw = await resp.content.read(MAX_BODY)
             elapsed = round(ctx.clock() - t0, 6)

@@ -71,6 +71,16 @@ def classify_oserror(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """The trust a typical client has: the system store plus certifi, or exactly ``--ca-file``."""
     if ca_file:
@@ -264,25 +274,56 @@ class WsProbe:
 
     # -- connecting --------------------------------------------------------------------------
     async def connect(self) -> UpgradeObservation:
-        """Open TCP (+TLS), send the Upgrade, read the answer. Never raises for network faults."""
+        """Open TCP (+TLS), send the Upgrade, read the answer. Never raises for network faults.
+
+        The route is the app's: directly to the target (``--resolve``, ``--dns-server`` or the
+        system resolver for its address), or -- when ``--proxy`` or the proxy variables apply --
+        TCP to the proxy, ``CONNECT host:port`` (Stage.TUNNELING), then TLS and the Upgrade inside
+        the tunnel. A proxy that refuses the tunnel ends the attempt with outcome ``proxy-error``
+        and its answer kept in ``answer``."""
+        from wsdoctor.probes.netpath import resolve_host
+        from wsdoctor.probes.proxy import open_tunnel, route_for
+
         target, options = self.ctx.target, self.ctx.options
         lc = self.lifecycle
         address: str | None = None
         try:
-            addr = options.resolve_for(target.host, target.port)
-            if addr is None and not target.is_ip_literal:
+            _decision, proxy = route_for(self.ctx)
+            hop_host, hop_port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
+            addr = options.resolve_for(hop_host, hop_port)
+            if addr is None and not _is_ip(hop_host):
                 lc.advance(Stage.RESOLVING)
-                infos = await asyncio.wait_for(
-                    asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM),
-                    options.connect_timeout_s,
-                )
-                addr = str(infos[0][4][0])
-            addr = addr or target.host
+                found = await asyncio.wait_for(resolve_host(self.ctx, hop_host, hop_port), options.connect_timeout_s)
+                addr = found[0]
+            addr = addr or hop_host.strip("[]")
             lc.advance(Stage.CONNECTING)
-            address = f"[{addr}]:{target.port}" if ":" in addr else f"{addr}:{target.port}"
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(addr, target.port, limit=READ_SIZE), options.connect_timeout_s
-            )
+            address = f"[{addr}]:{hop_port}" if ":" in addr else f"{addr}:{hop_port}"
+            if proxy is not None:
+                tunnel, reader_, writer_ = await open_tunnel(
+                    proxy,
+                    target.host,
+                    target.port,
+                    options.connect_timeout_s,
+                    address=addr,
+                    on_connected=lambda: lc.advance(Stage.TUNNELING),
+                )
+                if reader_ is None or writer_ is None:
+                    lc.abort()
+                    answer = None
+                    if tunnel.status is not None:
+                        answer = HttpAnswer(tunnel.status, tunnel.reason or "", tunnel.headers, tunnel.body_excerpt)
+                    outcome = "proxy-error" if tunnel.outcome == "http-response" else tunnel.outcome
+                    return self._observation(
+                        address,
+                        outcome,
+                        error=(tunnel.error or f"the proxy {tunnel.proxy} answered CONNECT with {tunnel.status}")[:300],
+                        answer=answer,
+                    )
+                reader, writer = reader_, writer_
+            else:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(addr, target.port, limit=READ_SIZE), options.connect_timeout_s
+                )
             self._reader, self._writer = reader, writer
             if target.tls:
                 lc.advance(Stage.TLS)

@@ -1,0 +1,494 @@
+"""Proxy settings as the user's app reads them, and an HTTP CONNECT tunnel that records its answer.
+
+Theory of operation. Two halves, as everywhere in wsdoctor: facts first, judgement in ``checks/``.
+
+*Which route would the app take?* :func:`decide_route` is pure: it takes the environment (a
+mapping), the command-line choice (``--proxy URL`` / ``--no-proxy``) and the target, and returns a
+:class:`RouteDecision` -- ``direct`` or ``proxy`` -- with the reason in words. It reads the
+environment the way the clients we diagnose do (``urllib.request.getproxies_environment``, which
+Python's websockets, aiohttp with ``trust_env`` and httpx all build on): any ``*_proxy`` variable
+in any case, the lower-case spelling winning when both are set (urllib's two passes), an empty
+lower-case value unsetting the upper-case one. A ``wss://`` target uses ``wss_proxy``, then
+``https_proxy``, then ``all_proxy``; a ``ws://`` target ``ws_proxy``, ``http_proxy``, ``all_proxy``.
+``NO_PROXY`` follows curl's rules (https://curl.se/docs/manpage.html#--noproxy) as urllib and httpx
+apply them: ``*`` bypasses everything; each comma-separated entry matches the host itself or any
+sub-domain (a leading dot is ignored), ``host:port`` only that port, and an IP network in CIDR form
+an address inside it. When ``HTTPS_PROXY`` and ``https_proxy`` disagree, both are reported: one app
+may read the other one. Passwords are redacted *when the decision is built* -- nothing downstream
+(reporters, logs, fixtures) ever holds one; only :class:`ProxyURL` keeps it, inside a
+:class:`~wsdoctor.check.Secret`, to build the ``Proxy-Authorization`` header.
+
+*Does the tunnel open?* :func:`open_tunnel` connects to the proxy (bounded by the connect timeout),
+sends ``CONNECT host:port`` with ``Proxy-Authorization: Basic`` from the proxy URL's userinfo, and
+reads the answer with h11 under a header-size bound and one deadline. A 2xx leaves the transport
+open for TLS / the Upgrade (Stage.TUNNELING); anything else is kept -- status, reason, headers
+(``Proxy-Authenticate``, ``Server``, ``Via``, ``X-Squid-Error``) and the start of the body -- because
+*which* refusal it was (403 policy vs 407 credentials) is the diagnosis. WebSocket clients tunnel
+``ws://`` through CONNECT as well (python websockets, Node's https-proxy-agent), so we do too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsdoctor.check import Context, Secret
+from wsdoctor.model import JSONValue, Target
+
+__all__ = [
+    "PROXY_VARIABLES",
+    "ProxyURL",
+    "RouteDecision",
+    "TunnelObservation",
+    "decide_route",
+    "no_proxy_match",
+    "open_tunnel",
+    "proxy_env",
+    "route_for",
+]
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_EXCERPT = 2048
+#: The variables that matter to a WebSocket client, lower-case; others ending in _proxy
+#: (``TRAVIS_APT_PROXY`` ...) are not read by the libraries we mirror, so they are ignored (as httpx does).
+PROXY_VARIABLES = ("ws_proxy", "wss_proxy", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyURL:
+    """A parsed proxy URL; the password lives in a :class:`Secret` and never prints."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: Secret | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ProxyURL:
+        """``http://user:pass@host:3128`` (a bare ``host:port`` means http). ValueError if unusable."""
+        raw = text.strip()
+        if "://" not in raw:
+            raw = "http://" + raw
+        parts = urllib.parse.urlsplit(raw)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https", "socks5", "socks5h", "socks4", "socks4a", "socks"):
+            raise ValueError(f"unsupported proxy scheme {scheme!r}")
+        host = parts.hostname
+        if not host:
+            raise ValueError("no proxy host")
+        port = parts.port  # ValueError for a bad port
+        if port is None:
+            port = {"https": 443}.get(scheme, 1080 if scheme.startswith("socks") else 80)
+        username = urllib.parse.unquote(parts.username) if parts.username else None
+        password = Secret(urllib.parse.unquote(parts.password)) if parts.password is not None else None
+        return cls(scheme=scheme, host=host, port=port, username=username, password=password)
+
+    @property
+    def display(self) -> str:
+        """The URL with the password masked: safe for any output."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = ""
+        if self.username is not None:
+            user = urllib.parse.quote(self.username, safe="") + (":***" if self.password else "") + "@"
+        return f"{self.scheme}://{user}{host}:{self.port}"
+
+    def authorization(self) -> str | None:
+        """``Basic base64(user:pass)`` from the userinfo, as curl and urllib send it."""
+        if self.username is None:
+            return None
+        pw = self.password.reveal() if self.password else ""
+        return "Basic " + base64.b64encode(f"{self.username}:{pw}".encode()).decode("ascii")
+
+
+def redact_proxy_text(value: str) -> str:
+    """A proxy variable's value with any password masked (also when it does not parse)."""
+    try:
+        parts = urllib.parse.urlsplit(value if "://" in value else "http://" + value)
+        if parts.password is not None:
+            return ProxyURL.parse(value).display
+    except ValueError:
+        pass
+    if "@" in value:  # unparseable but has userinfo: keep only what follows the last @
+        return "***@" + value.rsplit("@", 1)[1]
+    return value
+
+
+def proxy_env(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, JSONValue]]:
+    """urllib's reading of the environment: ``{"https": value, "no": value, ...}`` (lower case
+    wins), plus every relevant variable as set, redacted, by its exact name."""
+    effective: dict[str, str] = {}
+    seen: dict[str, JSONValue] = {}
+    # Pass 1: any case; pass 2: lower case only, so it wins and an empty one unsets (urllib).
+    for name, value in environ.items():
+        lname = name.lower()
+        if lname in PROXY_VARIABLES:
+            seen[name] = redact_proxy_text(value)
+            if value:
+                effective[lname[:-6]] = value
+    for name, value in environ.items():
+        if name in PROXY_VARIABLES:
+            if value:
+                effective[name[:-6]] = value
+            else:
+                effective.pop(name[:-6], None)
+    return effective, dict(sorted(seen.items()))
+
+
+def no_proxy_match(no_proxy: str, host: str, port: int) -> str | None:
+    """The ``NO_PROXY`` entry that exempts ``host:port``, or None (curl's rules, see module doc)."""
+    host = host.lower().strip("[]").rstrip(".")
+    try:
+        addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        addr = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return entry
+        name, entry_port = entry, None
+        if entry.startswith("["):  # [v6]:port
+            inner, _, rest = entry[1:].partition("]")
+            name = inner
+            if rest.startswith(":") and rest[1:].isdigit():
+                entry_port = int(rest[1:])
+        elif entry.count(":") == 1:
+            head, _, tail = entry.partition(":")
+            if tail.isdigit():
+                name, entry_port = head, int(tail)
+        if entry_port is not None and entry_port != port:
+            continue
+        if addr is not None and ("/" in name or _is_ip(name)):
+            with contextlib.suppress(ValueError):
+                if addr in ipaddress.ip_network(name, strict=False):
+                    return raw.strip()
+            continue
+        name = name.lstrip(".").rstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return raw.strip()
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """Which way the app would go, and why. Holds no password (``proxy`` is the redacted URL)."""
+
+    route: str  # "direct" | "proxy" | "unsupported"
+    reason: str
+    source: str | None = None  # "--proxy" | "HTTPS_PROXY" | "https_proxy" | ... | None
+    proxy: str | None = None  # redacted display URL
+    no_proxy_entry: str | None = None
+    variables: dict[str, JSONValue] = field(default_factory=dict)  # as set, redacted
+    disagreements: list[JSONValue] = field(default_factory=list)  # [{"upper":..,"lower":..,...}]
+    error: str | None = None  # the chosen value does not parse
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "route": self.route,
+            "reason": self.reason,
+            "source": self.source,
+            "proxy": self.proxy,
+            "no_proxy_entry": self.no_proxy_entry,
+            "variables": dict(self.variables),
+            "disagreements": list(self.disagreements),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RouteDecision:
+        return cls(
+            route=str(d["route"]),
+            reason=str(d.get("reason", "")),
+            source=d.get("source"),
+            proxy=d.get("proxy"),
+            no_proxy_entry=d.get("no_proxy_entry"),
+            variables=dict(d.get("variables") or {}),
+            disagreements=list(d.get("disagreements") or []),
+            error=d.get("error"),
+        )
+
+
+def _disagreements(environ: Mapping[str, str]) -> list[JSONValue]:
+    out: list[JSONValue] = []
+    for lname in PROXY_VARIABLES:
+        uname = lname.upper()
+        if uname in environ and lname in environ and environ[uname] != environ[lname]:
+            out.append(
+                {
+                    "upper": uname,
+                    "upper_value": redact_proxy_text(environ[uname]),
+                    "lower": lname,
+                    "lower_value": redact_proxy_text(environ[lname]),
+                    "used_by_urllib": lname,
+                }
+            )
+    return out
+
+
+def decide_route(
+    environ: Mapping[str, str], target: Target, *, proxy: str | None = None, no_proxy: bool = False
+) -> tuple[RouteDecision, ProxyURL | None]:
+    """Pure: the route for ``target`` given the environment and ``--proxy`` / ``--no-proxy``."""
+    effective, seen = proxy_env(environ)
+    disagreements = _disagreements(environ)
+    common: dict[str, Any] = {"variables": seen, "disagreements": disagreements}
+    if no_proxy:
+        return RouteDecision("direct", "--no-proxy: proxy variables ignored", **common), None
+    if proxy is not None:
+        source, value = "--proxy", proxy
+    else:
+        order = ("wss", "https", "all") if target.tls else ("ws", "http", "all")
+        key = next((k for k in order if effective.get(k)), None)
+        if key is None:
+            return RouteDecision("direct", "no proxy variable applies to a "
+                                 f"{target.scheme}:// URL", **common), None
+        value = effective[key]
+        name = f"{key}_proxy"
+        source = name if environ.get(name) else name.upper()
+        bypass = effective.get("no")
+        entry = no_proxy_match(bypass, target.host, target.port) if bypass else None
+        if entry is not None:
+            return (
+                RouteDecision(
+                    "direct",
+                    f"{source} is set but NO_PROXY entry {entry!r} exempts {target.host}",
+                    source=source,
+                    proxy=redact_proxy_text(value),
+                    no_proxy_entry=entry,
+                    **common,
+                ),
+                None,
+            )
+    try:
+        parsed = ProxyURL.parse(value)
+    except ValueError as exc:
+        return (
+            RouteDecision("unsupported", f"{source} does not parse as a proxy URL: {exc}", source=source,
+                          proxy=redact_proxy_text(value), error=str(exc), **common),
+            None,
+        )
+    if parsed.scheme != "http":
+        return (
+            RouteDecision(
+                "unsupported",
+                f"{source} names a {parsed.scheme}:// proxy; wsdoctor tunnels through HTTP proxies only",
+                source=source,
+                proxy=parsed.display,
+                **common,
+            ),
+            None,
+        )
+    reason = (
+        "--proxy given"
+        if source == "--proxy"
+        else f"{source} applies to {target.scheme}:// and NO_PROXY does not exempt {target.host}"
+    )
+    return RouteDecision("proxy", reason, source=source, proxy=parsed.display, **common), parsed
+
+
+def route_for(ctx: Context) -> tuple[RouteDecision, ProxyURL | None]:
+    """The route for this run: ``--proxy`` / ``--no-proxy``, else the process environment."""
+    import os
+
+    opts = ctx.options
+    return decide_route(os.environ, ctx.target, proxy=opts.proxy, no_proxy=opts.no_proxy)
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelObservation:
+    """Facts of one CONNECT through a proxy."""
+
+    proxy: str  # redacted display URL
+    target: str  # "host:port" asked for
+    outcome: str  # "established" | "http-response" | "refused" | "timeout" | "eof" | "protocol-error" | ...
+    proxy_address: str | None = None
+    connect_s: float | None = None  # TCP to the proxy
+    tunnel_s: float | None = None  # CONNECT sent -> answer
+    status: int | None = None
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body_excerpt: str = ""
+    sent_credentials: bool = False
+    error: str | None = None
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lname), None)
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "proxy": self.proxy,
+            "target": self.target,
+            "outcome": self.outcome,
+            "proxy_address": self.proxy_address,
+            "connect_s": self.connect_s,
+            "tunnel_s": self.tunnel_s,
+            "status": self.status,
+            "reason": self.reason,
+            "headers": [[k, v] for k, v in self.headers],
+            "body_excerpt": self.body_excerpt,
+            "sent_credentials": self.sent_credentials,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TunnelObservation:
+        return cls(
+            proxy=str(d["proxy"]),
+            target=str(d["target"]),
+            outcome=str(d["outcome"]),
+            proxy_address=d.get("proxy_address"),
+            connect_s=d.get("connect_s"),
+            tunnel_s=d.get("tunnel_s"),
+            status=d.get("status"),
+            reason=d.get("reason"),
+            headers=tuple((str(k), str(v)) for k, v in d.get("headers") or ()),
+            body_excerpt=str(d.get("body_excerpt") or ""),
+            sent_credentials=bool(d.get("sent_credentials")),
+            error=d.get("error"),
+        )
+
+
+_UNRECORDED_HEADERS = {"proxy-authorization"}
+
+
+async def open_tunnel(
+    proxy: ProxyURL,
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    address: str | None = None,
+    on_connected: Callable[[], None] | None = None,
+) -> tuple[TunnelObservation, asyncio.StreamReader | None, asyncio.StreamWriter | None]:
+    """CONNECT ``host:port`` through ``proxy``. On a 2xx returns the open streams (the caller owns
+    them); otherwise closes them and returns ``None``s. ``address`` overrides the proxy host's
+    address (``--resolve`` for the proxy). ``on_connected()`` is called once TCP is up (the
+    caller advances its lifecycle). Never raises for network faults."""
+    import h11
+
+    from wsdoctor import __version__
+    from wsdoctor.probes.wsclient import classify_oserror
+
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    auth = proxy.authorization()
+    base: dict[str, Any] = {"proxy": proxy.display, "target": authority, "sent_credentials": auth is not None}
+    connect_to = address or proxy.host
+    proxy_address = f"[{connect_to}]:{proxy.port}" if ":" in connect_to else f"{connect_to}:{proxy.port}"
+    t0 = time.monotonic()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(connect_to, proxy.port), timeout)
+    except (OSError, TimeoutError) as exc:
+        return (
+            TunnelObservation(
+                **base,
+                outcome=classify_oserror(exc),
+                proxy_address=proxy_address,
+                connect_s=round(time.monotonic() - t0, 6),
+                error=f"connecting to the proxy: {(str(exc) or type(exc).__name__)}"[:300],
+            ),
+            None,
+            None,
+        )
+    connect_s = round(time.monotonic() - t0, 6)
+    if on_connected is not None:
+        on_connected()
+    t1 = time.monotonic()
+    deadline = t1 + timeout
+    headers = [("Host", authority), ("User-Agent", f"wsdoctor/{__version__}"), ("Proxy-Connection", "keep-alive")]
+    if auth:
+        headers.append(("Proxy-Authorization", auth))
+    conn = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    keep_open = False
+    try:
+        writer.write(conn.send(h11.Request(method="CONNECT", target=authority, headers=headers)))
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await asyncio.wait_for(writer.drain(), timeout)
+        response: h11.Response | None = None
+        body = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no complete answer to CONNECT in time")
+                data = await asyncio.wait_for(reader.read(65536), remaining)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Response):
+                response = event
+                if 200 <= event.status_code < 300:
+                    keep_open = True
+                    break
+                continue
+            if isinstance(event, h11.Data):
+                if len(body) < MAX_BODY_EXCERPT:
+                    body += bytes(event.data)[: MAX_BODY_EXCERPT - len(body)]
+                continue
+            if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
+                break
+        if response is None:
+            return (
+                TunnelObservation(
+                    **base, outcome="eof", proxy_address=proxy_address, connect_s=connect_s,
+                    tunnel_s=round(time.monotonic() - t1, 6), error="the proxy closed without answering CONNECT",
+                ),
+                None,
+                None,
+            )
+        obs = TunnelObservation(
+            **base,
+            outcome="established" if keep_open else "http-response",
+            proxy_address=proxy_address,
+            connect_s=connect_s,
+            tunnel_s=round(time.monotonic() - t1, 6),
+            status=response.status_code,
+            reason=response.reason.decode("latin-1"),
+            headers=tuple(
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in response.headers
+                if k.decode("latin-1").lower() not in _UNRECORDED_HEADERS
+            ),
+            body_excerpt=body.decode("utf-8", "replace"),
+        )
+        if keep_open:
+            return obs, reader, writer
+        return obs, None, None
+    except h11.RemoteProtocolError as exc:
+        return (
+            TunnelObservation(**base, outcome="protocol-error", proxy_address=proxy_address, connect_s=connect_s,
+                              tunnel_s=round(time.monotonic() - t1, 6),
+                              error=f"the proxy's answer to CONNECT is not valid HTTP: {exc}"[:300]),
+            None,
+            None,
+        )
+    except (OSError, TimeoutError) as exc:
+        return (
+            TunnelObservation(**base, outcome=classify_oserror(exc), proxy_address=proxy_address,
+                              connect_s=connect_s, tunnel_s=round(time.monotonic() - t1, 6),
+                              error=(str(exc) or type(exc).__name__)[:300]),
+            None,
+            None,
+        )
+    finally:
+        if not keep_open:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
