@@ -21,11 +21,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from checks.ws import AuthenticatedCheck
 from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.check import Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
 
-__all__ = ["CHECKS", "CloseHandshake", "analyze", "judge_close_code", "judge_ending"]
+__all__ = ["CHECKS", "CloseHandshake", "analyze", "judge_close_code", "judge_ending", "terminal_event"]
 
 
 def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding | None:
@@ -104,7 +105,7 @@ def judge_ending(kind: str | None, event: Mapping[str, Any] | None, when: str) -
     return None
 
 
-def _terminal(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def terminal_event(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return next(
         (
             e
@@ -133,7 +134,7 @@ def _after(obs: Mapping[str, Any], t: float | None, msg_type: str) -> float | No
 def analyze_closestream(obs: Mapping[str, Any]) -> list[Finding]:
     if obs["upgrade"]["outcome"] != "upgraded":
         return []
-    term = _terminal(obs)
+    term = terminal_event(obs)
     cs_t = obs.get("closestream_t")
     if cs_t is None or (term is not None and term["t_s"] < cs_t):
         f = judge_ending(obs.get("terminal"), term, f"{_since_open(obs, term)} into the stream, before CloseStream")
@@ -173,7 +174,7 @@ def analyze_closestream(obs: Mapping[str, Any]) -> list[Finding]:
 def analyze_client_close(obs: Mapping[str, Any]) -> list[Finding]:
     if obs["upgrade"]["outcome"] != "upgraded":
         return []
-    term = _terminal(obs)
+    term = terminal_event(obs)
     if term is None:
         return [
             Finding(
@@ -204,7 +205,7 @@ def analyze(closestream: Mapping[str, Any], client_close: Mapping[str, Any]) -> 
 
 def close_metrics(obs: Mapping[str, Any]) -> dict[str, float | None]:
     cs = obs.get("closestream_t")
-    term = _terminal(obs)
+    term = terminal_event(obs)
     close_t = term["t_s"] if term and term.get("kind") == "close" else None
     return {
         "closestream_to_metadata_s": _after(obs, cs, "Metadata"),
@@ -212,10 +213,9 @@ def close_metrics(obs: Mapping[str, Any]) -> dict[str, float | None]:
     }
 
 
-class CloseHandshake(Check):
+class CloseHandshake(AuthenticatedCheck):
     id = "close.handshake"
     title = "CloseStream and close frames complete the close handshake"
-    requires = ("ws.auth",)
     timeout: ClassVar[float] = 30.0
 
     def deadline_s(self, options: RunOptions) -> float:
@@ -224,9 +224,8 @@ class CloseHandshake(Check):
     async def run(self, ctx: Context) -> CheckResult:
         from wsdoctor.probes.session import run_session
 
-        auth = ctx.result_of("ws.auth")
-        if auth is not None and auth.status is Status.SKIP:
-            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        if (skipped := self.auth_skip(ctx)) is not None:
+            return skipped
         wait = ctx.options.close_wait_s
         a, b = await asyncio.gather(
             run_session(ctx, audio_seconds=1.0, ending="closestream", close_wait_s=wait),
@@ -235,7 +234,7 @@ class CloseHandshake(Check):
         da, db = a.to_dict(), b.to_dict()
         findings = analyze(da, db)
         metrics: dict[str, float | None] = dict(close_metrics(da))
-        term_b = _terminal(db)
+        term_b = terminal_event(db)
         metrics["close_reply_s"] = (
             round(term_b["t_s"] - b.close_sent_t, 3)
             if term_b and term_b.get("kind") == "close" and b.close_sent_t is not None

@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from checks.close import judge_close_code
+from checks.ws import AuthenticatedCheck
 from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.check import Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
 
 __all__ = [
@@ -220,8 +221,7 @@ def analyze_ping(family: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
-class _IdleCheck(Check):
-    requires = ("ws.auth",)
+class _IdleCheck(AuthenticatedCheck):
     slow = True
     timeout: ClassVar[float] = 45.0
 
@@ -231,9 +231,8 @@ class _IdleCheck(Check):
     async def family(self, ctx: Context) -> dict[str, Any] | CheckResult:
         from wsdoctor.probes.idle import run_idle_family
 
-        auth = ctx.result_of("ws.auth")
-        if auth is not None and auth.status is Status.SKIP:
-            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        if (skipped := self.auth_skip(ctx)) is not None:
+            return skipped
 
         async def probe() -> dict[str, Any]:
             return (await run_idle_family(ctx)).to_dict()

@@ -14,9 +14,10 @@ import statistics
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from checks.close import judge_ending
+from checks.close import judge_ending, terminal_event
+from checks.ws import AuthenticatedCheck
 from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.check import Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
 from wsdoctor.probes.audio import CHUNK_S
 
@@ -74,15 +75,7 @@ def analyze(obs: Mapping[str, Any], slow_first_result_s: float = 3.0) -> list[Fi
     if obs["upgrade"]["outcome"] != "upgraded":
         return []
     findings: list[Finding] = []
-    term = next(
-        (
-            e
-            for e in reversed(obs.get("events", []))
-            if e.get("direction") == "in"
-            and e.get("kind") in ("eof", "reset", "error", "close", "protocol-error", "oversize")
-        ),
-        None,
-    )
+    term = terminal_event(obs)
     cs_t = obs.get("closestream_t")
     if term is not None and (cs_t is None or term["t_s"] < cs_t):
         into = term["t_s"] - (obs.get("open_t") or 0.0)
@@ -132,10 +125,9 @@ def analyze(obs: Mapping[str, Any], slow_first_result_s: float = 3.0) -> list[Fi
     return findings
 
 
-class StreamTranscribe(Check):
+class StreamTranscribe(AuthenticatedCheck):
     id = "stream.transcribe"
     title = "Real speech streamed at real time comes back as transcripts"
-    requires = ("ws.auth",)
     timeout: ClassVar[float] = 30.0
 
     def deadline_s(self, options: RunOptions) -> float:
@@ -144,9 +136,8 @@ class StreamTranscribe(Check):
     async def run(self, ctx: Context) -> CheckResult:
         from wsdoctor.probes.session import run_session
 
-        auth = ctx.result_of("ws.auth")
-        if auth is not None and auth.status is Status.SKIP:
-            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        if (skipped := self.auth_skip(ctx)) is not None:
+            return skipped
         obs = await run_session(ctx, audio_seconds=None, ending="closestream", close_wait_s=ctx.options.close_wait_s)
         d = obs.to_dict()
         m = stream_metrics(d)
@@ -196,10 +187,9 @@ def analyze_soak(obs: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
-class StreamSoak(Check):
+class StreamSoak(AuthenticatedCheck):
     id = "stream.soak"
     title = "A long stream (--soak S) holds, and reconnects cleanly when dropped"
-    requires = ("ws.auth",)
     slow = True
     timeout: ClassVar[float] = 60.0
 
@@ -209,9 +199,8 @@ class StreamSoak(Check):
     async def run(self, ctx: Context) -> CheckResult:
         if not ctx.options.soak_s:
             return self.skip("not requested (use --soak SECONDS)")
-        auth = ctx.result_of("ws.auth")
-        if auth is not None and auth.status is Status.SKIP:
-            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        if (skipped := self.auth_skip(ctx)) is not None:
+            return skipped
         from wsdoctor.probes.soak import run_soak
 
         obs: dict[str, Any] = (await run_soak(ctx, ctx.options.soak_s)).to_dict()

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from checks.http import _header, answered_by
+from checks.http import analyze as analyze_upgrade
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, Status
 
-__all__ = ["CHECKS", "WsAuth", "analyze"]
+__all__ = ["CHECKS", "AuthenticatedCheck", "WsAuth", "analyze"]
 
 
 def _status_code(status: int) -> str | None:
@@ -59,6 +60,8 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 ev,
             )
         ]
+    if status in (426, 200):  # Deepgram saw no Upgrade: a hop stripped it (http.upgrade's judgement)
+        return analyze_upgrade(obs)
     code = _status_code(status)
     if code is None:
         return []
@@ -123,6 +126,21 @@ class WsAuth(Check):
                 )
             ]
         return self.result(findings, summary=summary, evidence={"upgrade": d})
+
+
+class AuthenticatedCheck(Check):
+    """Base of the checks that stream on an authenticated connection (stream, close, idle, ...)."""
+
+    requires: ClassVar[tuple[str, ...]] = ("ws.auth",)
+
+    def auth_skip(self, ctx: Context) -> CheckResult | None:
+        """A skip when ws.auth was skipped (no key and the server wants one), else ``None``.
+
+        A *failed* ws.auth never gets here: the runner skips dependants of failures itself."""
+        auth = ctx.result_of("ws.auth")
+        if auth is not None and auth.status is Status.SKIP:
+            return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        return None
 
 
 CHECKS = (WsAuth,)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import ssl
 import struct
@@ -123,14 +124,19 @@ async def huge_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     await _linger(reader, 5)
 
 
-async def deflate_bomb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    request = await read_request(reader)
+@functools.cache
+def _bomb() -> bytes:
+    """64 MiB of zeros, raw-deflated to ~64 KiB; built once, not per connection."""
     bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
     zeros = b"\x00" * (1 << 20)
-    payload = b"".join(bomb.compress(zeros) for _ in range(64)) + bomb.flush(zlib.Z_SYNC_FLUSH)
+    return b"".join(bomb.compress(zeros) for _ in range(64)) + bomb.flush(zlib.Z_SYNC_FLUSH)
+
+
+async def deflate_bomb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    request = await read_request(reader)
     # permessage-deflate was never offered by the client; a compressed (RSV1) 64 MiB-of-zeros message anyway
     writer.write(
-        switching(request, b"Sec-WebSocket-Extensions: permessage-deflate\r\n") + frame(0x1, payload[:-4], rsv1=True)
+        switching(request, b"Sec-WebSocket-Extensions: permessage-deflate\r\n") + frame(0x1, _bomb()[:-4], rsv1=True)
     )
     await writer.drain()
     await _linger(reader, 5)

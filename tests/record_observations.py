@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tests.mockproc import mock_process
 
@@ -53,32 +54,41 @@ IDLE_SCENARIOS = [
 ]
 
 
+def report_of(mock_args: list[str], run_args: list[str]) -> dict[str, Any]:
+    """Start ``wsdoctor mock MOCK_ARGS``, run ``wsdoctor run URL RUN_ARGS`` against it, return the report."""
+    with mock_process("--api-key", KEY, *mock_args) as url, tempfile.TemporaryDirectory() as tmp:
+        report_path = Path(tmp) / "r.json"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "wsdoctor",
+                "run",
+                url,
+                "--api-key-env",
+                "REC_KEY",
+                "--json",
+                str(report_path),
+                *run_args,
+            ],
+            env={**os.environ, "REC_KEY": KEY},
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        data: dict[str, Any] = json.loads(report_path.read_text())
+        return data
+
+
+def write(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    print(f"recorded {path.relative_to(ROOT)}")
+
+
 def record_idle() -> None:
     for fault, stem, mock_args, run_args in IDLE_SCENARIOS:
-        args = ["--api-key", KEY, *mock_args] + (["--fault", fault] if fault else [])
-        with mock_process(*args) as url, tempfile.TemporaryDirectory() as tmp:
-            report_path = Path(tmp) / "r.json"
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "wsdoctor",
-                    "run",
-                    url,
-                    "--api-key-env",
-                    "REC_KEY",
-                    "--checks",
-                    "idle",
-                    "--json",
-                    str(report_path),
-                    *run_args,
-                ],
-                env={**os.environ, "REC_KEY": KEY},
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
-            report = json.loads(report_path.read_text())
+        report = report_of(mock_args + (["--fault", fault] if fault else []), ["--checks", "idle", *run_args])
         by_id = {r["check_id"]: r for r in report["results"]}
         family = {
             "idle_max_s": 30.0,
@@ -90,10 +100,7 @@ def record_idle() -> None:
                 by_id["idle.ping"]["evidence"]["ping"],
             ],
         }
-        path = OUT / "idle" / f"{stem}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(family, indent=1, sort_keys=True) + "\n")
-        print(f"recorded {path.relative_to(ROOT)}")
+        write(OUT / "idle" / f"{stem}.json", family)
 
 
 def main() -> int:
@@ -101,28 +108,7 @@ def main() -> int:
         record_idle()
         return 0
     for fault, stem, extra in SCENARIOS:
-        args = ["--api-key", KEY] + (["--fault", fault] if fault else [])
-        with mock_process(*args) as url, tempfile.TemporaryDirectory() as tmp:
-            report_path = Path(tmp) / "r.json"
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "wsdoctor",
-                    "run",
-                    url,
-                    "--api-key-env",
-                    "REC_KEY",
-                    "--json",
-                    str(report_path),
-                    *extra,
-                ],
-                env={**os.environ, "REC_KEY": KEY},
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
-            report = json.loads(report_path.read_text())
+        report = report_of(["--fault", fault] if fault else [], extra)
         for result in report["results"]:
             where = EVIDENCE.get(result["check_id"])
             if where is None or result["status"] == "skip":
@@ -131,10 +117,7 @@ def main() -> int:
             evidence = result["evidence"] if key is None else result["evidence"].get(key)
             if not evidence:
                 continue
-            path = OUT / family / f"{stem}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(evidence, indent=1, sort_keys=True) + "\n")
-            print(f"recorded {path.relative_to(ROOT)}")
+            write(OUT / family / f"{stem}.json", evidence)
     record_idle()
     return 0
 

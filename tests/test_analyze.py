@@ -61,6 +61,7 @@ def test_http_says_which_hop_answered() -> None:
         ("ws/no-key-429.json", ["ws.rate-limited"], "account-limits"),
         ("ws/reject-503.json", ["ws.server-error"], "service"),
         ("http/html-200.json", ["http.intermediary-response"], "proxy-firewall"),
+        ("http/upgrade-stripped-426.json", ["http.upgrade-stripped"], "proxy-firewall"),
     ],
 )
 def test_ws_auth(fixture: str, expected: list[str], cause: str | None) -> None:
@@ -68,7 +69,7 @@ def test_ws_auth(fixture: str, expected: list[str], cause: str | None) -> None:
     assert codes(findings) == expected
     if cause:
         assert findings[0].cause == cause
-        assert findings[0].evidence["dg_request_id"] or cause == "proxy-firewall"
+        assert findings[0].evidence.get("dg_request_id") or cause == "proxy-firewall"
 
 
 @pytest.mark.parametrize(

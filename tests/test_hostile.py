@@ -58,6 +58,9 @@ def run_wsdoctor(url: str, tmp_path: Path, *extra: str) -> tuple[int, dict[str, 
         args, capture_output=True, text=True, timeout=90, check=False, env={**os.environ, "WSD_HOSTILE_KEY": KEY}
     )
     wall = time.monotonic() - t0
+    assert out.exists() and "MAXRSS_KB" in proc.stderr, (
+        f"exit {proc.returncode}: {proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+    )
     rss = int(proc.stderr.strip().rsplit("MAXRSS_KB", 1)[1].split()[0])
     return proc.returncode, json.loads(out.read_text()), proc.stdout + proc.stderr, wall, rss
 

@@ -73,7 +73,8 @@ CAUSES: dict[str, Cause] = {
             ),
             fixes=(
                 "Ask the network team to allow outbound TCP 443 to api.deepgram.com (and the "
-                "regional host you use), including the HTTP Upgrade to WebSocket.",
+                "regional host you use), including the proxy's CONNECT to api.deepgram.com:443, the "
+                "HTTP Upgrade to WebSocket, and long-lived connections (a stream lasts minutes to hours).",
                 "Exempt api.deepgram.com from TLS inspection, or make the application trust the inspecting proxy's CA.",
                 "Raise the proxy/load-balancer idle timeout above your longest silence (60 s or "
                 "more), or send KeepAlive more often than the cutoff.",
@@ -193,6 +194,11 @@ FINDING_CODES: dict[str, FindingCode] = {
         FindingCode("tls.handshake-failed", "network-instability", "The TLS handshake failed."),
         FindingCode("proxy.connect-denied", "proxy-firewall", "The proxy refused CONNECT (403)."),
         FindingCode("proxy.auth-required", "proxy-firewall", "The proxy wants credentials (407)."),
+        FindingCode("proxy.unreachable", "proxy-firewall", "The configured proxy does not accept TCP."),
+        FindingCode("proxy.bad-answer", "proxy-firewall", "The proxy answered CONNECT with an error or garbage."),
+        FindingCode("proxy.misconfigured", "proxy-firewall", "A proxy setting that cannot work."),
+        FindingCode("env.proxy-disagreement", "proxy-firewall", "HTTPS_PROXY and https_proxy (or similar) differ."),
+        FindingCode("tls.local-ca-stale", "local-host", "One local trust store accepts the chain, another does not."),
         FindingCode("http.intermediary-response", "proxy-firewall", "The answer did not come from Deepgram."),
         FindingCode("http.upgrade-stripped", "proxy-firewall", "The WebSocket upgrade did not survive the path."),
         FindingCode("http.no-response", "network-instability", "The connection ended before any HTTP answer."),
@@ -216,8 +222,16 @@ FINDING_CODES: dict[str, FindingCode] = {
         FindingCode("close.no-close-reply", "network-instability", "Our close frame got no reply in time."),
         FindingCode("close.unexpected-code", "service", "The stream was closed with an unexpected code."),
         FindingCode("rest.failed", "service", "The REST API (POST /v1/listen) did not transcribe the audio."),
+        FindingCode("phases.failures", "network-instability", "Some of N repeated connection attempts failed."),
+        FindingCode("phases.latency-spread", "network-instability", "A connection phase is erratic: p99 >> p50."),
         FindingCode("host.close-wait-leak", "connection-handling", "Sockets left in CLOSE_WAIT."),
         FindingCode("host.fd-pressure", "local-host", "Open file descriptors near the limit."),
+        FindingCode(
+            "host.time-wait-pileup", "connection-handling", "Many sockets to the target in TIME_WAIT: connection churn."
+        ),
+        FindingCode("host.ephemeral-ports", "local-host", "The ephemeral port range is nearly used up."),
+        FindingCode("host.loop-lag", "local-host", "The event loop was blocked: late timers, late keepalives."),
+        FindingCode("host.clock-skew", "local-host", "The local clock differs from the server's Date header."),
         FindingCode("sdk.outdated", "sdk-libraries", "An SDK or library version with known problems."),
     )
 }

@@ -92,6 +92,12 @@ class RunOptions:
     keepalive_every_s: float = 4.0  # Deepgram: KeepAlive every 3-5 s while idle
     ping_every_s: float = 2.0  # WebSocket pings on the ping connection of the idle family
     soak_s: float | None = None  # --soak: stream this long, reconnecting on drops
+    repeat: int | None = None  # --repeat N: time the connection phases over N sequential connections
+    pid: int | None = None  # --pid: host checks inspect this process's sockets and fds, not ours
+    app_dir: str | None = None  # --app-dir: sdk checks read the versions pinned in this app's lockfiles
+    proxy: str | None = None  # --proxy URL: overrides the proxy variables (may hold a password)
+    no_proxy: bool = False  # --no-proxy: ignore the proxy variables, go direct (trust_env=False)
+    dns_server: tuple[str, int] | None = None  # --dns-server ADDR[:PORT]: resolve through it only
 
     def resolve_for(self, host: str, port: int) -> str | None:
         for r in self.resolve:

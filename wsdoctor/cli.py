@@ -22,7 +22,7 @@ from wsdoctor.errors import UsageError, WsdoctorError
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "entry", "main"]
 
 #: Subcommands, in help order: each a module of ``wsdoctor.commands``.
-COMMANDS = ("run", "mock", "checks", "render")
+COMMANDS = ("run", "mock", "checks", "render", "explain", "serve", "load")
 
 
 def build_parser() -> Parser:

@@ -28,7 +28,7 @@ from wsdoctor.model import CheckResult, JSONValue, Report, Status, Target
 from wsdoctor.redact import Redactor
 from wsdoctor.runner import run_checks
 
-__all__ = ["Diagnosis", "diagnose", "environment", "proxy_passwords_from_env"]
+__all__ = ["Diagnosis", "diagnose", "environment", "run_secrets"]
 
 _PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "WS_PROXY", "WSS_PROXY"}
 
@@ -41,25 +41,28 @@ class Diagnosis:
     options: RunOptions
     checks: Sequence[type[Check]]
     key: str | None = None
-    user_skipped: set[str] = field(default_factory=set)
     broken_plugins: dict[str, str] = field(default_factory=dict)
-    secrets: list[str] = field(default_factory=list)  # besides the key: proxy passwords, ...
+    secrets: list[str] = field(default_factory=list)  # besides the key and proxy passwords (run_secrets)
     mock: Any = None  # a wsdoctor.mock.MockConfig (api_key filled in by diagnose)
     deadline_s: float | None = None
 
 
-def proxy_passwords_from_env() -> list[str]:
-    """Passwords in any *_PROXY variable (either case): secrets of this run, whoever reads them."""
+def run_secrets(key: str | None, proxy: str | None) -> list[str]:
+    """Everything to redact in a run: the key, the ``--proxy`` password and the password of every
+    proxy variable in the environment (either case), raw and percent-decoded."""
     import urllib.parse
 
-    found = []
-    for name, value in os.environ.items():
-        if name.upper() in _PROXY_VARS and "@" in value:
-            with contextlib.suppress(ValueError):
-                password = urllib.parse.urlsplit(value if "://" in value else f"http://{value}").password
-                if password:
-                    found.append(urllib.parse.unquote(password))
-    return found
+    found = [key] if key else []
+    values = [proxy] if proxy else []
+    values += [v for k, v in os.environ.items() if k.upper() in _PROXY_VARS and v]
+    for value in values:
+        try:
+            password = urllib.parse.urlsplit(value if "://" in value else f"http://{value}").password
+        except ValueError:
+            continue
+        if password:
+            found += [password, urllib.parse.unquote(password)]
+    return [s for s in dict.fromkeys(found) if len(s) >= 3]
 
 
 def environment(secrets: Iterable[str]) -> dict[str, JSONValue]:
@@ -93,14 +96,14 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
     if target is None:
         raise ValueError("diagnose() needs a target or a mock")
     secret = Secret(key) if key else None
-    secrets = [s for s in (key, *d.secrets, *proxy_passwords_from_env()) if s]
+    secrets = [s for s in dict.fromkeys((*run_secrets(key, d.options.proxy), *d.secrets)) if s]
     memo: dict[str, Any] = {}  # run-wide: family probes shared between checks (Context.shared)
     ctx_target = target
 
     def make_context(results: dict[str, CheckResult]) -> Context:
         return Context(target=ctx_target, options=d.options, api_key=secret, results=dict(results), memo=memo)
 
-    task = asyncio.create_task(run_checks(d.checks, make_context, user_skipped=d.user_skipped, secrets=secrets))
+    task = asyncio.create_task(run_checks(d.checks, make_context, secrets=secrets))
     if on_task is not None:
         on_task(task)
     try:

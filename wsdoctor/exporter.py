@@ -536,7 +536,7 @@ class Exporter:
         from wsdoctor.diagnosis import Diagnosis, diagnose
         from wsdoctor.model import Report
 
-        checks, user_skipped = self._select(self.checks, profile)
+        checks, _deselected = self._select(self.checks, profile)
         options = RunOptions(
             api_key_env=profile.api_key_env,
             ca_file=profile.ca_file,
@@ -549,21 +549,12 @@ class Exporter:
             proxy=profile.proxy,
             no_proxy=profile.no_proxy,
         )
-        secrets: list[str] = []
-        if profile.proxy:
-            from wsdoctor.probes.proxy import ProxyURL
-
-            password = ProxyURL.parse(profile.proxy).password
-            if password is not None:
-                secrets.append(password.reveal())
         diagnosis = Diagnosis(
             target=entry.target,
             options=options,
             checks=checks,
             key=os.environ.get(profile.api_key_env) or None,
-            user_skipped=user_skipped,
             broken_plugins=self.broken_plugins,
-            secrets=secrets,
             deadline_s=deadline,
         )
         inner: list[asyncio.Task[Any]] = []

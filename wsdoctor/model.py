@@ -163,11 +163,21 @@ class CheckResult:
             summary=str(data["summary"]),
             duration_s=float(data.get("duration_s", 0.0)),
             started_at_s=float(data.get("started_at_s", 0.0)),
-            metrics=dict(data.get("metrics") or {}),
+            metrics=_metrics(data.get("metrics") or {}),
             evidence=dict(data.get("evidence") or {}),
             findings=tuple(Finding.from_dict(f) for f in data.get("findings") or ()),
             blocked_by=data.get("blocked_by"),
         )
+
+
+def _metrics(data: Mapping[str, Any]) -> dict[str, Metric]:
+    """Metrics are numbers or null: a hand-edited report with anything else is not ours."""
+    out: dict[str, Metric] = {}
+    for key, value in dict(data).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"metric {str(key)[:60]!r} is not a number")
+        out[str(key)] = value
+    return out
 
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}

@@ -10,7 +10,9 @@ starts every check whose requirements are done, as its own task. A check ends in
 - it raises -> ``error`` with the exception in one line (wsdoctor broke, not the network).
 
 A check whose requirement failed, errored, or was itself blocked is not run: it becomes ``skip``
-with ``blocked_by`` naming the requirement. A "not applicable" skip (TLS on ws://) does not block.
+with ``blocked_by`` naming the requirement. A "not applicable" skip (TLS on ws://) does not block,
+and neither does a requirement the user deselected with ``--skip``: like pytest's deselection, it
+removes that check only, and its dependants work with what they have.
 If the whole run is cancelled (Ctrl-C, SIGTERM, ``--timeout``), running checks are cancelled --
 their sockets closed by their own ``async with`` -- and marked ``error``/"interrupted"; checks that
 never started are ``skip``. The partial results are returned, so a partial report is still written.
@@ -108,14 +110,12 @@ async def run_checks(
     checks: Sequence[type[Check]],
     make_context: Callable[[dict[str, CheckResult]], Context],
     *,
-    user_skipped: Iterable[str] = (),
     secrets: Iterable[str] = (),
     on_result: Callable[[CheckResult], None] | None = None,
 ) -> RunOutcome:
     """Run ``checks`` respecting ``requires``. Cancellation yields a partial :class:`RunOutcome`."""
     redactor = Redactor(secrets)
     instances = {c.id: c() for c in checks}
-    user_skipped = set(user_skipped)
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for cid, check in instances.items():
         sorter.add(cid, *(r for r in check.requires if r in instances))
@@ -144,18 +144,11 @@ async def run_checks(
             for cid in sorter.get_ready():
                 check = instances[cid]
                 blocker = next((r for r in check.requires if r in results and _blocking(results[r])), None)
-                user_blocker = next((r for r in check.requires if r in user_skipped), None)
                 now = time.monotonic()
                 if blocker is not None:
                     why = results[blocker].status.value
                     why = "failed" if why == "fail" else ("errored" if why == "error" else "was skipped")
                     finish(cid, check.skip(f"requires {blocker}, which {why}", blocked_by=blocker), now)
-                elif user_blocker is not None:
-                    finish(
-                        cid,
-                        check.skip(f"requires {user_blocker}, which was skipped by --skip", blocked_by=user_blocker),
-                        now,
-                    )
                 else:
                     ctx = make_context(results)
                     running[asyncio.create_task(_run_one(check, ctx), name=f"check:{cid}")] = (cid, now)

@@ -7,14 +7,14 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from wsdoctor import __version__
 from wsdoctor.commands.common import ExitCode, ids, positive
 from wsdoctor.commands.output import add_output_arguments, emit, prepare_outputs
 from wsdoctor.errors import UsageError
 
 if TYPE_CHECKING:
     from wsdoctor.check import RunOptions
-    from wsdoctor.model import JSONValue, Report, Target
+    from wsdoctor.diagnosis import Diagnosis
+    from wsdoctor.model import Report
 
 __all__ = ["DEFAULT_URL", "add_parser", "handle"]
 
@@ -40,6 +40,21 @@ def add_parser(sub: Any) -> None:
         "keys are never taken on the command line",
     )
     run.add_argument("--ca-file", metavar="PEM", help="trust exactly these CA certificates for wss://")
+    proxy = run.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="tunnel through this HTTP proxy (http://[user:pass@]host:port), overriding HTTPS_PROXY & co.; "
+        "the password never appears in any output",
+    )
+    proxy.add_argument(
+        "--no-proxy", action="store_true", help="ignore the proxy variables and connect directly"
+    )
+    run.add_argument(
+        "--dns-server",
+        metavar="ADDR[:PORT]",
+        help="ask this DNS server (only) for the target's A/AAAA records instead of the system resolver",
+    )
     run.add_argument(
         "--resolve",
         metavar="HOST:PORT:ADDR",
@@ -71,6 +86,12 @@ def add_parser(sub: Any) -> None:
         type=positive,
         default=4.0,
         help="KeepAlive interval of the idle family (default 4, inside Deepgram's advised 3-5 s)",
+    )
+    run.add_argument(
+        "--repeat",
+        metavar="N",
+        type=int,
+        help="also time the connection phases over N sequential connections (min/p50/p95/p99/max), 1-1000",
     )
     run.add_argument(
         "--soak",
@@ -108,6 +129,18 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--fail-on", choices=["warn", "fail"], default="fail", help="exit 1 on failures (default) or on warnings too"
     )
+    run.add_argument(
+        "--pid",
+        metavar="PID",
+        type=int,
+        help="host checks inspect this running app's sockets and file descriptors instead of wsdoctor's",
+    )
+    run.add_argument(
+        "--app-dir",
+        metavar="DIR",
+        help="sdk checks read the SDK/library versions pinned in this app's requirements*.txt, pyproject.toml, "
+        "poetry.lock, uv.lock, package(-lock).json, go.mod, *.csproj",
+    )
 
     add_output_arguments(run)
     run.set_defaults(handler=handle)
@@ -133,7 +166,74 @@ def _options(args: argparse.Namespace) -> RunOptions:
         keepalive_every_s=args.keepalive_every,
         ping_every_s=min(2.0, args.keepalive_every),
         soak_s=_soak(args.soak),
+        repeat=_repeat(args.repeat),
+        proxy=_proxy(args.proxy),
+        no_proxy=args.no_proxy,
+        dns_server=_dns_server(args.dns_server),
+        pid=_pid(args.pid),
+        app_dir=_app_dir(args.app_dir),
     )
+
+
+def _pid(pid: int | None) -> int | None:
+    """``--pid``: a process that exists now (psutil is imported here, not for ``--help``)."""
+    if pid is None:
+        return None
+    import psutil
+
+    if pid <= 0 or not psutil.pid_exists(pid):
+        raise UsageError(f"--pid {pid}: no such process")
+    return pid
+
+
+def _app_dir(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isdir(path):
+        raise UsageError(f"--app-dir {path!r}: not a directory")
+    return os.path.abspath(path)
+
+
+def _proxy(text: str | None) -> str | None:
+    if text is None:
+        return None
+    from wsdoctor.probes.proxy import ProxyURL, redact_proxy_text
+
+    try:
+        parsed = ProxyURL.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"--proxy {redact_proxy_text(text)!r}: {exc}") from None
+    if parsed.scheme != "http":
+        raise UsageError(f"--proxy {parsed.display!r}: only http:// proxies are supported")
+    return text
+
+
+def _dns_server(text: str | None) -> tuple[str, int] | None:
+    """``ADDR``, ``ADDR:PORT``, ``[V6]:PORT`` or a bare IPv6 address."""
+    if text is None:
+        return None
+    import ipaddress
+
+    addr, port_s = text, "53"
+    if text.startswith("["):
+        addr, _, rest = text[1:].partition("]")
+        port_s = rest[1:] if rest.startswith(":") else ("53" if not rest else "x")
+    elif text.count(":") == 1:
+        addr, _, port_s = text.partition(":")
+    try:
+        ipaddress.ip_address(addr)
+        port = int(port_s)
+    except ValueError:
+        raise UsageError(f"--dns-server {text!r}: expected an IP address, optionally with :PORT") from None
+    if not 0 < port < 65536:
+        raise UsageError(f"--dns-server {text!r}: port out of range")
+    return addr, port
+
+
+def _repeat(n: int | None) -> int | None:
+    if n is not None and not 1 <= n <= 1000:
+        raise UsageError(f"--repeat {n}: between 1 and 1000")
+    return n
 
 
 def _soak(seconds: float | None) -> float | None:
@@ -157,132 +257,57 @@ def handle(args: argparse.Namespace) -> int:
     options = _options(args)
     prepare_outputs(args)  # fail before any probe runs, not after a minute of probing
     loaded = load_checks()
-    checks, user_skipped = select_checks(loaded.checks, only=args.checks, skip=args.skip, quick=args.quick)
+    checks, _deselected = select_checks(loaded.checks, only=args.checks, skip=args.skip, quick=args.quick)
     if args.mock_fault:
         from wsdoctor.mock import FAULTS
 
         if args.mock_fault not in FAULTS:
             raise UsageError(f"unknown mock fault {args.mock_fault!r} (one of: {', '.join(sorted(FAULTS))})")
     key = os.environ.get(args.api_key_env) or None
-    runner = _Run(args, options, target, checks, user_skipped, key, loaded.broken)
-    report, signal_code = asyncio.run(runner.main())
+    from wsdoctor.diagnosis import Diagnosis
+
+    mock = None
+    if args.target == "mock":
+        from wsdoctor.mock import MockConfig
+
+        mock = MockConfig(fault=args.mock_fault, idle_timeout_s=args.mock_idle_timeout)
+    # The key and proxy passwords are redacted by diagnose() (run_secrets), before any reporter.
+    diagnosis = Diagnosis(target=target, options=options, checks=checks, key=key,
+                          broken_plugins=loaded.broken, mock=mock, deadline_s=args.timeout)
+    report, signal_code = asyncio.run(_Run(diagnosis).main())
     return emit(report, args, signal_code)
 
 
 class _Run:
-    """The async body of ``wsdoctor run``: mock lifecycle, signals, run deadline."""
+    """``wsdoctor run``'s async body: the diagnosis, with SIGINT/SIGTERM turned into a partial report."""
 
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        options: RunOptions,
-        target: Target | None,
-        checks: list[type],
-        user_skipped: set[str],
-        key: str | None,
-        broken: dict[str, str],
-    ) -> None:
-        self.args, self.options, self.target = args, options, target
-        self.checks, self.user_skipped, self.key, self.broken = checks, user_skipped, key, broken
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        self.diagnosis = diagnosis
         self.signal_code = 0
 
     async def main(self) -> tuple[Report, int]:
         import asyncio
-        import datetime
         import signal
 
-        from wsdoctor.check import Context, Secret
-        from wsdoctor.model import CheckResult, Report, Status, Target
-        from wsdoctor.runner import run_checks
-
-        started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        mock = None
-        key = self.key
-        target = self.target
-        if self.args.target == "mock":
-            import secrets as pysecrets
-
-            from wsdoctor.mock import MockConfig, start_mock
-
-            key = "mock-" + pysecrets.token_urlsafe(24)
-            config = MockConfig(api_key=key, fault=self.args.mock_fault, idle_timeout_s=self.args.mock_idle_timeout)
-            mock = await start_mock(config)
-            target = Target.parse(mock.url, is_mock=True)
-        assert target is not None
-        secret = Secret(key) if key else None
-        options, ctx_target = self.options, target
-
-        memo: dict[str, Any] = {}  # run-wide: family probes shared between checks (Context.shared)
-
-        def make_context(results: dict[str, CheckResult]) -> Context:
-            return Context(target=ctx_target, options=options, api_key=secret, results=dict(results), memo=memo)
+        from wsdoctor.diagnosis import diagnose
 
         loop = asyncio.get_running_loop()
-        task = asyncio.create_task(
-            run_checks(self.checks, make_context, user_skipped=self.user_skipped, secrets=[key] if key else [])
-        )
+        installed: list[signal.Signals] = []
 
-        def on_signal(code: int) -> None:
-            self.signal_code = code
-            task.cancel()
-
-        for sig, code in ((signal.SIGINT, ExitCode.SIGINT), (signal.SIGTERM, ExitCode.SIGTERM)):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, on_signal, int(code))
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self.args.timeout)
-            if not done:
+        def on_task(task: asyncio.Task[Any]) -> None:
+            def on_signal(code: int) -> None:
+                self.signal_code = code
                 task.cancel()
-            outcome = await task
+
+            for sig, code in ((signal.SIGINT, ExitCode.SIGINT), (signal.SIGTERM, ExitCode.SIGTERM)):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, on_signal, int(code))
+                    installed.append(sig)
+
+        try:
+            report = await diagnose(self.diagnosis, on_task=on_task)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in installed:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
-            for shared in memo.values():  # a shared probe outliving its checks is cut now
-                if isinstance(shared, asyncio.Future) and not shared.done():
-                    shared.cancel()
-                    with contextlib.suppress(BaseException):
-                        await asyncio.wait_for(shared, 2.0)
-            if mock is not None:
-                await mock.stop()
-        results = list(outcome.results)
-        for name, reason in sorted(self.broken.items()):
-            results.append(
-                CheckResult(
-                    check_id=f"plugin.{name}",
-                    title=f"plugin {name!r} could not be loaded",
-                    status=Status.ERROR,
-                    summary=reason,
-                )
-            )
-        report = Report(
-            target=target,
-            results=tuple(results),
-            started_at=started_at,
-            duration_s=outcome.duration_s,
-            wsdoctor_version=__version__,
-            environment=_environment(key),
-            interrupted=outcome.interrupted,
-        )
         return report, self.signal_code
-
-
-def _environment(key: str | None) -> dict[str, JSONValue]:
-    import platform
-
-    from wsdoctor.redact import Redactor
-
-    redactor = Redactor([key] if key else [])
-    proxies = {
-        name: redactor.text(value)
-        for name, value in sorted(os.environ.items())
-        if name.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "WS_PROXY", "WSS_PROXY"}
-    }
-    return {
-        "wsdoctor": __version__,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "os": f"{platform.system()} {platform.release()}",
-        "machine": platform.machine(),
-        "proxy_env": proxies,
-    }
