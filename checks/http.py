@@ -131,12 +131,27 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
             )
         ]
     if outcome in _PATH_FAILURES:
+        stages = [str(m[0]) for m in obs.get("marks", []) if m]
+        if "tunneling" in stages:
+            # The tunnel was granted, then died before the server could answer: the proxy (or a
+            # filter behind it) dropped the WebSocket, not the open internet.
+            ev["via_proxy"] = True
+            return [
+                Finding(
+                    "http.no-response",
+                    "proxy-firewall",
+                    Status.FAIL,
+                    f"{_PATH_FAILURES[str(outcome)]}, inside a CONNECT tunnel the proxy had granted: "
+                    "the proxy or a filter behind it drops WebSocket traffic",
+                    ev,
+                )
+            ]
         return [
             Finding(
                 "http.no-response",
                 cause_for("http.no-response"),
                 Status.FAIL,
-                f"{_PATH_FAILURES[str(outcome)]} (after {obs.get('furthest') or 'connect'})",
+                f"{_PATH_FAILURES[str(outcome)]} (last stage reached: {obs.get('furthest') or 'connect'})",
                 ev,
             )
         ]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reports.base import rest_fallback_applies
-from reports.timeline import TRACK, Timeline, build_timeline, format_seconds
+from reports.timeline import TRACK, Histogram, Timeline, build_timeline, format_seconds, phase_histograms
 from wsdoctor.causes import CAUSES, REST_FALLBACK
 from wsdoctor.model import LAYERS, CheckResult, Finding, JSONValue, Report, Status, Summary, layer_of
 from wsdoctor.sanitize import printable
@@ -282,6 +282,7 @@ class View:
     causes: tuple[CauseView, ...]
     checks: tuple[CheckRow, ...]
     timeline: Timeline
+    histograms: tuple[Histogram, ...]
     evidence: tuple[EvidenceView, ...]
     environment: tuple[tuple[str, str], ...]
     environment_has_version: bool
@@ -439,9 +440,7 @@ def _evidence_view(result: CheckResult) -> EvidenceView:
         if "subject" in node and "issuer" in node:
             certs.append(
                 tuple(
-                    (_short(k, _ID_LIMIT), _evidence_value(v))
-                    for k, v in node.items()
-                    if not isinstance(v, Mapping)
+                    (_short(k, _ID_LIMIT), _evidence_value(v)) for k, v in node.items() if not isinstance(v, Mapping)
                 )[:20]
             )
         events = node.get("events")
@@ -522,6 +521,7 @@ def build_view(report: Report) -> View:
         causes=_causes(report, summary),
         checks=_check_rows(report.results),
         timeline=build_timeline(report),
+        histograms=phase_histograms(report.results),
         evidence=tuple(_evidence_view(r) for r in report.results),
         environment=_environment(report),
         environment_has_version="wsdoctor" in report.environment,

@@ -30,7 +30,18 @@ from dataclasses import dataclass
 
 from wsdoctor.model import CheckResult, Report, Status
 
-__all__ = ["MIN_BAR", "TRACK", "Bar", "Mark", "Tick", "Timeline", "build_timeline", "format_seconds"]
+__all__ = [
+    "MIN_BAR",
+    "TRACK",
+    "Bar",
+    "Histogram",
+    "Mark",
+    "Tick",
+    "Timeline",
+    "build_timeline",
+    "format_seconds",
+    "phase_histograms",
+]
 
 #: Width of a track in SVG user units; x and width are in these units (x / 10 is a percentage).
 TRACK = 1000.0
@@ -260,8 +271,9 @@ class _Row:
     def place(self, scale: _Scale) -> Bar:
         x, width = scale.bar(self.start_s or 0.0, self.duration_s) if self.start_s is not None else (0.0, 0.0)
         marks = tuple(Mark(t, scale.x(t), kind, label) for t, kind, label in self.marks)
-        return Bar(self.key, self.label, self.state, self.start_s, self.duration_s, x, width, self.value, self.note,
-                   marks)
+        return Bar(
+            self.key, self.label, self.state, self.start_s, self.duration_s, x, width, self.value, self.note, marks
+        )
 
 
 def _phase_row(phase: _Phase, results: Sequence[CheckResult], start: float) -> _Row | None:
@@ -277,7 +289,12 @@ def _phase_row(phase: _Phase, results: Sequence[CheckResult], start: float) -> _
     value, owner = found
     metric = next(k for k in phase.metrics if _number(owner.metrics.get(k)) is not None)
     return _Row(
-        phase.key, phase.label, _state_of(owner, phase.codes), start, value, format_seconds(value),
+        phase.key,
+        phase.label,
+        _state_of(owner, phase.codes),
+        start,
+        value,
+        format_seconds(value),
         f"{metric} from {owner.check_id}",
     )
 
@@ -308,8 +325,9 @@ def _phases(results: Sequence[CheckResult]) -> list[_Row]:
     audio = _phase_row(_AUDIO, results, open_at)
     if audio is not None:
         marks = _stream_marks(results, open_at)
-        audio = _Row(audio.key, audio.label, audio.state, audio.start_s, audio.duration_s, audio.value, audio.note,
-                     marks)
+        audio = _Row(
+            audio.key, audio.label, audio.state, audio.start_s, audio.duration_s, audio.value, audio.note, marks
+        )
     streamed = (audio.duration_s if audio else None) or (first.duration_s if first else None) or 0.0
     close = _phase_row(_CLOSE, results, open_at + streamed)
     rows.extend(r for r in (first, audio, close) if r is not None)
@@ -321,8 +339,18 @@ def _phases(results: Sequence[CheckResult]) -> list[_Row]:
         kind, what = ("cutoff", "cut without a close frame") if phase.key == "idle_cutoff" else ("close", "ended")
         if phase.key == "keepalive":
             kind, what = ("cutoff", "stream ended") if row.state == "fail" else ("close", "still open")
-        rows.append(_Row(row.key, row.label, row.state, row.start_s, row.duration_s, row.value, row.note,
-                         ((end, kind, f"{what} after {format_seconds(row.duration_s)} idle"),)))
+        rows.append(
+            _Row(
+                row.key,
+                row.label,
+                row.state,
+                row.start_s,
+                row.duration_s,
+                row.value,
+                row.note,
+                ((end, kind, f"{what} after {format_seconds(row.duration_s)} idle"),),
+            )
+        )
     return rows
 
 
@@ -337,8 +365,18 @@ def _check_rows(results: Sequence[CheckResult]) -> list[_Row]:
             marks.append((at, kind, f"{label} at {format_seconds(t)}"))
         status = r.status.value
         value = "skipped" if r.status is Status.SKIP else format_seconds(duration)
-        rows.append(_Row(r.check_id, r.check_id, status, start, duration if r.status is not Status.SKIP else None,
-                         value, r.title, tuple(marks[:_MAX_MARKS])))
+        rows.append(
+            _Row(
+                r.check_id,
+                r.check_id,
+                status,
+                start,
+                duration if r.status is not Status.SKIP else None,
+                value,
+                r.title,
+                tuple(marks[:_MAX_MARKS]),
+            )
+        )
     return rows
 
 
@@ -370,3 +408,54 @@ def build_timeline(report: Report) -> Timeline:
         ticks=ticks,
         span_s=span,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """One phase of ``phases.repeat`` (``--repeat N``): bar heights in 0..1 over equal-width bins."""
+
+    phase: str
+    n: int
+    bars: tuple[float, ...]  # normalised heights, one per bin, left (fast) to right (slow)
+    low: str  # the first bin's lower edge, formatted
+    high: str  # the last bin's upper edge, formatted
+    p50: str
+    p95: str
+    p99: str
+
+
+HISTOGRAM_BINS = 12
+
+
+def phase_histograms(results: Sequence[CheckResult], bins: int = HISTOGRAM_BINS) -> tuple[Histogram, ...]:
+    """Per-phase latency histograms from the samples ``phases.repeat`` recorded. Pure: numbers only,
+    so the template only draws rectangles."""
+    result = next((r for r in results if r.check_id == "phases.repeat"), None)
+    samples = result.evidence.get("samples") if result is not None else None
+    stats = result.evidence.get("phases") if result is not None else None
+    if not isinstance(samples, Sequence) or not isinstance(stats, Mapping):
+        return ()
+    out: list[Histogram] = []
+    for phase, st in stats.items():
+        values = sorted(v for s in samples if isinstance(s, Mapping) if (v := _number(s.get(f"{phase}_s"))) is not None)
+        if not values or not isinstance(st, Mapping):
+            continue
+        lo, hi = values[0], values[-1]
+        width = (hi - lo) / bins or 1.0
+        counts = [0] * bins
+        for v in values:
+            counts[min(bins - 1, int((v - lo) / width))] += 1
+        top = max(counts)
+        out.append(
+            Histogram(
+                phase=str(phase)[:40],
+                n=len(values),
+                bars=tuple(round(c / top, 4) for c in counts),
+                low=format_seconds(lo),
+                high=format_seconds(hi),
+                p50=format_seconds(_number(st.get("p50"))),
+                p95=format_seconds(_number(st.get("p95"))),
+                p99=format_seconds(_number(st.get("p99"))),
+            )
+        )
+    return tuple(out)

@@ -162,7 +162,15 @@ async def tls_stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     await _linger(reader, 15)
 
 
+async def connect_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A proxy that grants CONNECT and hangs up at once."""
+    await read_request(reader)
+    writer.write(b"HTTP/1.1 200 Connection established\r\nProxy-Agent: hostile/1.0\r\n\r\n")
+    await writer.drain()
+
+
 SCENARIOS: dict[str, Handler] = {
+    "proxy-connect-then-close": connect_then_close,
     "garbage": garbage,
     "no-upgrade-101": no_upgrade_101,
     "endless-headers": endless_headers,

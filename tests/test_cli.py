@@ -116,3 +116,24 @@ def test_render_saved_report_without_network(tmp_path: Path, capsys: pytest.Capt
     again = json.loads(out.read_text())
     original = json.loads((ROOT / "fixtures/reports/failing-proxy.json").read_text())
     assert again["summary"] == original["summary"]
+
+
+def test_report_to_a_device_is_written_in_place_not_renamed_over(tmp_path: Path) -> None:
+    """--json /dev/stdout (or a FIFO) must not be replaced by a regular file (as root: /dev/null!)."""
+    import os
+    import stat
+    import threading
+
+    from wsdoctor.fileio import atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    atomic_write_text(fifo, '{"ok": true}\n')
+    reader.join(5)
+    assert got == ['{"ok": true}\n']
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    atomic_write_text("/dev/null", "nothing\n")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

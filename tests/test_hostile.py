@@ -80,6 +80,8 @@ CASES = {
     "bad-utf8": ("ws", "stream.transcribe", "stream.protocol-error"),
     "bad-close": ("ws", "stream.transcribe", "stream.protocol-error"),
     "tls-stall": ("wss", "tls.handshake", "tls.handshake-failed"),
+    # the hostile server is the proxy here: it grants CONNECT, then hangs up
+    "proxy-connect-then-close": ("proxy", "http.upgrade", "http.no-response"),
 }
 
 
@@ -87,12 +89,19 @@ CASES = {
 def test_hostile_server(scenario: str, tmp_path: Path) -> None:
     scheme, check_id, code = CASES[scenario]
     with serve(scenario) as port:
-        exit_code, report, output, wall, rss = run_wsdoctor(f"{scheme}://127.0.0.1:{port}/v1/listen", tmp_path)
+        if scheme == "proxy":
+            exit_code, report, output, wall, rss = run_wsdoctor(
+                "ws://127.0.0.1:9/v1/listen", tmp_path, "--proxy", f"http://127.0.0.1:{port}"
+            )
+        else:
+            exit_code, report, output, wall, rss = run_wsdoctor(f"{scheme}://127.0.0.1:{port}/v1/listen", tmp_path)
     assert exit_code == 1, output
     assert code in findings(report).get(check_id, []), (findings(report), output[-3000:])
     assert "Traceback" not in output
     assert "\x1b[2J" not in output and "\x1b]" not in output  # no raw escape sequence from the server
     assert not any(r["status"] == "error" for r in report["results"]), report["results"]
+    if scheme == "proxy":
+        assert report["summary"]["primary_cause"] == "proxy-firewall"
     # The slowest check's own bound (REST: connect timeout + 10 s for a dripping answer) + 1 s, plus
     # the interpreter's start-up and the report.
     bound = CONNECT_TIMEOUT + 10.0 + 1.0 + 1.5

@@ -95,10 +95,48 @@ def assert_inert(html: str) -> Page:
     """The document can neither run script nor fetch anything, whatever it displays."""
     page = Page(html)
     allowed = {
-        "html", "head", "meta", "link", "title", "style", "body", "main", "header", "section", "article",
-        "footer", "p", "span", "strong", "code", "pre", "h1", "h2", "h3", "h4", "ul", "ol", "li", "dl", "dt",
-        "dd", "table", "colgroup", "col", "thead", "tbody", "tr", "th", "td", "details", "summary", "div", "br",
-        "svg", "rect", "line",
+        "html",
+        "head",
+        "meta",
+        "link",
+        "title",
+        "style",
+        "body",
+        "main",
+        "header",
+        "section",
+        "article",
+        "footer",
+        "p",
+        "span",
+        "strong",
+        "code",
+        "pre",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "ul",
+        "ol",
+        "li",
+        "dl",
+        "dt",
+        "dd",
+        "table",
+        "colgroup",
+        "col",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "details",
+        "summary",
+        "div",
+        "br",
+        "svg",
+        "rect",
+        "line",
     }
     assert page.names() <= allowed, page.names() - allowed
     for tag, attrs in page.tags:
@@ -199,10 +237,22 @@ def test_rest_fallback_uses_the_terminal_rule() -> None:
         result("rest.transcribe", Status.PASS),
     )
     rest_broken_too = report_of(result("stream.transcribe", Status.FAIL), result("rest.transcribe", Status.FAIL))
-    flagged = report_of(result("close.handshake", Status.FAIL, Finding(
-        "close.no-close-frame", "network-instability", Status.FAIL, "EOF", evidence={"rest_fallback": True})))
-    for report, expected in ((streaming_broken, True), (rest_broken_too, False), (flagged, True),
-                             (load("failing-proxy"), False), (load("healthy"), False)):
+    flagged = report_of(
+        result(
+            "close.handshake",
+            Status.FAIL,
+            Finding(
+                "close.no-close-frame", "network-instability", Status.FAIL, "EOF", evidence={"rest_fallback": True}
+            ),
+        )
+    )
+    for report, expected in (
+        (streaming_broken, True),
+        (rest_broken_too, False),
+        (flagged, True),
+        (load("failing-proxy"), False),
+        (load("healthy"), False),
+    ):
         assert rest_fallback_applies(report.results) is expected
         assert (flat(REST_FALLBACK) in Page(HtmlReporter().render(report)).text) is expected
         assert (flat(REST_FALLBACK) in flat(TerminalReporter().render(report))) is expected
@@ -211,10 +261,20 @@ def test_rest_fallback_uses_the_terminal_rule() -> None:
 def test_unknown_cause_info_severity_errors_and_odd_numbers() -> None:
     report = report_of(
         result("acme.widget", Status.FAIL, Finding("acme.widget-broken", "acme-widgets", Status.FAIL, "it broke")),
-        result("idle.silent", Status.PASS, Finding("idle.server-timeout", "connection-handling", Status.INFO,
-                                                    "closed after 10 s, as documented")),
-        CheckResult("tcp.connect", "t", Status.ERROR, "RuntimeError: boom", duration_s=math.nan,
-                    started_at_s=math.inf, metrics={"connect_s": math.inf, "n": 3}),
+        result(
+            "idle.silent",
+            Status.PASS,
+            Finding("idle.server-timeout", "connection-handling", Status.INFO, "closed after 10 s, as documented"),
+        ),
+        CheckResult(
+            "tcp.connect",
+            "t",
+            Status.ERROR,
+            "RuntimeError: boom",
+            duration_s=math.nan,
+            started_at_s=math.inf,
+            metrics={"connect_s": math.inf, "n": 3},
+        ),
     )
     html = HtmlReporter().render(report)
     assert_inert(html)
@@ -232,9 +292,19 @@ def test_hand_edited_oddities_do_not_crash() -> None:
     for _ in range(50):
         deep = {"k": [deep]}
     report = report_of(
-        result("tcp.connect", Status.PASS, metrics={"connect_s": "fast", "n": True},  # type: ignore[dict-item]
-               evidence={"headers": "not a list", "deep": deep, "events": [1, None, {"kind": 5}],
-                         "subject": {"x": 1}, "issuer": None, "close_code": "x"}),
+        result(
+            "tcp.connect",
+            Status.PASS,
+            metrics={"connect_s": "fast", "n": True},  # type: ignore[dict-item]
+            evidence={
+                "headers": "not a list",
+                "deep": deep,
+                "events": [1, None, {"kind": 5}],
+                "subject": {"x": 1},
+                "issuer": None,
+                "close_code": "x",
+            },
+        ),
     )
     html = HtmlReporter().render(report)
     assert_inert(html)
@@ -267,9 +337,17 @@ def test_lone_surrogates_and_nul_in_every_field() -> None:
     nasty = "a\udcff\x00\x1b[31m\u202e<b>x</b>"
     finding = Finding("close.unexpected-code", "service", Status.FAIL, nasty, evidence={nasty: [nasty, {"r": nasty}]})
     report = report_of(
-        CheckResult("close.handshake", nasty, Status.FAIL, nasty, findings=(finding,),
-                    evidence={"events": [{"t_s": 0.1, "direction": "in", "kind": "close", "code": 1011,
-                                          "reason": nasty}], "headers": [[nasty, nasty]]}),
+        CheckResult(
+            "close.handshake",
+            nasty,
+            Status.FAIL,
+            nasty,
+            findings=(finding,),
+            evidence={
+                "events": [{"t_s": 0.1, "direction": "in", "kind": "close", "code": 1011, "reason": nasty}],
+                "headers": [[nasty, nasty]],
+            },
+        ),
         environment={"proxy_env": {"HTTPS_PROXY": nasty}, nasty: nasty},
     )
     html = HtmlReporter().render(report)
@@ -364,17 +442,37 @@ def test_timeline_says_why_a_phase_was_not_measured() -> None:
 
 
 def test_timeline_marks_how_connections_ended() -> None:
-    session = {"open_t": 0.01, "events": [
-        {"t_s": 0.5, "direction": "in", "kind": "text", "msg_type": "Results"},
-        {"t_s": 0.91, "direction": "in", "kind": "eof"},
-    ]}
+    session = {
+        "open_t": 0.01,
+        "events": [
+            {"t_s": 0.5, "direction": "in", "kind": "text", "msg_type": "Results"},
+            {"t_s": 0.91, "direction": "in", "kind": "eof"},
+        ],
+    }
     report = report_of(
         result("tcp.connect", Status.PASS, metrics={"connect_s": 0.1}),
-        result("stream.transcribe", Status.FAIL, metrics={"first_result_s": 0.49, "audio_s": 1.0},
-               started_at_s=0.2, duration_s=1.0, evidence={"session": session}),
-        result("close.handshake", Status.PASS, started_at_s=0.2, duration_s=0.5,
-               evidence={"a": {"events": [{"t_s": 0.3, "direction": "in", "kind": "close", "code": 1000},
-                                          {"t_s": 0.31, "direction": "out", "kind": "close", "code": 1000}]}}),
+        result(
+            "stream.transcribe",
+            Status.FAIL,
+            metrics={"first_result_s": 0.49, "audio_s": 1.0},
+            started_at_s=0.2,
+            duration_s=1.0,
+            evidence={"session": session},
+        ),
+        result(
+            "close.handshake",
+            Status.PASS,
+            started_at_s=0.2,
+            duration_s=0.5,
+            evidence={
+                "a": {
+                    "events": [
+                        {"t_s": 0.3, "direction": "in", "kind": "close", "code": 1000},
+                        {"t_s": 0.31, "direction": "out", "kind": "close", "code": 1000},
+                    ]
+                }
+            },
+        ),
     )
     tl = build_timeline(report)
     audio = next(b for b in tl.phases if b.key == "audio")
@@ -393,8 +491,9 @@ def test_timeline_idle_cutoffs_and_odd_numbers() -> None:
     report = report_of(
         result("tcp.connect", Status.PASS, metrics={"connect_s": math.nan}),
         result("idle.silent", Status.FAIL, metrics={"idle_cutoff_s": 3.0, "server_idle_timeout_s": None}),
-        result("idle.keepalive", Status.PASS, metrics={"keepalive_held_s": 12.0}, started_at_s=-4.0,
-               duration_s=math.inf),
+        result(
+            "idle.keepalive", Status.PASS, metrics={"keepalive_held_s": 12.0}, started_at_s=-4.0, duration_s=math.inf
+        ),
     )
     tl = build_timeline(report)
     p = {b.key: b for b in tl.phases}
@@ -412,7 +511,14 @@ def test_timeline_idle_cutoffs_and_odd_numbers() -> None:
 
 def test_format_seconds() -> None:
     assert [format_seconds(v) for v in (0.0003, 0.0026, 0.25, 1.016, 250.0, None, math.nan)] == [
-        "0.30 ms", "2.6 ms", "250 ms", "1.02 s", "250 s", "—", "—"]
+        "0.30 ms",
+        "2.6 ms",
+        "250 ms",
+        "1.02 s",
+        "250 s",
+        "—",
+        "—",
+    ]
     assert build_timeline(report_of()).empty
 
 
@@ -473,8 +579,9 @@ def test_render_writes_html_and_junit_atomically(tmp_path: Path, capsys: pytest.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.xml"]  # no temp files left
 
 
-def test_a_failed_render_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_render_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     html = tmp_path / "r.html"
     html.write_text("old")
 
@@ -515,8 +622,8 @@ def _wrong_metric() -> str:
 
 
 @pytest.mark.parametrize(
-    "content", ["{not json", '{"schema": "wsdoctor.report/9"}', "[1]", '{"schema": "wsdoctor.report/1"}',
-                _wrong_metric()]
+    "content",
+    ["{not json", '{"schema": "wsdoctor.report/9"}', "[1]", '{"schema": "wsdoctor.report/1"}', _wrong_metric()],
 )
 def test_render_bad_report_with_html_is_one_line_exit_2(
     content: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -531,9 +638,25 @@ def test_render_bad_report_with_html_is_one_line_exit_2(
 
 def test_run_against_the_mock_writes_every_format(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "wsdoctor", "run", "--target", "mock", "--quick",
-         "--html", str(tmp_path / "r.html"), "--junit", str(tmp_path / "r.xml"), "--json", str(tmp_path / "r.json")],
-        capture_output=True, text=True, timeout=90, check=False,
+        [
+            sys.executable,
+            "-m",
+            "wsdoctor",
+            "run",
+            "--target",
+            "mock",
+            "--quick",
+            "--html",
+            str(tmp_path / "r.html"),
+            "--junit",
+            str(tmp_path / "r.xml"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     report = Report.from_dict(json.loads((tmp_path / "r.json").read_text()))
@@ -541,3 +664,40 @@ def test_run_against_the_mock_writes_every_format(tmp_path: Path) -> None:
     assert_inert(html)
     assert "Every check" in Page(html).text
     assert html == HtmlReporter().render(report)  # run and render produce the same page
+
+
+def test_repeat_histograms_per_phase() -> None:
+    from reports.timeline import phase_histograms
+    from wsdoctor.model import CheckResult
+
+    samples = [
+        {
+            "outcome": "upgraded",
+            "connect_s": 0.001 + i / 10000,
+            "upgrade_s": 0.002 if i < 18 else 0.2,
+            "first_result_s": 0.9,
+        }
+        for i in range(20)
+    ]
+    stats = {
+        "connect": {"n": 20, "p50": 0.0011, "p95": 0.0029, "p99": 0.003},
+        "upgrade": {"n": 20, "p50": 0.002, "p95": 0.2, "p99": 0.2},
+        "first_result": {"n": 20, "p50": 0.9, "p95": 0.9, "p99": 0.9},
+        "tls": {"n": 0, "p50": None, "p95": None, "p99": None},
+    }
+    result = CheckResult(
+        check_id="phases.repeat",
+        title="t",
+        status=Status.PASS,
+        summary="s",
+        evidence={"samples": samples, "phases": stats},
+    )
+    hists = {h.phase: h for h in phase_histograms([result])}
+    assert set(hists) == {"connect", "upgrade", "first_result"}  # no samples, no histogram
+    upgrade = hists["upgrade"]
+    assert upgrade.n == 20
+    assert upgrade.bars[0] == 1.0  # 18 fast ones in the first bin...
+    assert upgrade.bars[-1] == pytest.approx(2 / 18, abs=0.01)  # ...and the slow tail in the last
+    page = HtmlReporter().render(report_of(result))
+    assert 'aria-label="Phase latency"' in page
+    assert page.count('class="hbar"') == 3 * 12

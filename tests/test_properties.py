@@ -171,3 +171,42 @@ def test_no_secret_survives_any_reporter(secret: str, report: Report, where: str
         cls: Any = load_reporter(name)
         output = cls().render(safe)
         assert secret not in output, (name, where)
+
+
+@FAST
+@given(st.text(max_size=400))
+def test_explain_on_any_text_never_raises(text_in: str) -> None:
+    from wsdoctor.explain import explain_text
+
+    answer = explain_text(text_in)
+    for match in answer.matches:
+        assert match.entry.causes  # whatever matched points somewhere in the catalogue
+
+
+@FAST
+@given(st.text(max_size=100))
+def test_proxy_parser_returns_or_raises_value_error(value: str) -> None:
+    from wsdoctor.probes.proxy import ProxyURL
+
+    try:
+        proxy = ProxyURL.parse(value)
+    except ValueError:
+        return
+    assert proxy.host
+    assert 0 < proxy.port < 65536
+    if proxy.password is not None:
+        assert proxy.password.reveal() not in proxy.display() or not proxy.password.reveal()
+
+
+@FAST
+@given(st.text(max_size=100))
+def test_run_rejects_bad_proxy_flags_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory, value: str
+) -> None:
+    out = tmp_path_factory.mktemp("proxy") / "r.json"
+    argv = ["run", "ws://127.0.0.1:9/v1/listen", "--proxy", value, "--checks", "env.proxy", "--json", str(out)]
+    code = main(argv) if value.strip() and not value.startswith("-") else 2
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2)
+    if code == 2 and err:
+        assert err.count("\n") == 1

@@ -28,9 +28,19 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a temp file in the same directory, fsync it, then rename over ``path``."""
+    """Write ``text`` to a temp file in the same directory, fsync it, then rename over ``path``.
+
+    An existing path that is not a regular file (``/dev/stdout``, ``/dev/null``, a FIFO) is written
+    in place: renaming over it would replace a device node with a file -- as root, /dev/null."""
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
+    if target.exists() and not target.is_file():
+        try:
+            with open(target, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write report to {str(target)!r}: {exc.strerror}") from None
+        return
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
