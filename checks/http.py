@@ -204,7 +204,7 @@ class HttpUpgrade(Check):
         elif obs.outcome == "proxy-error":
             summary = f"the proxy {d.get('proxy')} answered CONNECT with HTTP {answer.status} {answer.reason}"
         elif obs.outcome == "upgraded":
-            summary = f"101 Switching Protocols without credentials ({answered_by(d['answer'])})"  # type: ignore[arg-type]
+            summary = f"101 Switching Protocols without credentials, answered by {answered_by(d['answer'])}"  # type: ignore[arg-type]
         else:
             summary = f"HTTP {answer.status} {answer.reason} from {answered_by(d['answer'])}"  # type: ignore[arg-type]
             if not findings and answer.status in (401, 403):
@@ -226,7 +226,7 @@ class HttpUpgrade(Check):
             if keyed_findings:
                 findings = keyed_findings
             elif keyed.outcome == "upgraded":
-                summary = f"101 Switching Protocols with the key ({answered_by(kd['answer'])})"  # type: ignore[arg-type]
+                summary = f"101 Switching Protocols with the key, answered by {answered_by(kd['answer'])}"  # type: ignore[arg-type]
         if proxy is not None and obs.outcome != "proxy-error":
             summary += f" (tunnelled through the proxy {decision.proxy})"
         return self.result(findings, summary=summary, metrics=metrics, evidence=evidence)

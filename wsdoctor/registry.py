@@ -64,10 +64,11 @@ def load_checks(group: str = ENTRY_POINT_GROUP) -> LoadedChecks:
 
 
 def order_checks(checks: Iterable[type[Check]]) -> list[type[Check]]:
-    """Stable display order: by layer (the order a connection is built), then id."""
+    """Display order: by layer (the order a connection is built); within a layer, the order the
+    family declares its checks in (``CHECKS``), which the sort keeps because it is stable."""
 
-    def key(c: type[Check]) -> tuple[int, str]:
+    def key(c: type[Check]) -> int:
         layer = layer_of(c.id)
-        return (LAYERS.index(layer) if layer in LAYERS else len(LAYERS), c.id)
+        return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
 
     return sorted(checks, key=key)

@@ -58,7 +58,7 @@ def select_checks(
     if quick:
         chosen = {i for i in chosen if not available[i].slow or i in only}
     chosen -= skipped
-    return order_checks(available[i] for i in chosen), skipped
+    return order_checks(c for i, c in available.items() if i in chosen), skipped
 
 
 def _is_family(name: str, available: dict[str, type[Check]]) -> bool:
