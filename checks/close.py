@@ -143,25 +143,21 @@ def analyze_closestream(obs: Mapping[str, Any]) -> list[Finding]:
         # CloseStream went unanswered for the whole wait, so we sent our own close frame.
         if term is None:
             return [
-                Finding(
-                    "close.no-close-reply",
-                    cause_for("close.no-close-reply"),
+                _no_reply(
+                    obs,
                     Status.FAIL,
-                    f"no close after CloseStream within {obs['close_wait_s']} s, and our close frame got no "
-                    f"reply within {obs['close_wait_s']} s either: the server or a hop holds the connection "
-                    "open",
-                    {"close_wait_s": obs["close_wait_s"]},
+                    f"no close after CloseStream within {obs['close_wait_s']} s, and our "
+                    f"close frame got no reply within {obs['close_wait_s']} s either: the server or a hop "
+                    "holds the connection open",
                 )
             ]
         if term.get("kind") == "close":
             return [
-                Finding(
-                    "close.no-close-reply",
-                    cause_for("close.no-close-reply"),
+                _no_reply(
+                    obs,
                     Status.WARN,
-                    f"CloseStream got no close within {obs['close_wait_s']} s; only our own close frame ended "
-                    "the stream",
-                    {"close_wait_s": obs["close_wait_s"]},
+                    f"CloseStream got no close within {obs['close_wait_s']} s; only our "
+                    "own close frame ended the stream",
                 )
             ]
     if term is None:
@@ -171,20 +167,22 @@ def analyze_closestream(obs: Mapping[str, Any]) -> list[Finding]:
     return [f] if f else []
 
 
+def _no_reply(obs: Mapping[str, Any], severity: Status, message: str) -> Finding:
+    return Finding(
+        "close.no-close-reply",
+        cause_for("close.no-close-reply"),
+        severity,
+        message,
+        {"close_wait_s": obs["close_wait_s"]},
+    )
+
+
 def analyze_client_close(obs: Mapping[str, Any]) -> list[Finding]:
     if obs["upgrade"]["outcome"] != "upgraded":
         return []
     term = terminal_event(obs)
     if term is None:
-        return [
-            Finding(
-                "close.no-close-reply",
-                cause_for("close.no-close-reply"),
-                Status.FAIL,
-                f"our close frame got no reply within {obs['close_wait_s']} s",
-                {"close_wait_s": obs["close_wait_s"]},
-            )
-        ]
+        return [_no_reply(obs, Status.FAIL, f"our close frame got no reply within {obs['close_wait_s']} s")]
     if term.get("kind") == "close":
         return []  # any echoed code completes the handshake
     f = judge_ending(term.get("kind"), term, "right after our close frame")

@@ -6,11 +6,8 @@ as plain functions. Every wait is bounded."""
 
 from __future__ import annotations
 
-import os
-import selectors
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -25,7 +22,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from reports.openmetrics import CONTENT_TYPE
-from tests.mockproc import mock_process
+from tests.mockproc import mock_process, wsdoctor_process
 from wsdoctor.cli import main
 from wsdoctor.errors import UsageError
 from wsdoctor.exporter import load_config, parse_config, parse_listen, probe_deadline
@@ -46,40 +43,14 @@ api_key_env = "WSD_TEST_KEY"
 @contextmanager
 def exporter_process(config: Path, start_timeout: float = 20.0) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Yield the base URL of ``wsdoctor serve --config CONFIG`` and its process; SIGTERM it after."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WSD_TEST_KEY": "test-key-123"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wsdoctor", "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + start_timeout
-        line = ""
-        while time.monotonic() < deadline and "listening on" not in line:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-        sel.close()
-        if "listening on" not in line:
-            proc.kill()
-            _, err = proc.communicate(timeout=5)
-            raise RuntimeError(f"wsdoctor serve did not start: {line!r} {err[-2000:]!r}")
-        yield line.split("listening on", 1)[1].split()[0], proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    with wsdoctor_process(
+        ["serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+        env={"WSD_TEST_KEY": "test-key-123"},
+        stop_signal=signal.SIGTERM,
+        start_timeout=start_timeout,
+        stop_timeout=15,
+    ) as (url, proc):
+        yield url, proc
 
 
 def get(url: str, headers: dict[str, str] | None = None, timeout: float = 30.0) -> tuple[int, str, str]:

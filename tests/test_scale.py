@@ -60,31 +60,22 @@ def test_repeat_puts_added_latency_in_the_right_phase(tmp_path: Path, monkeypatc
     assert direct["metrics"]["upgrade_p99_s"] is not None
 
 
+def run_load(url: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``wsdoctor load URL ARGS --json OUT`` as a real process (its own CPU, like a user's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "wsdoctor", "load", url, *args, "--api-key-env", "WSD_SCALE_KEY", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WSD_SCALE_KEY": KEY},
+        check=False,
+    )
+
+
 def test_load_200_streams_all_accounted(tmp_path: Path) -> None:
     out = tmp_path / "load.json"
     with mock_process("--api-key", KEY, "--workers", "2") as url:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "wsdoctor",
-                "load",
-                url,
-                "--streams",
-                "200",
-                "--duration",
-                "10",
-                "--api-key-env",
-                "WSD_SCALE_KEY",
-                "--json",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "WSD_SCALE_KEY": KEY},
-            check=False,
-        )
+        proc = run_load(url, out, "--streams", "200", "--duration", "10")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(out.read_text())["results"][0]["evidence"]["summary"]
     accounted = (
@@ -104,30 +95,7 @@ def test_load_200_streams_all_accounted(tmp_path: Path) -> None:
 def test_load_reports_a_concurrency_limit(tmp_path: Path) -> None:
     out = tmp_path / "limit.json"
     with mock_process("--api-key", KEY, "--max-streams", "50") as url:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "wsdoctor",
-                "load",
-                url,
-                "--streams",
-                "80",
-                "--duration",
-                "3",
-                "--ramp",
-                "100",
-                "--api-key-env",
-                "WSD_SCALE_KEY",
-                "--json",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "WSD_SCALE_KEY": KEY},
-            check=False,
-        )
+        proc = run_load(url, out, "--streams", "80", "--duration", "3", "--ramp", "100")
     assert proc.returncode == 1
     report = json.loads(out.read_text())
     assert report["summary"]["primary_cause"] == "account-limits"
