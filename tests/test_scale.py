@@ -84,6 +84,7 @@ def test_load_200_streams_all_accounted(tmp_path: Path) -> None:
         + summary["ended_unclean"]
         + summary["rejected"]
         + summary["failed_to_connect"]
+        + summary["unfinished"]
     )
     assert summary["streams"] == accounted == 200
     assert summary["completed_clean"] == 200
@@ -110,3 +111,42 @@ def test_load_refuses_non_loopback_and_bad_bounds(capsys: pytest.CaptureFixture[
     assert main(["load", "ws://127.0.0.1:9/", "--streams", "1001"]) == 2
     assert main(["load", "ws://127.0.0.1:9/", "--duration", "601"]) == 2
     assert main(["run", "--target", "mock", "--repeat", "0"]) == 2
+
+
+def test_load_interrupted_writes_a_partial_report(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "partial.json"
+    with mock_process("--api-key", KEY) as url:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wsdoctor",
+                "load",
+                url,
+                "--streams",
+                "20",
+                "--duration",
+                "30",
+                "--api-key-env",
+                "WSD_SCALE_KEY",
+                "--json",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "WSD_SCALE_KEY": KEY},
+        )
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    report = json.loads(out.read_text())
+    assert report["interrupted"] is True
+    summary = report["results"][0]["evidence"]["summary"]
+    assert summary["streams"] == 20
+    assert summary["unfinished"] == 20  # every stream was still running, and each is accounted for
+    assert "Traceback" not in err

@@ -153,23 +153,34 @@ async def run_load(ctx: Context, *, streams: int, duration_s: float, ramp_per_s:
         return record
 
     tasks = [asyncio.create_task(started(i)) for i in range(streams)]
-    done, pending = await asyncio.wait(tasks, timeout=bound)
+    interrupted = False
+    try:
+        done, pending = await asyncio.wait(tasks, timeout=bound)
+    except asyncio.CancelledError:  # Ctrl-C / SIGTERM: account for what ran, as a partial report
+        interrupted = True
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        done = {t for t in tasks if t.done()}
+        pending = {t for t in tasks if not t.done()}
     for task in pending:
         task.cancel()
     if pending:
-        await asyncio.wait(pending, timeout=3.0)
+        await asyncio.wait(pending, timeout=3.0)  # their probes close their sockets on the way out
     records: list[dict[str, JSONValue]] = []
     for i, task in enumerate(tasks):
         if task in done and not task.cancelled() and task.exception() is None:
             records.append(task.result())
         else:
-            reason = "cut at the run bound" if task in pending else f"error: {task.exception()!r}"[:200]
+            cut = "interrupted" if interrupted else "cut at the run bound"
+            reason = cut if task in pending else f"error: {task.exception()!r}"[:200]
             records.append({"index": i, "outcome": "unfinished", "error": reason})
     return {
         "streams": streams,
         "duration_s": duration_s,
         "ramp_per_s": ramp_per_s,
         "wall_s": round(loop.time() - t0, 3),
+        "interrupted": interrupted,
         "records": records,
     }
 
@@ -179,7 +190,8 @@ def analyze_load(obs: Mapping[str, Any]) -> tuple[dict[str, JSONValue], list[Fin
     records = list(obs.get("records", []))
     upgraded = [r for r in records if r.get("outcome") == "upgraded"]
     rejected = [r for r in records if r.get("outcome") == "http-response"]
-    failed = [r for r in records if r.get("outcome") not in ("upgraded", "http-response")]
+    unfinished = [r for r in records if r.get("outcome") == "unfinished"]  # cut by the bound or a signal
+    failed = [r for r in records if r.get("outcome") not in ("upgraded", "http-response", "unfinished")]
     clean = [
         r for r in upgraded if not r.get("dropped") and r.get("ended_by") == "close" and r.get("close_code") == 1000
     ]
@@ -199,6 +211,7 @@ def analyze_load(obs: Mapping[str, Any]) -> tuple[dict[str, JSONValue], list[Fin
         "ended_unclean": len(unclean),
         "rejected": len(rejected),
         "failed_to_connect": len(failed),
+        "unfinished": len(unfinished),
         "rejected_by_status": dict(by_status),
         "drops_by_ending": dict(drops_by),
         "max_concurrent_open": max((int(r.get("active_at_open") or 0) for r in upgraded), default=0),
@@ -208,7 +221,7 @@ def analyze_load(obs: Mapping[str, Any]) -> tuple[dict[str, JSONValue], list[Fin
             [float(r["first_result_s"]) for r in upgraded if r.get("first_result_s") is not None]
         ),
     }
-    assert len(clean) + len(dropped) + len(unclean) + len(rejected) + len(failed) == len(records)
+    assert len(clean) + len(dropped) + len(unclean) + len(rejected) + len(failed) + len(unfinished) == len(records)
     findings: list[Finding] = []
     if limited:
         findings.append(

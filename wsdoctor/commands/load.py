@@ -68,7 +68,29 @@ def handle(args: argparse.Namespace) -> int:
     )
     ctx = Context(target=target, options=options, api_key=Secret(key) if key else None)
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    obs = asyncio.run(run_load(ctx, streams=args.streams, duration_s=args.duration, ramp_per_s=args.ramp))
+    signal_code = 0
+
+    async def main() -> dict[str, Any]:
+        import signal
+
+        nonlocal signal_code
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(run_load(ctx, streams=args.streams, duration_s=args.duration, ramp_per_s=args.ramp))
+
+        def on_signal(code: int) -> None:
+            nonlocal signal_code
+            signal_code = code
+            task.cancel()
+
+        for sig, code in ((signal.SIGINT, ExitCode.SIGINT), (signal.SIGTERM, ExitCode.SIGTERM)):
+            loop.add_signal_handler(sig, on_signal, int(code))
+        try:
+            return await task
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    obs = asyncio.run(main())
     summary, findings = analyze_load(obs)
     status = (
         Status.FAIL if any(f.severity is Status.FAIL for f in findings) else Status.WARN if findings else Status.PASS
@@ -111,6 +133,7 @@ def handle(args: argparse.Namespace) -> int:
         duration_s=float(str(obs["wall_s"])),
         wsdoctor_version=__version__,
         environment=environment([key] if key else []),
+        interrupted=bool(obs.get("interrupted")),
     )
-    code = emit(report, args)
+    code = emit(report, args, signal_code)
     return int(code) if code != ExitCode.INTERNAL else int(ExitCode.FAILURES)
