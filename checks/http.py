@@ -204,9 +204,9 @@ class HttpUpgrade(Check):
         elif obs.outcome == "proxy-error":
             summary = f"the proxy {d.get('proxy')} answered CONNECT with HTTP {answer.status} {answer.reason}"
         elif obs.outcome == "upgraded":
-            summary = f"101 Switching Protocols without credentials, answered by {answered_by(d['answer'])}"  # type: ignore[arg-type]
+            summary = f"101 Switching Protocols without credentials, answered by {answered_by(answer.to_dict())}"
         else:
-            summary = f"HTTP {answer.status} {answer.reason} from {answered_by(d['answer'])}"  # type: ignore[arg-type]
+            summary = f"HTTP {answer.status} {answer.reason} from {answered_by(answer.to_dict())}"
             if not findings and answer.status in (401, 403):
                 summary += ": the network path to Deepgram works"
         metrics = {k: v for k, v in phase_durations(obs.marks).items() if k == "upgrade_s"}
@@ -225,8 +225,8 @@ class HttpUpgrade(Check):
             keyed_findings = [f for f in analyze(kd) if f.code == "http.upgrade-stripped"]
             if keyed_findings:
                 findings = keyed_findings
-            elif keyed.outcome == "upgraded":
-                summary = f"101 Switching Protocols with the key, answered by {answered_by(kd['answer'])}"  # type: ignore[arg-type]
+            elif keyed.outcome == "upgraded" and keyed.answer is not None:
+                summary = f"101 Switching Protocols with the key, answered by {answered_by(keyed.answer.to_dict())}"
         if proxy is not None and obs.outcome != "proxy-error":
             summary += f" (tunnelled through the proxy {decision.proxy})"
         return self.result(findings, summary=summary, metrics=metrics, evidence=evidence)

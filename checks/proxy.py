@@ -17,6 +17,7 @@ long-lived connections.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from wsdoctor.causes import cause_for
@@ -126,8 +127,8 @@ def analyze(obs: Mapping[str, Any], direct: Mapping[str, Any] | None = None) -> 
             sent_credentials=bool(obs.get("sent_credentials")),
             body_excerpt=str(obs.get("body_excerpt") or ""),
         )
-        if direct is not None:
-            finding.evidence["direct_tcp"] = dict(direct)  # type: ignore[index]
+        if direct is not None:  # Findings are frozen: a new one with the direct attempt added
+            finding = replace(finding, evidence={**finding.evidence, "direct_tcp": dict(direct)})
         return [finding]
     ev: dict[str, JSONValue] = {
         "proxy": proxy,
