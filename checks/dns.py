@@ -21,7 +21,12 @@ from wsdoctor.model import CheckResult, Finding, Status
 
 __all__ = ["CHECKS", "DnsResolve", "analyze"]
 
-_CODES = {"nxdomain": "dns.nxdomain", "servfail": "dns.servfail", "timeout": "dns.timeout"}
+_CODES = {
+    "nxdomain": "dns.nxdomain",
+    "servfail": "dns.servfail",
+    "timeout": "dns.timeout",
+    "unreachable": "dns.resolver-unreachable",
+}
 
 
 def analyze(obs: Mapping[str, Any]) -> list[Finding]:
@@ -33,12 +38,14 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     host = obs.get("host")
     if addresses:
         return []
-    for outcome in ("nxdomain", "servfail", "timeout"):
+    for outcome in ("nxdomain", "unreachable", "servfail", "timeout"):
         if outcome in outcomes.values():
             code = _CODES[outcome]
             words = {
                 "nxdomain": "does not exist (NXDOMAIN)",
                 "servfail": "could not be resolved: SERVFAIL",
+                "unreachable": "could not be looked up: the DNS resolver cannot be reached from this machine "
+                "(network unreachable / no route): there is no working network path at all",
                 "timeout": "got no DNS answer in time",
             }[outcome]
             return [

@@ -182,6 +182,7 @@ FINDING_CODES: dict[str, FindingCode] = {
         FindingCode("dns.nxdomain", "network-instability", "The host name does not exist (NXDOMAIN)."),
         FindingCode("dns.servfail", "network-instability", "The resolver failed (SERVFAIL)."),
         FindingCode("dns.timeout", "network-instability", "No DNS answer in time."),
+        FindingCode("dns.resolver-unreachable", "network-instability", "The DNS resolver cannot be reached at all."),
         FindingCode("dns.no-address", "network-instability", "The name resolved to no A/AAAA address."),
         FindingCode("tcp.refused", "proxy-firewall", "The port actively refused the connection (RST)."),
         FindingCode("tcp.timeout", "proxy-firewall", "SYNs went unanswered: blackholed, typical of a firewall."),

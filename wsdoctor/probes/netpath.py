@@ -134,7 +134,11 @@ async def _dns_records(
         except dns.resolver.NoAnswer:
             result = {"outcome": "noanswer"}
         except dns.resolver.NoNameservers as exc:
-            result = {"outcome": "servfail", "error": str(exc)[:300]}
+            # dnspython says "no nameserver answered" both for a SERVFAIL and for a resolver it could
+            # not even reach; the socket error in its message tells them apart.
+            text = str(exc)
+            unreachable = any(s in text for s in ("Network is unreachable", "No route to host", "Connection refused"))
+            result = {"outcome": "unreachable" if unreachable else "servfail", "error": text[:300]}
         except dns.exception.Timeout:
             result = {"outcome": "timeout"}
         except dns.exception.DNSException as exc:
