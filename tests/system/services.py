@@ -213,7 +213,9 @@ def squid_proxy(policy: str, *, users: dict[str, str] | None = None) -> Iterator
     for path in (tmp, *tmp.iterdir()):
         os.chmod(path, 0o777 if path.is_dir() else 0o666)
     proc = subprocess.Popen(
-        [binary, "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=open(tmp / "stderr.log", "wb")  # noqa: SIM115
+        [binary, "-N", "-f", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "stderr.log", "wb"),  # noqa: SIM115
     )
     try:
         wait_for_port(port, proc, log, timeout=20.0)
@@ -227,8 +229,9 @@ def squid_proxy(policy: str, *, users: dict[str, str] | None = None) -> Iterator
 
 
 @contextmanager
-def dns_server(zone: dict[str, dict[str, list[str]]], *, servfail: tuple[str, ...] = (),
-               drop: tuple[str, ...] = ()) -> Iterator[int]:
+def dns_server(
+    zone: dict[str, dict[str, list[str]]], *, servfail: tuple[str, ...] = (), drop: tuple[str, ...] = ()
+) -> Iterator[int]:
     """A UDP DNS server on 127.0.0.1 in a thread; yields its port. ``zone`` maps a name to its
     records ({"A": ["127.0.0.1"], "AAAA": [...]}); a name in neither ``zone``, ``servfail`` nor
     ``drop`` is NXDOMAIN; ``servfail`` names get SERVFAIL; ``drop`` names get no answer at all
@@ -357,8 +360,9 @@ def tls_relay(upstream_port: int | None, cert_pem: bytes, key_pem: bytes) -> Ite
 
 
 @contextmanager
-def netns() -> Iterator[str]:
-    """A fresh network namespace ``wsdtest-<random>`` with ``lo`` up; always deleted afterwards.
+def netns(*, loopback_up: bool = True) -> Iterator[str]:
+    """A fresh network namespace ``wsdtest-<random>`` with ``lo`` up (or, with ``loopback_up=False``,
+    no working interface at all: a machine without network); always deleted afterwards.
     Skips (fails in CI) when namespaces cannot be created here."""
     import secrets
 
@@ -372,7 +376,8 @@ def netns() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     try:
-        subprocess.run([ip, "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+        if loopback_up:
+            subprocess.run([ip, "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
         yield name
     finally:
         subprocess.run([ip, "netns", "delete", name], capture_output=True, timeout=10)
