@@ -13,12 +13,24 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def delaying_relay(upstream_port: int, delay_s: float) -> Iterator[int]:
+def delaying_relay(
+    upstream_port: int,
+    delay_s: float,
+    *,
+    drop_every: int | None = None,
+    slow_every: int | None = None,
+    slow_extra_s: float = 0.0,
+    spare_first: int = 0,
+) -> Iterator[int]:
+    """Relay to ``upstream_port`` adding ``delay_s`` per chunk each way. ``drop_every=N`` hangs up on
+    every Nth connection at once (a flaky path); ``slow_every=N`` adds ``slow_extra_s`` to every Nth
+    connection's chunks (an occasional slow route); the first ``spare_first`` connections are spared."""
     loop = asyncio.new_event_loop()
+    accepted = [0]
     ready = threading.Event()
     port: list[int] = []
 
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def forward() -> None:
@@ -35,7 +47,7 @@ def delaying_relay(upstream_port: int, delay_s: float) -> Iterator[int]:
         try:
             while True:
                 data = await asyncio.wait_for(reader.read(65536), 60)
-                await queue.put((loop.time() + delay_s, data))
+                await queue.put((loop.time() + delay, data))
                 if not data:
                     break
             await asyncio.wait_for(sender, 10)
@@ -44,12 +56,18 @@ def delaying_relay(upstream_port: int, delay_s: float) -> Iterator[int]:
             writer.close()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted[0] += 1
+        n = accepted[0]
+        if drop_every and n > spare_first and n % drop_every == 0:
+            writer.close()
+            return
+        delay = delay_s + (slow_extra_s if slow_every and n > spare_first and n % slow_every == 0 else 0.0)
         try:
             up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", upstream_port), 5)
         except (OSError, TimeoutError):
             writer.close()
             return
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+        await asyncio.gather(pipe(reader, up_writer, delay), pipe(up_reader, writer, delay), return_exceptions=True)
 
     def run() -> None:
         asyncio.set_event_loop(loop)
