@@ -41,6 +41,7 @@ from wsproto.events import (
 )
 
 import wsdoctor
+from wsdoctor import deepgram
 from wsdoctor.errors import UsageError
 from wsdoctor.mock import FAULTS, MockConfig, MockServer, start_mock
 from wsdoctor.mock import audio as mock_audio
@@ -263,7 +264,10 @@ def test_fault_table_and_config_validation() -> None:
     with pytest.raises(UsageError):
         MockConfig(idle_timeout_s=0)
     for reason in (REASON_NET0001, REASON_NET0000, REASON_DATA0000):
-        assert len(reason.encode()) <= 123
+        assert len(reason.encode()) <= 123  # RFC 6455: a close reason fits a control frame
+    # the mock sends Deepgram's own wire strings, not look-alikes
+    assert deepgram.NET_0001.wire == REASON_NET0001 and "dpgr.am/net0001" in REASON_NET0001
+    assert deepgram.NET_0000.wire == REASON_NET0000 and "dpgr.am/net0000" in REASON_NET0000
 
 
 def test_importing_the_fault_table_does_not_load_aiohttp() -> None:
@@ -413,7 +417,8 @@ async def test_request_id_on_every_response(mock: MockFactory, session: aiohttp.
     ) as resp:  # raw audio needs a sample_rate
         assert resp.status == 400
         assert "sample_rate" in resp.headers["dg-error"]
-        assert (await resp.json())["err_code"] == "Bad Request"
+        body = await resp.json()  # Deepgram's captured shape for a bad query parameter
+        assert body["err_code"] == "INVALID_QUERY_PARAMETER" and body["err_msg"] == resp.headers["dg-error"]
     async with session.post(http_url(srv), data=speech_bytes(), headers=AUTH) as resp:
         assert resp.status == 200 and resp.headers["dg-request-id"]
     ws = await RawWS.connect(srv.url)
@@ -428,7 +433,7 @@ async def test_request_id_on_every_response(mock: MockFactory, session: aiohttp.
         ("reject-402", 402, "ASR_PAYMENT_REQUIRED"),
         ("reject-403", 403, "INSUFFICIENT_PERMISSIONS"),
         ("reject-429", 429, "TOO_MANY_REQUESTS"),
-        ("reject-503", 503, "SERVICE_UNAVAILABLE"),
+        ("reject-503", 503, deepgram.SERVICE_UNAVAILABLE.err_code),
     ],
 )
 async def test_reject_faults(
@@ -615,7 +620,7 @@ async def test_garbage_audio_closes_1008_data0000(mock: MockFactory) -> None:
     await ws.send_bytes(b'{"type": "KeepAlive"}')  # KeepAlive as a *binary* frame is just bytes
     msgs, end = await ws.messages_until_end()
     assert msgs == []
-    assert isinstance(end, CloseConnection) and end.code == 1008 and "DATA-0000" in (end.reason or "")
+    assert isinstance(end, CloseConnection) and end.code == 1008 and end.reason == deepgram.DATA_0000.wire
 
 
 async def test_client_close_is_echoed(mock: MockFactory) -> None:
@@ -646,7 +651,7 @@ async def test_idle_net0001(mock: MockFactory, session: aiohttp.ClientSession) -
         msgs, end = await collect(ws)
         elapsed = time.monotonic() - t0
     assert 0.4 <= elapsed <= 0.8, elapsed
-    assert end.type is aiohttp.WSMsgType.CLOSE and end.data == 1011 and "NET-0001" in str(end.extra)
+    assert end.type is aiohttp.WSMsgType.CLOSE and end.data == 1011 and end.extra == deepgram.NET_0001.wire
     assert [m["type"] for m in msgs] == ["Metadata"]
 
 
@@ -672,7 +677,7 @@ async def test_keepalive_keeps_the_session_alive(mock: MockFactory) -> None:
     assert srv.stats.keepalives_received == 6
     t0 = time.monotonic()
     _, end = await ws.messages_until_end()  # then silence: NET-0001 one window after the last KeepAlive
-    assert isinstance(end, CloseConnection) and end.code == 1011 and "NET-0001" in (end.reason or "")
+    assert isinstance(end, CloseConnection) and end.code == 1011 and end.reason == deepgram.NET_0001.wire
     assert time.monotonic() - t0 <= 0.8
 
 
@@ -704,7 +709,7 @@ async def test_fault_ignore_keepalive(mock: MockFactory) -> None:
                 ev = await ws.next_event(timeout=0.15)
                 if isinstance(ev, CloseConnection) or ev == EOF:
                     end = ev
-    assert isinstance(end, CloseConnection) and end.code == 1011 and "NET-0001" in (end.reason or "")
+    assert isinstance(end, CloseConnection) and end.code == 1011 and end.reason == deepgram.NET_0001.wire
     assert 0.4 <= time.monotonic() - t0 <= 0.8
 
 
@@ -786,7 +791,11 @@ async def test_fault_rst(mock: MockFactory) -> None:
 
 @pytest.mark.parametrize(
     ("fault", "code", "needle"),
-    [("close-1011-net0000", 1011, "NET-0000"), ("close-1012", 1012, ""), ("close-1008", 1008, "DATA-0000")],
+    [
+        ("close-1011-net0000", 1011, deepgram.NET_0000.wire),
+        ("close-1012", 1012, ""),
+        ("close-1008", 1008, deepgram.DATA_0000.wire),
+    ],
 )
 async def test_midstream_close_faults(mock: MockFactory, fault: str, code: int, needle: str) -> None:
     srv = await mock(fault=fault, fault_after_s=1.0)

@@ -8,7 +8,9 @@ field names and types Deepgram documents:
   from_finalize, channel.alternatives[{transcript, confidence, words[{word, start, end,
   confidence, punctuated_word}]}], metadata{request_id, model_uuid, model_info{name, version, arch}};
 - streaming ``Metadata``: type, transaction_key "deprecated", request_id, sha256 (hex digest of
-  every audio byte received), created (ISO 8601, UTC, "Z"), duration, channels, models, model_info;
+  every audio byte received), created (ISO 8601, UTC, "Z"), duration, channels, and models /
+  model_info once audio was decoded (a stream that got none ends with the minimal form, as the
+  docs' example and live captures show);
 - streaming ``Error`` (the SDK's ``ListenV1Error``): type, variant, description, message;
 - HTTP error bodies: {err_code, err_msg, request_id} (the same text goes into ``dg-error``);
 - the pre-recorded (REST) response: {metadata{...}, results{channels[{alternatives[...]}]}}.
@@ -24,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from wsdoctor.deepgram import TRANSACTION_KEY, ServerMessage
 
 __all__ = [
     "MODEL_INFO",
@@ -135,7 +139,7 @@ def results_message(
     from_finalize: bool = False,
 ) -> JSONDict:
     return {
-        "type": "Results",
+        "type": ServerMessage.RESULTS.value,
         "channel_index": [0, 1],
         "duration": round(duration, 3),
         "start": round(start, 3),
@@ -151,29 +155,38 @@ def results_message(
     }
 
 
-def _metadata_fields(*, request_id: str, sha256: str, created: str, duration: float, channels: int) -> JSONDict:
-    return {
-        "transaction_key": "deprecated",
+def _metadata_fields(
+    *, request_id: str, sha256: str, created: str, duration: float, channels: int, decoded: bool = True
+) -> JSONDict:
+    fields: JSONDict = {
+        "transaction_key": TRANSACTION_KEY,
         "request_id": request_id,
         "sha256": sha256,
         "created": created,
         "duration": round(duration, 3),
         "channels": channels,
-        "models": [MODEL_UUID],
-        "model_info": {MODEL_UUID: dict(MODEL_INFO)},
     }
+    if decoded:
+        fields["models"] = [MODEL_UUID]
+        fields["model_info"] = {MODEL_UUID: dict(MODEL_INFO)}
+    return fields
 
 
-def metadata_message(*, request_id: str, sha256: str, created: str, duration: float, channels: int) -> JSONDict:
+def metadata_message(
+    *, request_id: str, sha256: str, created: str, duration: float, channels: int, decoded: bool = True
+) -> JSONDict:
+    """``decoded=False``: no audio was decoded, so no model ran: the minimal Metadata."""
     return {
-        "type": "Metadata",
-        **_metadata_fields(request_id=request_id, sha256=sha256, created=created, duration=duration, channels=channels),
+        "type": ServerMessage.METADATA.value,
+        **_metadata_fields(
+            request_id=request_id, sha256=sha256, created=created, duration=duration, channels=channels, decoded=decoded
+        ),
     }
 
 
 def error_message(description: str, message: str = "", variant: str = "SchemaError") -> JSONDict:
     """The streaming ``Error`` message, sent for a text frame the server cannot use."""
-    return {"type": "Error", "variant": variant, "description": description, "message": message}
+    return {"type": ServerMessage.ERROR.value, "variant": variant, "description": description, "message": message}
 
 
 def error_body(err_code: str, err_msg: str, request_id: str) -> JSONDict:

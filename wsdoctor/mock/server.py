@@ -25,7 +25,7 @@ message), so there are no races between timers and frames and every wait is boun
 session is further bounded by ``max_session_s`` (then the TCP connection is aborted).
 
 *Audio time.* Binary frames are audio. Without ``encoding`` the first bytes must sniff as a known
-container (WAV, Ogg, FLAC, MP3, WebM) or the server closes 1008 "DATA-0000 ..."; with ``encoding``
+container (WAV, Ogg, FLAC, MP3, WebM) or the server closes 1008 (DATA-0000); with ``encoding``
 they are raw samples. :class:`~wsdoctor.mock.audio.SpanCutter` cuts the audio into spans of
 ``results_interval_s`` seconds of *audio* (not wall time): each span crossed sends one final
 Results whose words come from a canned sentence when the span's PCM level says speech, and an
@@ -40,8 +40,8 @@ streaming ``Error`` message (variant ``SchemaError``, as the official SDK models
 session goes on.
 
 *Endings.* No audio or text for ``idle_timeout_s`` after the upgrade or the last message: the
-server sends Metadata, then closes 1011 "NET-0001 ...". (Deepgram documents the close, not what
-precedes it; sending Metadata first lets a client see that the session itself was healthy.)
+server sends Metadata, then closes 1011 with Deepgram's NET-0001 reason, the sentence that ends in
+``https://dpgr.am/net0001`` (``wsdoctor.deepgram.NET_0001``; Metadata first, as live captures show).
 A client close frame is answered at once with the same code (1000 when it carried none). A server
 close waits up to ``CLOSE_REPLY_WAIT_S`` for the client's reply, then drops TCP. ``stop()`` stops
 listening, closes every session with 1001, and aborts whatever has not finished after a short grace.
@@ -82,6 +82,8 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from wsdoctor import deepgram
+from wsdoctor.deepgram import ClientMessage, ServerMessage
 from wsdoctor.errors import UsageError
 from wsdoctor.mock import audio, messages
 from wsdoctor.mock.config import MockConfig, MockStats
@@ -100,7 +102,7 @@ __all__ = [
 
 log = logging.getLogger("wsdoctor.mock")
 
-LISTEN_PATH = "/v1/listen"
+LISTEN_PATH = deepgram.LISTEN_PATH
 CLOSE_REPLY_WAIT_S = 5.0  # a server-initiated close waits this long for the client's close frame
 STOP_GRACE_S = 0.3  # stop(): time sessions get to close with 1001 before their TCP is aborted
 SHUTDOWN_TIMEOUT_S = 0.2  # aiohttp's per-connection shutdown wait during stop()
@@ -108,38 +110,42 @@ POLL_S = 0.05  # a wedged or half-closed session checks this often whether the c
 DRAIN_S = 5.0  # after a FIN without close frame, keep reading (and discarding) this long at most
 REST_MAX_BYTES = 100 * 1024 * 1024
 
-# Close reasons (a close frame's reason is at most 123 bytes of UTF-8).
-REASON_NET0001 = "NET-0001: Deepgram did not receive audio data or a text message within the timeout window."
-REASON_NET0000 = "NET-0000: The service has not transmitted a Text frame to the client within the timeout window."
-REASON_DATA0000 = (
-    "DATA-0000: The payload cannot be decoded as audio. "
-    "It is either not audio data or is a codec unsupported by Deepgram."
-)
+# Close reasons exactly as Deepgram sends them (wsdoctor.deepgram). 1012 and our own shutdown are
+# not Deepgram's (it documents no 1012 for /v1/listen): a restarting load balancer sends such a close.
+REASON_NET0001 = deepgram.NET_0001.wire
+REASON_NET0000 = deepgram.NET_0000.wire
+REASON_DATA0000 = deepgram.DATA_0000.wire
 REASON_1012 = "Service restart: the server is restarting, please reconnect."
 REASON_STOP = "wsdoctor mock is shutting down"
 
-_INVALID_AUTH = (401, "INVALID_AUTH", "Invalid credentials.")
-_CONCURRENCY_LIMIT = (429, "TOO_MANY_REQUESTS", "Too many requests: the concurrency limit of this project was reached.")
-_REJECTIONS: dict[str, tuple[int, str, str]] = {
-    "reject-401": _INVALID_AUTH,
-    "reject-402": (
-        402,
-        "ASR_PAYMENT_REQUIRED",
-        "Project does not have enough credits for an ASR request and does not have an overage agreement.",
-    ),
-    "reject-403": (403, "INSUFFICIENT_PERMISSIONS", "User does not have sufficient permissions."),
-    "reject-429": (429, "TOO_MANY_REQUESTS", "Too many requests. Please try again later."),
-    "reject-503": (
-        503,
-        "SERVICE_UNAVAILABLE",
-        "The service is temporarily unavailable. Please try again later.",
-    ),
+_REJECTIONS: dict[str, deepgram.Rejection] = {
+    "reject-401": deepgram.INVALID_AUTH,
+    "reject-402": deepgram.ASR_PAYMENT_REQUIRED,
+    "reject-403": deepgram.INSUFFICIENT_PERMISSIONS,
+    "reject-429": deepgram.TOO_MANY_REQUESTS,
+    "reject-503": deepgram.SERVICE_UNAVAILABLE,
 }
 _MIDSTREAM_CLOSES: dict[str, tuple[int, str]] = {
-    "close-1011-net0000": (1011, REASON_NET0000),
+    "close-1011-net0000": (deepgram.NET_0000.code, REASON_NET0000),
     "close-1012": (1012, REASON_1012),
-    "close-1008": (1008, REASON_DATA0000),
+    "close-1008": (deepgram.DATA_0000.code, REASON_DATA0000),
 }
+# The mock's own answers where Deepgram's are not documented (a GET without an Upgrade, a broken
+# upgrade request, a JSON body asking for a remote URL): Deepgram's body shape, our words.
+_UPGRADE_REQUIRED = deepgram.Rejection(
+    "UPGRADE_REQUIRED",
+    426, "UPGRADE_REQUIRED", "Upgrade Required: /v1/listen streams over a WebSocket (or POST audio for pre-recorded).",
+    "a GET without an Upgrade", (),
+)
+_MALFORMED_UPGRADE = deepgram.Rejection(
+    "MALFORMED_UPGRADE",
+    400, "Bad Request", "Bad Request: malformed WebSocket upgrade request.", "a broken upgrade request", ()
+)
+_NO_REMOTE_URLS = deepgram.Rejection(
+    "NO_REMOTE_URLS",
+    400, "Bad Request", "Bad Request: the wsdoctor mock does not fetch remote URLs; POST the audio bytes instead.",
+    "a JSON body naming a URL", (),
+)
 _CAPTIVE_PORTAL_HTML = """<!DOCTYPE html>
 <html><head><title>Network Login</title></head>
 <body><h1>Welcome to Guest Wi-Fi</h1>
@@ -188,33 +194,34 @@ def _authorized(credential: str | None, config: MockConfig) -> bool:
     return hmac.compare_digest(credential.encode(), config.api_key.encode())
 
 
-def _error_response(status: int, err_code: str, err_msg: str, request_id: str) -> web.Response:
+def _error_response(rejection: deepgram.Rejection, request_id: str) -> web.Response:
+    """Deepgram's rejection: the JSON body, ``dg-error`` equal to its ``err_msg``, ``dg-request-id``."""
     return web.json_response(
-        messages.error_body(err_code, err_msg, request_id),
-        status=status,
-        headers={"dg-error": err_msg, "dg-request-id": request_id},
+        messages.error_body(rejection.err_code, rejection.err_msg, request_id),
+        status=rejection.status,
+        headers={deepgram.HEADER_ERROR: rejection.err_msg, deepgram.HEADER_REQUEST_ID: request_id},
     )
 
 
-def _parse_stream_params(query: Mapping[str, str]) -> audio.AudioFormat | str | None:
+def _parse_stream_params(query: Mapping[str, str]) -> audio.AudioFormat | deepgram.Rejection | None:
     """Raw format from ``encoding``/``sample_rate``/``channels``; None for containerized audio;
-    a string is the 400 error message."""
+    a :class:`~wsdoctor.deepgram.Rejection` for parameters Deepgram would refuse (400)."""
     encoding = query.get("encoding")
     if encoding is None:
         return None
     encoding = encoding.strip().lower()
     if encoding not in audio.RAW_ENCODINGS:
-        return f"Bad Request: encoding {encoding!r} is not supported for streaming."
+        return deepgram.invalid_query_parameter(f"unknown variant `{encoding[:40]}` for `encoding`")
     rate_s = query.get("sample_rate")
     if rate_s is None:
-        return "Bad Request: sample_rate is required when encoding is set."
+        return deepgram.invalid_query_parameter("`sample_rate` is required when `encoding` is set")
     try:
         rate = int(rate_s)
         channels = int(query.get("channels", "1"))
     except ValueError:
-        return "Bad Request: sample_rate and channels must be integers."
+        return deepgram.invalid_query_parameter("`sample_rate` and `channels` must be integers")
     if not (1 <= rate <= 384_000) or not (1 <= channels <= 64):
-        return "Bad Request: sample_rate or channels out of range."
+        return deepgram.invalid_query_parameter("`sample_rate` or `channels` out of range")
     return audio.raw_format(encoding, rate, channels)
 
 
@@ -249,31 +256,33 @@ async def _middleware(request: web.Request, handler: _Handler) -> web.StreamResp
         if exc.status < 400:
             raise
         reason = exc.reason or "Error"
-        return _error_response(exc.status, reason.upper().replace(" ", "_"), reason, messages.new_request_id())
+        return _error_response(
+            deepgram.Rejection("HTTP", exc.status, reason, reason, "an HTTP error of the server itself", ()),
+            messages.new_request_id(),
+        )
 
 
 async def _on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     if request.app[_MOCK_KEY].config.fault == "html-200":
         return
-    if "dg-request-id" not in response.headers:
-        response.headers["dg-request-id"] = messages.new_request_id()
+    if deepgram.HEADER_REQUEST_ID not in response.headers:
+        response.headers[deepgram.HEADER_REQUEST_ID] = messages.new_request_id()
 
 
 def _gatekeep(mock: MockServer, request: web.Request, request_id: str) -> web.Response | None:
     """Credentials, then the reject-* faults: the checks every /v1/listen request passes."""
-    rejection: tuple[int, str, str] | None = None
+    rejection: deepgram.Rejection | None = None
     if not _authorized(_credential(request), mock.config):
-        rejection = _INVALID_AUTH
+        rejection = deepgram.INVALID_AUTH
     elif mock.config.fault in REJECT_FAULTS:
         rejection = _REJECTIONS[mock.config.fault]
     elif mock.config.max_streams is not None and request.method == "GET" and mock.active_sessions + \
             mock.pending_upgrades >= mock.config.max_streams:
-        rejection = _CONCURRENCY_LIMIT
+        rejection = deepgram.TOO_MANY_REQUESTS  # what a project over its concurrency limit gets
     if rejection is None:
         return None
     mock.stats.rejected += 1
-    status, code, msg = rejection
-    return _error_response(status, code, msg, request_id)
+    return _error_response(rejection, request_id)
 
 
 def _is_upgrade_request(request: web.Request) -> bool:
@@ -301,18 +310,13 @@ async def _listen_get(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         mock.stats.rejected += 1
         if _is_upgrade_request(request):
-            return _error_response(400, "Bad Request", "Bad Request: malformed WebSocket upgrade request.", request_id)
-        return _error_response(
-            426,
-            "UPGRADE_REQUIRED",
-            "Upgrade Required: /v1/listen streams over a WebSocket (or POST audio for pre-recorded).",
-            request_id,
-        )
+            return _error_response(_MALFORMED_UPGRADE, request_id)
+        return _error_response(_UPGRADE_REQUIRED, request_id)
     fmt = _parse_stream_params(request.query)
-    if isinstance(fmt, str):
+    if isinstance(fmt, deepgram.Rejection):
         mock.stats.rejected += 1
-        return _error_response(400, "Bad Request", fmt, request_id)
-    ws.headers["dg-request-id"] = request_id
+        return _error_response(fmt, request_id)
+    ws.headers[deepgram.HEADER_REQUEST_ID] = request_id
     mock.pending_upgrades += 1  # counted against max_streams from here: prepare() yields
     try:
         await ws.prepare(request)
@@ -334,24 +338,24 @@ async def _listen_post(request: web.Request) -> web.StreamResponse:
     if (rejected := _gatekeep(mock, request, request_id)) is not None:
         return rejected
 
-    def bad(msg: str) -> web.Response:
+    def bad(rejection: deepgram.Rejection) -> web.Response:
         mock.stats.rejected += 1
-        return _error_response(400, "Bad Request", msg, request_id)
+        return _error_response(rejection, request_id)
 
     if request.content_type == "application/json":
-        return bad("Bad Request: the wsdoctor mock does not fetch remote URLs; POST the audio bytes instead.")
+        return bad(_NO_REMOTE_URLS)
     fmt = _parse_stream_params(request.query)
-    if isinstance(fmt, str):
+    if isinstance(fmt, deepgram.Rejection):
         return bad(fmt)
     try:
         body = await request.read()
     except (ConnectionError, aiohttp.ClientError, web.RequestPayloadError):
         log.debug("client left while posting audio")
-        return bad("Bad Request: the request body was cut short.")
+        return bad(deepgram.BAD_REQUEST_AUDIO)
     if fmt is None:
         fmt = audio.sniff(body).format
     if not body or fmt is None:
-        return bad("Bad Request: failed to process audio: corrupt or unsupported data")
+        return bad(deepgram.BAD_REQUEST_AUDIO)
     cutter = audio.SpanCutter(fmt, mock.config.results_interval_s)
     spans = cutter.feed(body[fmt.header_len :])
     if cutter.pending_s > 0:
@@ -367,7 +371,7 @@ async def _listen_post(request: web.Request) -> web.StreamResponse:
             channels=fmt.channels,
             words=words,
         ),
-        headers={"dg-request-id": request_id},
+        headers={deepgram.HEADER_REQUEST_ID: request_id},
     )
 
 
@@ -616,19 +620,19 @@ class _Session:
         except ValueError:
             obj = None
         kind = obj.get("type") if isinstance(obj, dict) else None
-        if kind == "KeepAlive":
+        if kind == ClientMessage.KEEPALIVE:
             stats.keepalives_received += 1
-        elif kind == "CloseStream":
+        elif kind == ClientMessage.CLOSE_STREAM:
             stats.closestream_received += 1
         if self.closing or self.wedged:
             return
-        if kind != "KeepAlive" or self.fault != "ignore-keepalive":
+        if kind != ClientMessage.KEEPALIVE or self.fault != "ignore-keepalive":
             self.last_activity = now
-        if kind == "KeepAlive":
+        if kind == ClientMessage.KEEPALIVE:
             return
-        if kind == "CloseStream":
+        if kind == ClientMessage.CLOSE_STREAM:
             self._close_stream()
-        elif kind == "Finalize":
+        elif kind == ClientMessage.FINALIZE:
             span = self.cutter.flush() if self.cutter else audio.Span(0.0, 0.0, None)
             self._results(span, from_finalize=True)
         else:
@@ -724,6 +728,7 @@ class _Session:
             created=self.created,
             duration=self.cutter.audio_s if self.cutter else 0.0,
             channels=self.cutter.format.channels if self.cutter else 1,
+            decoded=self.cutter is not None and self.cutter.audio_bytes > 0,
         )
 
     def _enqueue(self, item: _Out) -> None:
@@ -745,7 +750,7 @@ class _Session:
                 await self._close_now(item.code, item.reason)
                 return
             await self.ws.send_str(json.dumps(item.payload))
-            if item.payload.get("type") == "Results":
+            if item.payload.get("type") == ServerMessage.RESULTS:
                 self.mock.stats.results_sent += 1
 
 
