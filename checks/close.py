@@ -11,8 +11,9 @@ Theory of operation: two authenticated connections run side by side.
 ``judge_ending`` is shared with the stream check: it turns the way a connection ended into a
 finding that says *when* it happened. An EOF without a close frame is the article's "no close frame
 received or sent" (close.no-close-frame) wherever it happens; a reset is stream.reset; a close
-frame with a Deepgram reason is classified by its code (1011 NET-0001 idle timeout, 1008
-DATA-0000 undecodable audio, 1011 NET-0000 / 1012 / 1013 transient service trouble).
+frame with a Deepgram reason is classified by the reason's stable identifiers
+(:func:`wsdoctor.deepgram.identify_close`: 1011 NET-0001 idle timeout, 1008 DATA-0000 undecodable
+audio, 1011 NET-0000) and otherwise by its code (1011 / 1012 / 1013 transient service trouble).
 """
 
 from __future__ import annotations
@@ -22,52 +23,78 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from checks.ws import AuthenticatedCheck
+from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.sanitize import printable
 
-__all__ = ["CHECKS", "CloseHandshake", "analyze", "judge_close_code", "judge_ending", "terminal_event"]
+__all__ = [
+    "CHECKS",
+    "CloseHandshake",
+    "analyze",
+    "is_idle_timeout",
+    "judge_close_code",
+    "judge_ending",
+    "terminal_event",
+]
 
 
 def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding | None:
-    """A close frame from the server: fine if 1000, otherwise say what Deepgram meant by it."""
-    if code == 1000:
+    """A close frame from the server: fine if 1000, otherwise say what Deepgram meant by it.
+
+    The reason is recognised by :func:`wsdoctor.deepgram.identify_close` (token, slug or sentence,
+    never one literal): Deepgram's real NET-0001 reason carries no "NET-0001" token at all."""
+    if code == deepgram.CLOSE_NORMAL:
         return None
-    text = (reason or "").upper()
-    ev: dict[str, Any] = {"code": code, "reason": reason, "when": when}
-    if "NET-0001" in text:
+    known = deepgram.identify_close(code, reason)
+    ev: dict[str, Any] = {"code": code, "reason": reason, "when": when, "deepgram_reason": known.id if known else None}
+    if known is deepgram.NET_0001:
         return Finding(
             "idle.server-timeout",
             cause_for("idle.server-timeout"),
             Status.FAIL,
-            f"Deepgram closed the stream {when} with {code} NET-0001: it received no audio or KeepAlive for about 10 s",
+            f"Deepgram closed the stream {when} with {code} NET-0001: {known.meaning}",
             ev,
         )
-    if code == 1008 or "DATA-0000" in text:
+    if known is deepgram.DATA_0000:
         return Finding(
             "close.unexpected-code",
             "audio-format",
             Status.FAIL,
-            f"Deepgram closed the stream {when} with {code} {reason or ''}: it could not decode the "
-            "audio (do not retry the same audio; fix encoding/sample_rate)",
+            f"Deepgram closed the stream {when} with {code} DATA-0000: {known.meaning} (do not retry the same "
+            "audio; fix encoding/sample_rate)",
             ev,
         )
-    if "NET-0000" in text or code in (1011, 1012, 1013, 1001):
+    if known is deepgram.NET_0000:
         return Finding(
             "close.unexpected-code",
             "service",
             Status.FAIL,
-            f"the server closed the stream {when} with {code} {reason or ''}: transient service-side "
-            "trouble (reconnect with jittered backoff)",
+            f"Deepgram closed the stream {when} with {code} NET-0000: {known.meaning}",
+            ev,
+        )
+    if code in (1011, 1012, 1013, 1001):
+        return Finding(
+            "close.unexpected-code",
+            "service",
+            Status.FAIL,
+            f"the server closed the stream {when} with {code} {printable(reason or '', 120)}: transient "
+            "service-side trouble (reconnect with jittered backoff)",
             ev,
         )
     return Finding(
         "close.unexpected-code",
         cause_for("close.unexpected-code"),
         Status.FAIL,
-        f"the server closed the stream {when} with code {code} {reason or ''}",
+        f"the server closed the stream {when} with code {code} {printable(reason or '', 120)}",
         ev,
     )
+
+
+def is_idle_timeout(close: Mapping[str, Any] | None) -> bool:
+    """A recorded close event that is Deepgram's NET-0001 idle close."""
+    return close is not None and deepgram.identify_close(close.get("code"), close.get("reason")) is deepgram.NET_0001
 
 
 def judge_ending(kind: str | None, event: Mapping[str, Any] | None, when: str) -> Finding | None:
@@ -206,7 +233,7 @@ def close_metrics(obs: Mapping[str, Any]) -> dict[str, float | None]:
     term = terminal_event(obs)
     close_t = term["t_s"] if term and term.get("kind") == "close" else None
     return {
-        "closestream_to_metadata_s": _after(obs, cs, "Metadata"),
+        "closestream_to_metadata_s": _after(obs, cs, deepgram.ServerMessage.METADATA),
         "closestream_to_close_s": round(close_t - cs, 3) if close_t is not None and cs is not None else None,
     }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, Status
@@ -39,7 +40,7 @@ def answered_by(answer: Mapping[str, Any] | None) -> str:
     if not answer:
         return "nobody"
     parts = []
-    if _header(answer, "dg-request-id"):
+    if _header(answer, deepgram.HEADER_REQUEST_ID):
         parts.append(f"Deepgram (dg-request-id {_header(answer, 'dg-request-id')})")
     else:
         parts.append("not Deepgram (no dg-request-id)")
@@ -63,7 +64,7 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     if answer:
         ev["headers"] = answer.get("headers")
         ev["body_excerpt"] = str(answer.get("body_excerpt", ""))[:500]
-    from_deepgram = _header(answer, "dg-request-id") is not None
+    from_deepgram = _header(answer, deepgram.HEADER_REQUEST_ID) is not None
     if outcome == "upgraded":
         return []
     if outcome == "bad-101":

@@ -22,8 +22,9 @@ import statistics
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from checks.close import judge_close_code
+from checks.close import is_idle_timeout, judge_close_code
 from checks.ws import AuthenticatedCheck
+from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
@@ -62,7 +63,8 @@ def _close_event(conn: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def _metadata_before_close(conn: Mapping[str, Any]) -> bool:
     close = _close_event(conn)
     return close is not None and any(
-        e.get("msg_type") == "Metadata" and e["t_s"] <= close["t_s"] for e in conn.get("events", [])
+        e.get("msg_type") == deepgram.ServerMessage.METADATA and e["t_s"] <= close["t_s"]
+        for e in conn.get("events", [])
     )
 
 
@@ -71,7 +73,7 @@ def idle_metrics(family: Mapping[str, Any]) -> dict[str, float | int | None]:
     ping = _conn(family, "ping") or {}
     server_timeout = cutoff = None
     close = _close_event(silent)
-    if silent.get("ended_by") == "close" and close and "NET-0001" in str(close.get("reason") or "").upper():
+    if silent.get("ended_by") == "close" and is_idle_timeout(close):
         server_timeout = _idle_for(silent)
     if silent.get("ended_by") in ("eof", "reset"):
         cutoff = _idle_for(silent)
@@ -121,7 +123,7 @@ def analyze_silent(family: Mapping[str, Any]) -> list[Finding]:
     if ended == "close":
         close = _close_event(conn) or {}
         idle_s = _idle_for(conn)
-        if "NET-0001" in str(close.get("reason") or "").upper():
+        if is_idle_timeout(close):
             first = "after its Metadata" if _metadata_before_close(conn) else "without Metadata first"
             return [
                 Finding(
@@ -181,7 +183,7 @@ def analyze_keepalive(family: Mapping[str, Any]) -> list[Finding]:
         ]
     if ended == "close":
         close = _close_event(conn) or {}
-        if "NET-0001" in str(close.get("reason") or "").upper():
+        if is_idle_timeout(close):
             return [
                 Finding(
                     "idle.keepalive-ineffective",

@@ -62,6 +62,7 @@ class RestTranscribe(Check):
     id = "rest.transcribe"
     title = "The REST API (POST /v1/listen) transcribes the same speech"
     requires = ("tcp.connect", "tls.handshake")
+    needs_key = True
     timeout: ClassVar[float] = 45.0
 
     def deadline_s(self, options: RunOptions) -> float:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from checks.close import judge_ending, terminal_event
 from checks.ws import AuthenticatedCheck
+from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
@@ -25,7 +26,11 @@ __all__ = ["CHECKS", "StreamTranscribe", "analyze", "stream_metrics"]
 
 
 def _results(obs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [e for e in obs.get("events", []) if e.get("direction") == "in" and e.get("msg_type") == "Results"]
+    return [
+        e
+        for e in obs.get("events", [])
+        if e.get("direction") == "in" and e.get("msg_type") == deepgram.ServerMessage.RESULTS
+    ]
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -142,7 +147,7 @@ class StreamTranscribe(AuthenticatedCheck):
         d = obs.to_dict()
         m = stream_metrics(d)
         transcript = " ".join(
-            str(e.detail.get("transcript") or "") for e in obs.events if e.msg_type == "Results"
+            str(e.detail.get("transcript") or "") for e in obs.events if e.msg_type == deepgram.ServerMessage.RESULTS
         ).strip()
         summary = (
             f"{m['results']} Results for {m['audio_s']} s of audio, first after "
@@ -196,8 +201,12 @@ class StreamSoak(AuthenticatedCheck):
     def deadline_s(self, options: RunOptions) -> float:
         return (options.soak_s or 0.0) + 2 * options.close_wait_s + 4 * options.connect_timeout_s + 10.0
 
+    @classmethod
+    def requested(cls, options: RunOptions) -> bool:
+        return bool(options.soak_s)
+
     async def run(self, ctx: Context) -> CheckResult:
-        if not ctx.options.soak_s:
+        if not ctx.options.soak_s:  # requested() says the same, in a way mypy cannot narrow
             return self.skip("not requested (use --soak SECONDS)")
         if (skipped := self.auth_skip(ctx)) is not None:
             return skipped

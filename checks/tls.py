@@ -18,16 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
 
 __all__ = ["CHECKS", "TlsHandshake", "analyze"]
-
-
-def _is_deepgram(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    return host == "deepgram.com" or host.endswith(".deepgram.com")
 
 
 #: Organisations of the public CAs whose chains a deepgram.com host can plausibly present (the CAs
@@ -113,7 +109,7 @@ def analyze(obs: Mapping[str, JSONValue]) -> list[Finding]:
     issuer_text = issuers[-1] if issuers else "unknown issuer"
     if outcome == "ok":
         findings = _store_findings(obs, host)
-        if _is_deepgram(host) and public is False:
+        if deepgram.is_deepgram_host(host) and public is False:
             findings.append(
                 Finding(
                     "tls.interception",
@@ -138,7 +134,7 @@ def analyze(obs: Mapping[str, JSONValue]) -> list[Finding]:
                 f"the certificate presented does not name {host} (it names {names or 'other hosts'}; issuer "
                 f"{issuer_text}): a proxy or load balancer answers for another host, or the URL is wrong",
             )
-        elif _is_deepgram(host) and public is not True:
+        elif deepgram.is_deepgram_host(host) and public is not True:
             code, text = (
                 "tls.interception",
                 f"the certificate for {host} is issued by {issuer_text}, not by a public CA Deepgram uses: "

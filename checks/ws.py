@@ -15,11 +15,14 @@ from typing import Any, ClassVar
 
 from checks.http import _header, answered_by
 from checks.http import analyze as analyze_upgrade
+from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
-from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.probes.key import KeyObservation
+from wsdoctor.sanitize import printable
 
-__all__ = ["CHECKS", "AuthenticatedCheck", "WsAuth", "analyze"]
+__all__ = ["CHECKS", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key"]
 
 
 def _status_code(status: int) -> str | None:
@@ -36,17 +39,33 @@ def _status_code(status: int) -> str | None:
     return None
 
 
-def analyze(obs: Mapping[str, Any]) -> list[Finding]:
-    """Judge the answer to an Upgrade. Non-HTTP failures are http.upgrade's to report."""
+#: What a 400's dg-error/body blames, as the cause it points to (wsdoctor.deepgram.request_problem).
+_BAD_REQUEST_CAUSE = {
+    deepgram.RequestProblem.AUDIO: "audio-format",
+    deepgram.RequestProblem.CREDENTIALS: "credentials",
+    deepgram.RequestProblem.PERMISSIONS: "credentials",
+    deepgram.RequestProblem.PARAMETERS: "request-parameters",
+    deepgram.RequestProblem.UNKNOWN: "request-parameters",
+}
+
+
+def analyze(obs: Mapping[str, Any], key: KeyObservation | None = None) -> list[Finding]:
+    """Judge the answer to an Upgrade. Non-HTTP failures are http.upgrade's to report.
+
+    ``key`` (what the key variable held) adds what the key's form explains: a 401 for a temporary
+    token that had already expired says so."""
     answer = obs.get("answer")
     if obs.get("outcome") != "http-response" or not answer:
         return []
     status = int(answer.get("status", 0))
-    ev = {
+    body = deepgram.parse_error_body(str(answer.get("body_excerpt", "")))
+    ev: dict[str, Any] = {
         "status": status,
-        "dg_error": _header(answer, "dg-error"),
-        "dg_request_id": _header(answer, "dg-request-id"),
+        "dg_error": _header(answer, deepgram.HEADER_ERROR),
+        "dg_request_id": _header(answer, deepgram.HEADER_REQUEST_ID),
         "answered_by": answered_by(answer),
+        "err_code": body.code if body else None,
+        "err_msg": body.message if body else None,
         "body_excerpt": str(answer.get("body_excerpt", ""))[:500],
     }
     if ev["dg_request_id"] is None:
@@ -65,15 +84,136 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     code = _status_code(status)
     if code is None:
         return []
-    reason = f": {ev['dg_error']}" if ev["dg_error"] else ""
+    said = ev["dg_error"] or ev["err_msg"]
+    reason = f": {printable(said, 200)}" if said else ""
+    cause = cause_for(code)
+    if code == "ws.bad-request":
+        cause = _BAD_REQUEST_CAUSE[deepgram.request_problem(ev["dg_error"], body)]
+    expired = _expired_token_s(key)
+    token = ""
+    if key is not None and expired is not None:
+        token = f" (the temporary token in ${key.variable} expired {expired:.0f} s before the run)"
     words = {
-        "ws.auth-rejected": f"Deepgram rejected the credentials with HTTP {status}{reason}",
+        "ws.auth-rejected": f"Deepgram rejected the credentials with HTTP {status}{reason}{token}",
         "ws.payment-required": f"Deepgram refused with HTTP 402 (no credits){reason}",
         "ws.rate-limited": f"Deepgram rate-limited the connection with HTTP 429{reason}",
-        "ws.bad-request": f"Deepgram rejected the request parameters with HTTP 400{reason}",
+        "ws.bad-request": f"Deepgram rejected the request with HTTP 400{reason}",
         "ws.server-error": f"Deepgram answered HTTP {status}{reason}",
     }[code]
-    return [Finding(code, cause_for(code), Status.FAIL, f"{words} (dg-request-id {ev['dg_request_id']})", ev)]
+    return [Finding(code, cause, Status.FAIL, f"{words} (dg-request-id {ev['dg_request_id']})", ev)]
+
+
+def _expired_token_s(key: KeyObservation | None) -> float | None:
+    """Seconds since a temporary token's ``exp`` when it had expired at the run, else ``None``."""
+    shape = key.shape if key else None
+    if key is None or shape is None or not shape.jwt or shape.jwt_expires_at is None:
+        return None
+    late = key.read_at - shape.jwt_expires_at
+    return late if late > 0 else None
+
+
+#: Temporary tokens expiring sooner than this after the run started are worth a warning.
+TOKEN_EXPIRY_WARN_S = 60.0
+
+
+def analyze_key(
+    key: KeyObservation, upgrade_without_key: Mapping[str, Any] | None, key_checks: tuple[str, ...] = ()
+) -> list[Finding]:
+    """Judge the key variable itself: missing, holding more than a key, a temporary token.
+
+    ``upgrade_without_key`` is http.upgrade's recorded answer: when the server upgrades without
+    credentials (a self-hosted server without auth) a missing key is no finding at all."""
+    findings: list[Finding] = []
+    var = f"${key.variable}"
+    if key.state in ("unset", "empty"):
+        answer = (upgrade_without_key or {}).get("answer") or {}
+        if (upgrade_without_key or {}).get("outcome") == "upgraded":
+            return []
+        status = answer.get("status")
+        rid = _header(answer, deepgram.HEADER_REQUEST_ID)
+        said = "is not set" if key.state == "unset" else "is set but empty"
+        path = (
+            f"Deepgram answered HTTP {status} without a key (dg-request-id {rid}), so the path works up to "
+            "authentication"
+            if status in (401, 403) and rid
+            else "the path was diagnosed without one"
+        )
+        untested = ", ".join(key_checks) or "streaming, idle and close behaviour"
+        findings.append(
+            Finding(
+                "ws.no-key",
+                cause_for("ws.no-key"),
+                Status.WARN,
+                f"no API key: {var} {said}; {path}. Not tested without a key: {untested}. "
+                f"Set it with `export {key.variable}=...` (or name another variable with --api-key-env)",
+                {"variable": key.variable, "state": key.state, "untested": list(key_checks), "status": status},
+            )
+        )
+        return findings
+    shape = key.shape
+    if shape is None:
+        return findings
+    if shape.problems:
+        words = {
+            "newline": "a line break (read from a file or pasted with its newline)",
+            "whitespace": "spaces or tabs around the key",
+            "quotes": "quotes around the key (a .env value copied with them)",
+            "scheme-prefix": f"the scheme {shape.scheme_prefix!r} before the key (SDKs add their own: "
+            f"'{shape.scheme_prefix} {shape.scheme_prefix} ...')",
+            "inner-whitespace": "whitespace inside the key itself",
+        }
+        found = "; ".join(words[p] for p in shape.problems)
+        findings.append(
+            Finding(
+                "ws.key-format",
+                cause_for("ws.key-format"),
+                Status.WARN,
+                f"{var} holds more than the key: {found}. An app that sends the value as-is gets 401 or an "
+                "invalid-header error; wsdoctor tested the key without them",
+                {"variable": key.variable, "problems": list(shape.problems), "key_length": shape.length},
+            )
+        )
+    if shape.jwt:
+        findings.append(_token_finding(key, shape))
+    return findings
+
+
+def _token_finding(key: KeyObservation, shape: deepgram.KeyShape) -> Finding:
+    var = f"${key.variable}"
+    ev: dict[str, Any] = {
+        "variable": key.variable,
+        "jwt_expires_at": shape.jwt_expires_at,
+        "jwt_issued_at": shape.jwt_issued_at,
+    }
+    if shape.jwt_expires_at is None:
+        return Finding(
+            "ws.temporary-token",
+            cause_for("ws.temporary-token"),
+            Status.INFO,
+            f"{var} holds a temporary token (a JWT, sent as 'Bearer'), not an API key: it expires about "
+            f"{deepgram.TEMPORARY_TOKEN_TTL_S} s after it is issued",
+            ev,
+        )
+    left = shape.jwt_expires_at - key.read_at
+    ev["expires_in_s"] = round(left, 1)
+    if left <= 0:
+        return Finding(
+            "ws.temporary-token",
+            cause_for("ws.temporary-token"),
+            Status.WARN,
+            f"{var} holds a temporary token (JWT) that expired {-left:.0f} s before the run: Deepgram answers "
+            "401 to it; request a fresh one right before connecting",
+            ev,
+        )
+    severity = Status.WARN if left < TOKEN_EXPIRY_WARN_S else Status.INFO
+    return Finding(
+        "ws.temporary-token",
+        cause_for("ws.temporary-token"),
+        severity,
+        f"{var} holds a temporary token (JWT) that expires {left:.0f} s after the run started: it only needs to "
+        "be valid when a connection opens, so an app must fetch a new one for every reconnect",
+        ev,
+    )
 
 
 class WsAuth(Check):
@@ -85,20 +225,25 @@ class WsAuth(Check):
     async def run(self, ctx: Context) -> CheckResult:
         from wsdoctor.probes.wsclient import WsProbe
 
+        key_findings = analyze_key(ctx.key, None, ctx.key_checks) if ctx.key is not None else []
+        key_ev: dict[str, JSONValue] = {"key": ctx.key.to_dict()} if ctx.key is not None else {}
         if ctx.api_key is None:
             obs_d = ctx.evidence_of("http.upgrade", "upgrade")
             if not isinstance(obs_d, Mapping):
-                return self.skip(f"no API key (set ${ctx.options.api_key_env})")
+                return self.skip(f"no API key (set ${ctx.options.api_key_env})", evidence=key_ev)
+            if ctx.key is not None:
+                key_findings = analyze_key(ctx.key, obs_d, ctx.key_checks)
             status = (obs_d.get("answer") or {}).get("status")
-            # Without a key a 401/403 is the expected answer, not a finding.
-            findings = [] if status in (401, 403) else analyze(obs_d)
-            if findings:
-                return self.result(findings, summary="", evidence={"upgrade_without_key": obs_d})
+            # Without a key a 401/403 is the expected answer, not a finding of its own.
+            findings = key_findings + ([] if status in (401, 403) else analyze(obs_d))
             if obs_d.get("outcome") == "upgraded":
-                return self.result(summary="the server accepts WebSockets without credentials")
-            return self.skip(
-                f"no API key (set ${ctx.options.api_key_env} or pass --api-key-env NAME); "
-                f"Deepgram answered HTTP {status} without one, so the network path works"
+                return self.result(
+                    findings, summary="the server accepts WebSockets without credentials", evidence=key_ev
+                )
+            return self.result(
+                findings,
+                summary=f"no API key (set ${ctx.options.api_key_env}); Deepgram answered HTTP {status} without one",
+                evidence={"upgrade_without_key": obs_d, **key_ev},
             )
         async with WsProbe(ctx, credentials=True) as probe:
             obs = await probe.connect()
@@ -106,9 +251,9 @@ class WsAuth(Check):
                 await probe.send_close(1000)
                 await probe.receive(1.0)
         d = obs.to_dict()
-        findings = analyze(d)
+        findings = key_findings + analyze(d, ctx.key)
         if obs.outcome == "upgraded":
-            rid = obs.answer.header("dg-request-id") if obs.answer else None
+            rid = obs.answer.header(deepgram.HEADER_REQUEST_ID) if obs.answer else None
             summary = f"101 Switching Protocols with the key (dg-request-id {rid or 'none'})"
         elif obs.answer is not None:
             summary = f"HTTP {obs.answer.status} {obs.answer.reason}"
@@ -125,21 +270,26 @@ class WsAuth(Check):
                     {"outcome": obs.outcome},
                 )
             ]
-        return self.result(findings, summary=summary, evidence={"upgrade": d})
+        return self.result(findings, summary=summary, evidence={"upgrade": d, **key_ev})
 
 
 class AuthenticatedCheck(Check):
     """Base of the checks that stream on an authenticated connection (stream, close, idle, ...)."""
 
     requires: ClassVar[tuple[str, ...]] = ("ws.auth",)
+    needs_key: ClassVar[bool] = True
 
     def auth_skip(self, ctx: Context) -> CheckResult | None:
-        """A skip when ws.auth was skipped (no key and the server wants one), else ``None``.
+        """A skip when there is no key and the server wants one, else ``None``.
 
         A *failed* ws.auth never gets here: the runner skips dependants of failures itself."""
         auth = ctx.result_of("ws.auth")
         if auth is not None and auth.status is Status.SKIP:
             return self.skip(f"needs an authenticated connection: {auth.summary}", blocked_by="ws.auth")
+        if auth is not None and any(f.code == "ws.no-key" for f in auth.findings):
+            return self.skip(
+                f"needs an API key: ${ctx.options.api_key_env} is not set (see ws.auth)", blocked_by="ws.auth"
+            )
         return None
 
 

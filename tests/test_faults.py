@@ -15,6 +15,7 @@ from tests.mockproc import mock_process
 from wsdoctor.cli import main
 
 KEY = "wsdoctor-test-key-Zq81xP"
+KEY_ENV = "WSD_TEST_KEY"
 
 
 def run_against(
@@ -130,16 +131,24 @@ def test_no_key_skips_what_needs_one_and_still_diagnoses_the_path(
 ) -> None:
     with mock_process("--api-key", KEY) as url:
         code, report, _ = run_against(url, tmp_path, monkeypatch, capsys, key=None)
-    assert code == 0
+    assert code == 0  # a warning: exit 1 only with --fail-on warn
     assert status(report, "http.upgrade") == "pass"
     auth = next(r for r in report["results"] if r["check_id"] == "ws.auth")
-    assert auth["status"] == "skip"
-    assert "no API key" in auth["summary"]
-    assert "network path works" in auth["summary"]
+    assert auth["status"] == "warn"  # no key is a finding, not a silent skip
+    (finding,) = auth["findings"]
+    assert finding["code"] == "ws.no-key" and finding["cause"] == "credentials"
+    assert f"${KEY_ENV} is not set" in finding["message"]  # names the variable it read
+    assert "path works up to authentication" in finding["message"]
+    assert f"export {KEY_ENV}=" in finding["message"]  # and how to set it
+    untested = set(finding["evidence"]["untested"])
+    assert {"stream.transcribe", "close.handshake", "rest.transcribe"} <= untested  # --quick: no idle family
+    assert not untested & {"stream.soak", "phases.repeat"}  # opt-in checks nobody asked for
+    assert report["summary"]["verdict"] == "warnings" and report["summary"]["primary_cause"] == "credentials"
     for cid in ("stream.transcribe", "close.handshake"):
         r = next(r for r in report["results"] if r["check_id"] == cid)
         assert r["status"] == "skip"
         assert r["blocked_by"] == "ws.auth"
+        assert "needs an API key" in r["summary"]
     assert status(report, "tcp.connect") == "pass"
 
 

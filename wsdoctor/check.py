@@ -16,10 +16,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from wsdoctor.errors import UsageError
 from wsdoctor.model import CheckResult, Finding, JSONValue, Metric, Status, Target
+
+if TYPE_CHECKING:
+    from wsdoctor.probes.key import KeyObservation
 
 __all__ = ["Check", "Context", "ResolveOverride", "RunOptions", "Secret"]
 
@@ -118,6 +121,11 @@ class Context:
     clock: Callable[[], float] = time.monotonic
     #: Run-wide memo shared by every check's context (see :meth:`shared`).
     memo: dict[str, Any] = field(default_factory=dict)
+    #: What the key variable held (state and form, no key material); ``None`` when nobody read it.
+    key: KeyObservation | None = None
+    #: Ids of the checks in this run that need an API key (``Check.needs_key``): what a run without
+    #: one cannot test.
+    key_checks: tuple[str, ...] = ()
 
     def shared(self, key: str, factory: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
         """One task per run for ``key``: the first check to ask starts ``factory()``, the others
@@ -148,11 +156,17 @@ class Check:
     requires: ClassVar[tuple[str, ...]] = ()
     timeout: ClassVar[float] = 10.0
     slow: ClassVar[bool] = False  # excluded by --quick
-    needs_key: ClassVar[bool] = False  # skipped with a reason when no API key is available
+    needs_key: ClassVar[bool] = False  # needs an API key: skipped, and named as untested, without one
 
     def deadline_s(self, options: RunOptions) -> float:
         """The hard deadline for this run; override when it depends on the options."""
         return self.timeout
+
+    @classmethod
+    def requested(cls, options: RunOptions) -> bool:
+        """False for an opt-in check the options did not ask for (``--soak``, ``--repeat``): it
+        skips as "not requested", and a run without a key does not count it as untested."""
+        return True
 
     async def run(self, ctx: Context) -> CheckResult:
         raise NotImplementedError

@@ -25,6 +25,7 @@ from typing import Any
 from wsdoctor import __version__
 from wsdoctor.check import Check, Context, RunOptions, Secret
 from wsdoctor.model import CheckResult, JSONValue, Report, Status, Target
+from wsdoctor.probes.key import KeyObservation, read_key
 from wsdoctor.redact import Redactor
 from wsdoctor.runner import run_checks
 
@@ -40,7 +41,7 @@ class Diagnosis:
     target: Target | None
     options: RunOptions
     checks: Sequence[type[Check]]
-    key: str | None = None
+    key: str | None = None  # the key variable's value as read (None: unset); cleaned by diagnose()
     broken_plugins: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # besides the key and proxy passwords (run_secrets)
     mock: Any = None  # a wsdoctor.mock.MockConfig (api_key filled in by diagnose)
@@ -83,7 +84,8 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
     """Run the diagnosis; returns a (possibly partial) report. ``on_task`` receives the checks task
     so a caller can cancel it (signals); cancelling it yields a report marked interrupted."""
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    key, target, mock = d.key, d.target, None
+    target, mock = d.target, None
+    key_obs, key = read_key(d.options.api_key_env, d.key)
     if d.mock is not None:
         import secrets as pysecrets
         from dataclasses import replace
@@ -91,17 +93,31 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
         from wsdoctor.mock import start_mock
 
         key = "mock-" + pysecrets.token_urlsafe(24)
+        key_obs = KeyObservation(d.options.api_key_env, "mock", read_at=key_obs.read_at)
         mock = await start_mock(replace(d.mock, api_key=key))
         target = Target.parse(mock.url, is_mock=True)
     if target is None:
         raise ValueError("diagnose() needs a target or a mock")
     secret = Secret(key) if key else None
-    secrets = [s for s in dict.fromkeys((*run_secrets(key, d.options.proxy), *d.secrets)) if s]
+    # the key as the run uses it (cleaned) and as the variable holds it (raw) are both secrets
+    raw_key = d.key.strip() if d.key and d.mock is None else None
+    secrets = [
+        s for s in dict.fromkeys((*run_secrets(key, d.options.proxy), *run_secrets(raw_key, None), *d.secrets)) if s
+    ]
     memo: dict[str, Any] = {}  # run-wide: family probes shared between checks (Context.shared)
     ctx_target = target
+    key_checks = tuple(c.id for c in d.checks if c.needs_key and c.requested(d.options))
 
     def make_context(results: dict[str, CheckResult]) -> Context:
-        return Context(target=ctx_target, options=d.options, api_key=secret, results=dict(results), memo=memo)
+        return Context(
+            target=ctx_target,
+            options=d.options,
+            api_key=secret,
+            results=dict(results),
+            memo=memo,
+            key=key_obs,
+            key_checks=key_checks,
+        )
 
     task = asyncio.create_task(run_checks(d.checks, make_context, secrets=secrets))
     if on_task is not None:

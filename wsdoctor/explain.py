@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from wsdoctor import deepgram
 from wsdoctor.causes import CAUSES
 from wsdoctor.errors import InternalError
 from wsdoctor.model import JSONValue
@@ -137,6 +138,29 @@ def _strings(raw: Any, key: str, entry_id: str, *, required: bool = True) -> tup
     return tuple(value)
 
 
+def _deepgram_literals(raw: Mapping[str, Any], entry_id: str) -> tuple[str, ...]:
+    """The markers :mod:`wsdoctor.deepgram` holds for the Deepgram strings an entry names
+    (``"deepgram": {"closes": ["NET-0001"], "rejections": ["INVALID_AUTH"]}``): the protocol module
+    is the one source of truth for how a Deepgram close reason or error code is recognised."""
+    spec = raw.get("deepgram")
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict) or not set(spec) <= {"closes", "rejections"}:
+        raise InternalError(f"explain knowledge base: entry {entry_id!r}: 'deepgram' takes 'closes' and 'rejections'")
+    literals: list[str] = []
+    closes = {r.id: r for r in deepgram.CLOSE_REASONS}
+    for cid in _strings(spec, "closes", entry_id, required=False):
+        if cid not in closes:
+            raise InternalError(f"explain knowledge base: entry {entry_id!r}: unknown Deepgram close {cid!r}")
+        literals += closes[cid].markers
+    for name in _strings(spec, "rejections", entry_id, required=False):
+        found = deepgram.rejection_markers(name)
+        if not found:
+            raise InternalError(f"explain knowledge base: entry {entry_id!r}: no markers for Deepgram error {name!r}")
+        literals += found
+    return tuple(dict.fromkeys(literals))
+
+
 def load_kb(path: Path | None = None) -> KnowledgeBase:
     """Load and validate the knowledge base. A malformed one is our bug: :class:`InternalError`."""
     try:
@@ -154,11 +178,14 @@ def load_kb(path: Path | None = None) -> KnowledgeBase:
         if eid in seen:
             raise InternalError(f"explain knowledge base: duplicate id {eid!r}")
         seen.add(eid)
+        literals = _deepgram_literals(raw, eid)
         try:
-            patterns = tuple(re.compile(p, re.IGNORECASE) for p in _strings(raw, "patterns", eid))
+            own = _strings(raw, "patterns", eid, required=not literals)
+            patterns = tuple(re.compile(p, re.IGNORECASE) for p in own)
         except re.error as exc:
             raise InternalError(f"explain knowledge base: entry {eid!r}: bad pattern: {exc}") from None
-        needles = _strings(raw, "needles", eid)
+        patterns += tuple(re.compile(re.escape(lit), re.IGNORECASE) for lit in literals)
+        needles = tuple(dict.fromkeys((*_strings(raw, "needles", eid, required=not literals), *literals)))
         if any(n != n.lower() or not n.isascii() for n in needles):
             raise InternalError(f"explain knowledge base: entry {eid!r}: needles must be lower-case ASCII")
         causes = _strings(raw, "causes", eid)

@@ -68,6 +68,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from wsdoctor import deepgram
 from wsdoctor.errors import UsageError
 from wsdoctor.model import Target
 
@@ -93,7 +94,7 @@ __all__ = [
 log = logging.getLogger("wsdoctor.exporter")
 
 DEFAULT_LISTEN = "127.0.0.1:9115"
-DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
+DEFAULT_URL = deepgram.DEFAULT_URL
 #: Prometheus sends its scrape timeout; we answer this much earlier (blackbox's default offset).
 SCRAPE_TIMEOUT_OFFSET_S = 0.5
 #: The shortest deadline a probe gets, whatever the header says.
@@ -553,7 +554,7 @@ class Exporter:
             target=entry.target,
             options=options,
             checks=checks,
-            key=os.environ.get(profile.api_key_env) or None,
+            key=os.environ.get(profile.api_key_env),
             broken_plugins=self.broken_plugins,
             deadline_s=deadline,
         )

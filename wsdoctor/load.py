@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Context
 from wsdoctor.errors import UsageError
@@ -86,8 +87,8 @@ async def _one_stream(
             record["active_when_rejected"] = active[0]
             if upgrade.answer is not None:
                 record["status"] = upgrade.answer.status
-                record["dg_error"] = upgrade.answer.header("dg-error")
-                record["from_deepgram"] = upgrade.answer.header("dg-request-id") is not None
+                record["dg_error"] = upgrade.answer.header(deepgram.HEADER_ERROR)
+                record["from_deepgram"] = upgrade.answer.header(deepgram.HEADER_REQUEST_ID) is not None
             record["error"] = upgrade.error
             return record
         active[0] += 1
@@ -107,7 +108,7 @@ async def _one_stream(
             dropped = pump.done() or probe.terminal() is not None
             record["dropped"] = dropped
             if not dropped:
-                await probe.send_json({"type": "CloseStream"})
+                await probe.send_json(deepgram.client_message(deepgram.ClientMessage.CLOSE_STREAM))
                 if not await wait_end(pump, ctx.options.close_wait_s):
                     await probe.send_close(1000)
                     await wait_end(pump, ctx.options.close_wait_s)
@@ -116,7 +117,7 @@ async def _one_stream(
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-        results = [e for e in probe.events if e.msg_type == "Results"]
+        results = [e for e in probe.events if e.msg_type == deepgram.ServerMessage.RESULTS]
         if results and probe.audio_first_t is not None:
             record["first_result_s"] = round(results[0].t_s - probe.audio_first_t, 4)
         record["results"] = len(results)

@@ -7,6 +7,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
+from wsdoctor import deepgram
 from wsdoctor.commands.common import ExitCode, ids, positive
 from wsdoctor.commands.output import add_output_arguments, emit, prepare_outputs
 from wsdoctor.errors import UsageError
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_URL", "add_parser", "handle"]
 
-DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
+DEFAULT_URL = deepgram.DEFAULT_URL
 
 
 def add_parser(sub: Any) -> None:
@@ -263,7 +264,7 @@ def handle(args: argparse.Namespace) -> int:
 
         if args.mock_fault not in FAULTS:
             raise UsageError(f"unknown mock fault {args.mock_fault!r} (one of: {', '.join(sorted(FAULTS))})")
-    key = os.environ.get(args.api_key_env) or None
+    key = os.environ.get(args.api_key_env)  # as set: diagnose() tells unset, empty and malformed apart
     from wsdoctor.diagnosis import Diagnosis
 
     mock = None

@@ -24,6 +24,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import load_wav
@@ -154,7 +155,7 @@ async def _watch(
                 if now >= stop_at:
                     break
                 if keepalive_every_s and now >= next_ka:
-                    keepalives += await probe.send_json({"type": "KeepAlive"})
+                    keepalives += await probe.send_json(deepgram.client_message(deepgram.ClientMessage.KEEPALIVE))
                     next_ka += keepalive_every_s
                 if ping_every_s and now >= next_ping:
                     pings += await probe.send_ping(f"wsdoctor-{pings}".encode())
@@ -171,7 +172,7 @@ async def _watch(
             if probe.terminal() is None:
                 # Still open: end it the polite way, bounded.
                 closed_by_us = True
-                await probe.send_json({"type": "CloseStream"})
+                await probe.send_json(deepgram.client_message(deepgram.ClientMessage.CLOSE_STREAM))
                 if not await wait_end(pump, 2.0):
                     await probe.send_close(1000)
                     await wait_end(pump, 1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import CHUNK_S, load_wav
@@ -34,14 +35,14 @@ async def _one(ctx: Context, frames: list[bytes], first_result_wait_s: float) ->
             next_send = loop.time()
             i = 0
             while loop.time() < deadline and probe.is_open:
-                if any(e.msg_type == "Results" for e in probe.events):
+                if any(e.msg_type == deepgram.ServerMessage.RESULTS for e in probe.events):
                     break
                 if i < len(frames) and loop.time() >= next_send:
                     await probe.send_audio(frames[i])
                     i += 1
                     next_send += CHUNK_S
                 await asyncio.sleep(min(0.01, max(0.0, deadline - loop.time())))
-            first = next((e for e in probe.events if e.msg_type == "Results"), None)
+            first = next((e for e in probe.events if e.msg_type == deepgram.ServerMessage.RESULTS), None)
             if first is not None and probe.audio_first_t is not None:
                 sample["first_result_s"] = round(first.t_s - probe.audio_first_t, 6)
             await probe.send_close(1000)

@@ -18,7 +18,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from wsdoctor import __version__
+from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.wsclient import classify_oserror, tls_context
@@ -121,7 +121,9 @@ async def post_audio(ctx: Context) -> RestObservation:
     )
     headers = {"Content-Type": "audio/wav", "User-Agent": f"wsdoctor/{__version__}"}
     if ctx.api_key is not None:
-        headers["Authorization"] = f"Token {ctx.api_key.reveal()}"
+        key = ctx.api_key.reveal()
+        scheme = deepgram.AUTH_SCHEME_TOKEN if deepgram.key_shape(key).jwt else deepgram.AUTH_SCHEME_KEY
+        headers["Authorization"] = f"{scheme} {key}"
     if proxy_headers and not target.tls:
         # http:// through a proxy is one absolute-form request *to the proxy*: its credentials go
         # on that request (aiohttp applies proxy_headers to CONNECT only).
@@ -149,8 +151,8 @@ async def post_audio(ctx: Context) -> RestObservation:
                 outcome="answered",
                 status=resp.status,
                 time_s=elapsed,
-                request_id=resp.headers.get("dg-request-id"),
-                dg_error=resp.headers.get("dg-error"),
+                request_id=resp.headers.get(deepgram.HEADER_REQUEST_ID),
+                dg_error=resp.headers.get(deepgram.HEADER_ERROR),
                 server=resp.headers.get("server"),
                 transcript=transcript,
                 audio_duration_s=duration,

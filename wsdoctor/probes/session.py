@@ -22,6 +22,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import load_wav, stream_realtime
@@ -107,7 +108,7 @@ async def run_session(
             if ending != "close":
                 sent = await stream_realtime(chunks, probe.send_audio)
             if ending == "closestream" and probe.is_open:
-                await probe.send_json({"type": "CloseStream"})
+                await probe.send_json(deepgram.client_message(deepgram.ClientMessage.CLOSE_STREAM))
                 closestream_t = probe.now()
                 if not await wait_end(pump, close_wait_s) and probe.is_open:
                     await probe.send_close(1000)

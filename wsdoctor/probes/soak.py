@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import CHUNK_S, load_wav
@@ -93,7 +94,7 @@ async def run_soak(ctx: Context, seconds: float) -> SoakObservation:
                     await asyncio.wait({pump}, timeout=max(0.0, next_send - loop.time()))
                 dropped = pump.done() or probe.terminal() is not None
                 if not dropped:
-                    await probe.send_json({"type": "CloseStream"})
+                    await probe.send_json(deepgram.client_message(deepgram.ClientMessage.CLOSE_STREAM))
                     if not await wait_end(pump, ctx.options.close_wait_s):
                         await probe.send_close(1000)
                         await wait_end(pump, ctx.options.close_wait_s)
@@ -104,7 +105,7 @@ async def run_soak(ctx: Context, seconds: float) -> SoakObservation:
             audio_s = round(sent * CHUNK_S, 3)
             total_audio += audio_s
             term = probe.terminal()
-            results = [e for e in probe.events if e.msg_type == "Results"]
+            results = [e for e in probe.events if e.msg_type == deepgram.ServerMessage.RESULTS]
             record.update(
                 {
                     "audio_s": audio_s,

@@ -29,6 +29,7 @@ import os
 import socket
 import ssl
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ import h11
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from wsdoctor import __version__
+from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.lifecycle import Lifecycle, Stage
@@ -220,7 +221,7 @@ def _message_detail(obj: Any) -> tuple[str | None, dict[str, JSONValue]]:
         return None, {}
     msg_type = obj.get("type")
     detail: dict[str, JSONValue] = {}
-    if msg_type == "Results":
+    if msg_type == deepgram.ServerMessage.RESULTS:
         try:
             alt = obj["channel"]["alternatives"][0]
             detail["transcript"] = str(alt.get("transcript", ""))[:300]
@@ -232,7 +233,7 @@ def _message_detail(obj: Any) -> tuple[str | None, dict[str, JSONValue]]:
         meta = obj.get("metadata")
         if isinstance(meta, dict) and isinstance(meta.get("request_id"), str):
             detail["request_id"] = meta["request_id"][:100]
-    elif msg_type == "Metadata":
+    elif msg_type == deepgram.ServerMessage.METADATA:
         for key in ("request_id", "duration", "channels", "created"):
             value = obj.get(key)
             if isinstance(value, (str, int, float)):
@@ -363,7 +364,8 @@ class WsProbe:
         ]
         if self.credentials and self.ctx.api_key is not None:
             key = self.ctx.api_key.reveal()
-            scheme = "Bearer" if key.count(".") == 2 else "Token"  # a JWT is a temporary token
+            # a JWT is a temporary token, sent as Bearer; API keys as Token
+            scheme = deepgram.AUTH_SCHEME_TOKEN if deepgram.key_shape(key).jwt else deepgram.AUTH_SCHEME_KEY
             headers.append(("Authorization", f"{scheme} {key}"))
         return headers
 
@@ -511,7 +513,7 @@ class WsProbe:
         self._record(WireEvent(self.now(), "out", "text", size=len(text), msg_type=msg_type))
         return await self._write(self._conn.send(TextMessage(data=text)))
 
-    async def send_json(self, obj: dict[str, JSONValue]) -> bool:
+    async def send_json(self, obj: Mapping[str, JSONValue]) -> bool:
         return await self.send_text(json.dumps(obj), msg_type=str(obj.get("type")))
 
     async def send_audio(self, chunk: bytes) -> bool:
