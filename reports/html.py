@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from reports.base import rest_fallback_applies
 from reports.timeline import TRACK, Histogram, Timeline, build_timeline, format_seconds, phase_histograms
-from wsdoctor.causes import CAUSES, REST_FALLBACK
+from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
 from wsdoctor.model import LAYERS, CheckResult, Finding, JSONValue, Report, Status, Summary, layer_of
 from wsdoctor.sanitize import printable
 
@@ -336,7 +336,7 @@ def _causes(report: Report, summary: Summary) -> tuple[CauseView, ...]:
                 severity=cs.severity.value,
                 primary=cs.cause == summary.primary_cause,
                 findings=tuple(_finding_view(r, f) for r, f in ordered if f.cause == cs.cause),
-                fixes=cause.fixes if cause else (),
+                fixes=fixes_for(cs.cause, cs.codes),
             )
         )
     return tuple(views)

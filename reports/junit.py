@@ -32,7 +32,7 @@ from typing import ClassVar
 
 from reports.base import rest_fallback_applies
 from reports.html import key_metric, request_ids
-from wsdoctor.causes import CAUSES, REST_FALLBACK
+from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
 from wsdoctor.model import CheckResult, Finding, JSONValue, Report, Status, layer_of
 from wsdoctor.sanitize import printable
 
@@ -78,19 +78,22 @@ def _finding_text(finding: Finding) -> list[str]:
 
 
 def _fixes_text(findings: Iterable[Finding]) -> list[str]:
+    """Per cause (in order of first appearance): its findings' own fixes first, then the cause's."""
     lines: list[str] = []
-    seen: set[str] = set()
+    by_cause: dict[str, list[str]] = {}
     for f in findings:
-        if f.cause in seen:
-            continue
-        seen.add(f.cause)
-        cause = CAUSES.get(f.cause)
+        by_cause.setdefault(f.cause, []).append(f.code)
+    for cause_id, codes in by_cause.items():
+        cause = CAUSES.get(cause_id)
+        fixes = fixes_for(cause_id, codes)
         if cause is None:
-            lines.append(f"Cause {f.cause}: not in wsdoctor's cause catalogue; no fixes catalogued.")
-            continue
-        section = cause.article_section or "beyond the article"
-        lines.append(f"Cause {cause.id} ({section}): {cause.title}")
-        lines.extend(f"  {n}. {fix}" for n, fix in enumerate(cause.fixes, 1))
+            lines.append(f"Cause {cause_id}: not in wsdoctor's cause catalogue.")
+        else:
+            section = cause.article_section or "beyond the article"
+            lines.append(f"Cause {cause.id} ({section}): {cause.title}")
+        if not fixes:
+            lines.append("  no fixes catalogued.")
+        lines.extend(f"  {n}. {fix}" for n, fix in enumerate(fixes, 1))
     return lines
 
 

@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import ClassVar
 
-from wsdoctor.causes import ARTICLE_TITLE, CAUSES, REST_FALLBACK
+from wsdoctor.causes import ARTICLE_TITLE, CAUSES, REST_FALLBACK, fixes_for
 from wsdoctor.model import CheckResult, JSONValue, Report, Status
 from wsdoctor.sanitize import printable
 
@@ -216,11 +216,13 @@ class MarkdownReporter:
             result, finding = first
             yield ""
             yield f"**Finding:** {code(finding.code)} from {code(result.check_id)}: {text(finding.message)}"
-        if cause is not None and cause.fixes:
+        primary_codes = next((c.codes for c in summary.causes if c.cause == summary.primary_cause), ())
+        fix_list = fixes_for(summary.primary_cause, primary_codes)
+        if fix_list:
             yield ""
             yield "**Top fixes:**"
             yield ""
-            for i, fix in enumerate(cause.fixes[:_TOP_FIXES], 1):
+            for i, fix in enumerate(fix_list[:_TOP_FIXES], 1):
                 yield f"{i}. {text(fix)}"
         yield ""
 

@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reports.base import rest_fallback_applies
-from wsdoctor.causes import CAUSES, REST_FALLBACK
+from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
 from wsdoctor.model import LAYERS, CheckResult, Finding, JSONValue, Report, Status, Summary, layer_of
 from wsdoctor.sanitize import printable
 
@@ -266,15 +266,16 @@ class TerminalReporter:
                 grid.add_row(Text(f.severity.value.upper(), style=_STATUS_STYLE.get(f.severity, "")), text)
             yield Padding(grid, (0, 0, 0, 4))
 
-        if cause and cause.fixes:
+        fix_list = fixes_for(cause_id, [f.code for _check, f in findings])
+        if fix_list:
             yield Padding(Text("Fixes:", style="bold"), (0, 0, 0, 2))
             fixes = Table.grid(padding=(0, 1))
             fixes.add_column(justify="right", no_wrap=True)
             fixes.add_column(overflow="fold", ratio=1)
-            for n, fix in enumerate(cause.fixes, 1):
+            for n, fix in enumerate(fix_list, 1):
                 fixes.add_row(Text(f"{n}."), Text(fix))
             yield Padding(fixes, (0, 0, 0, 4))
-        elif cause is None:
+        else:
             yield Padding(
                 Text("No fixes catalogued: this cause comes from a plugin; see its documentation.",
                      style="dim"),

@@ -16,7 +16,7 @@ import xmlschema
 
 from reports.base import load_reporter
 from reports.junit import JunitReporter, xml_text
-from wsdoctor.causes import CAUSES, REST_FALLBACK
+from wsdoctor.causes import CAUSES, FINDING_CODES, REST_FALLBACK, fixes_for
 from wsdoctor.model import CheckResult, Finding, Report, Status, Target, layer_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,9 @@ def test_failure_carries_findings_and_fixes(schema: xmlschema.XMLSchema) -> None
     assert "server = squid/5.7" in body
     cause = CAUSES["proxy-firewall"]
     assert f"Cause proxy-firewall ({cause.article_section}): {cause.title}" in body
-    for n, fix in enumerate(cause.fixes, 1):
+    shown = fixes_for("proxy-firewall", ["http.intermediary-response"])
+    assert shown[0] == FINDING_CODES["http.intermediary-response"].fixes[0]
+    for n, fix in enumerate(shown, 1):
         assert f"{n}. {fix}" in body
     # a skipped check says why, and names what blocked it
     skipped = root.find(".//testcase[@name='ws.auth']/skipped")

@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 
 from reports.base import load_reporter
 from reports.markdown import MarkdownReporter, code, request_ids, text
-from wsdoctor.causes import CAUSES
+from wsdoctor.causes import CAUSES, FINDING_CODES, fixes_for
 from wsdoctor.model import CheckResult, Finding, Report, Status, Target
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
@@ -71,7 +71,9 @@ def test_failing_proxy_names_cause_article_section_and_top_fixes() -> None:
     assert "<code>proxy-firewall</code>" in html
     assert "<code>http.intermediary-response</code>" in html
     assert html.count("<li>") >= 3
-    for fix in cause.fixes[:3]:
+    top = fixes_for("proxy-firewall", ["http.intermediary-response", "tls.interception"])[:3]
+    assert top[0] == FINDING_CODES["http.intermediary-response"].fixes[0]  # the finding's own fix leads
+    for fix in top:
         assert fix[:40] in html.replace("&quot;", '"').replace("&#x27;", "'")
 
 

@@ -16,7 +16,7 @@ from rich.cells import cell_len
 from reports.base import Reporter, load_reporter, reporter_names
 from reports.json import JsonReporter, load_schema
 from reports.terminal import TerminalReporter
-from wsdoctor.causes import CAUSES, REST_FALLBACK
+from wsdoctor.causes import CAUSES, FINDING_CODES, REST_FALLBACK, fixes_for
 from wsdoctor.errors import UsageError
 from wsdoctor.model import CheckResult, Finding, Report, Status, Target
 
@@ -185,7 +185,11 @@ def test_terminal_failing_proxy_shows_verdict_cause_and_fixes() -> None:
     cause = CAUSES["proxy-firewall"]
     assert flat(cause.title) in text
     assert flat(cause.explanation) in text
-    for n, fix in enumerate(cause.fixes, 1):
+    # the findings' own fixes first (failure before warning), then the cause's general ones
+    shown = fixes_for("proxy-firewall", ["http.intermediary-response", "tls.interception"])
+    assert shown[0] == FINDING_CODES["http.intermediary-response"].fixes[0]
+    assert shown[1] == FINDING_CODES["tls.interception"].fixes[0]
+    for n, fix in enumerate(shown, 1):
         assert f"{n}. {flat(fix)}" in text
     assert "http.intermediary-response (from http.upgrade)" in text
     assert "server=squid/5.7" in text

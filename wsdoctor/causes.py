@@ -10,9 +10,10 @@ to. Codes and cause ids are stable: add new ones, never rename one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["CAUSES", "FINDING_CODES", "REST_FALLBACK", "Cause", "FindingCode", "cause_for"]
+__all__ = ["CAUSES", "FINDING_CODES", "REST_FALLBACK", "Cause", "FindingCode", "cause_for", "fixes_for"]
 
 ARTICLE_TITLE = "Resolving 'No Close Frame Received' in Deepgram STT API"
 
@@ -145,6 +146,21 @@ CAUSES: dict[str, Cause] = {
             ),
         ),
         Cause(
+            id="request-parameters",
+            title="Deepgram rejects the request's parameters",
+            article_section=None,
+            explanation=(
+                "Deepgram answered and refused what the URL asks for: an unknown or misspelled query "
+                "parameter, a value it does not accept, or a combination a model does not support "
+                "(keywords with nova-3, a v2 model on /v1/listen, a language the default model lacks)."
+            ),
+            fixes=(
+                "Read the dg-error header (or the body's err_msg) of the 400: it names what Deepgram refused.",
+                "Check each query parameter against the model's documentation (nova-3 takes keyterm, not "
+                "keywords; pick a model that supports the language), and spell every name as documented.",
+            ),
+        ),
+        Cause(
             id="local-host",
             title="A problem on the local machine",
             article_section=None,
@@ -174,66 +190,401 @@ class FindingCode:
     code: str
     cause: str  # the cause this code maps to unless its analyze() has better evidence
     meaning: str
+    #: What to do about *this* finding, most specific first: shown before the cause's general fixes
+    #: (a machine with no network is told to connect it, not to "reconnect with backoff").
+    fixes: tuple[str, ...]
+
+
+def _code(code: str, cause: str, meaning: str, *fixes: str) -> FindingCode:
+    return FindingCode(code, cause, meaning, fixes)
 
 
 FINDING_CODES: dict[str, FindingCode] = {
     f.code: f
     for f in (
-        FindingCode("dns.nxdomain", "network-instability", "The host name does not exist (NXDOMAIN)."),
-        FindingCode("dns.servfail", "network-instability", "The resolver failed (SERVFAIL)."),
-        FindingCode("dns.timeout", "network-instability", "No DNS answer in time."),
-        FindingCode("dns.resolver-unreachable", "network-instability", "The DNS resolver cannot be reached at all."),
-        FindingCode("dns.no-address", "network-instability", "The name resolved to no A/AAAA address."),
-        FindingCode("tcp.refused", "proxy-firewall", "The port actively refused the connection (RST)."),
-        FindingCode("tcp.timeout", "proxy-firewall", "SYNs went unanswered: blackholed, typical of a firewall."),
-        FindingCode("tcp.unreachable", "network-instability", "No route to the host or network."),
-        FindingCode("tls.untrusted", "local-host", "The certificate chain is not trusted by the CA store used."),
-        FindingCode("tls.hostname-mismatch", "proxy-firewall", "The certificate does not name the host."),
-        FindingCode("tls.expired", "proxy-firewall", "A certificate in the chain has expired."),
-        FindingCode("tls.interception", "proxy-firewall", "An unexpected issuer: TLS is intercepted."),
-        FindingCode("tls.sni-reset", "proxy-firewall", "Reset right after ClientHello: SNI filtering."),
-        FindingCode("tls.handshake-failed", "network-instability", "The TLS handshake failed."),
-        FindingCode("proxy.connect-denied", "proxy-firewall", "The proxy refused CONNECT (403)."),
-        FindingCode("proxy.auth-required", "proxy-firewall", "The proxy wants credentials (407)."),
-        FindingCode("proxy.unreachable", "proxy-firewall", "The configured proxy does not accept TCP."),
-        FindingCode("proxy.bad-answer", "proxy-firewall", "The proxy answered CONNECT with an error or garbage."),
-        FindingCode("proxy.misconfigured", "proxy-firewall", "A proxy setting that cannot work."),
-        FindingCode("env.proxy-disagreement", "proxy-firewall", "HTTPS_PROXY and https_proxy (or similar) differ."),
-        FindingCode("tls.local-ca-stale", "local-host", "One local trust store accepts the chain, another does not."),
-        FindingCode("http.intermediary-response", "proxy-firewall", "The answer did not come from Deepgram."),
-        FindingCode("http.upgrade-stripped", "proxy-firewall", "The WebSocket upgrade did not survive the path."),
-        FindingCode("http.no-response", "network-instability", "The connection ended before any HTTP answer."),
-        FindingCode("ws.auth-rejected", "credentials", "Deepgram rejected the key (401/403)."),
-        FindingCode("ws.payment-required", "account-limits", "Deepgram refused for lack of credits (402)."),
-        FindingCode("ws.rate-limited", "account-limits", "Deepgram rate- or concurrency-limited the request (429)."),
-        FindingCode("ws.server-error", "service", "Deepgram answered with a 5xx."),
-        FindingCode("ws.bad-request", "audio-format", "Deepgram rejected the request parameters (400)."),
-        FindingCode("stream.no-results", "service", "No Results arrived for the audio streamed."),
-        FindingCode("stream.empty-transcript", "audio-format", "Results arrived but every transcript was empty."),
-        FindingCode("stream.reset", "network-instability", "The connection was reset (RST) mid-stream."),
-        FindingCode(
-            "stream.protocol-error", "service", "The server broke the WebSocket protocol (bad frame, oversize)."
+        _code(
+            "dns.nxdomain",
+            "network-instability",
+            "The host name does not exist (NXDOMAIN).",
+            "Check the host in the URL for a typo (Deepgram's are api.deepgram.com and the regional "
+            "api.eu.deepgram.com ...); if it is right, this resolver filters or does not know it (split-horizon "
+            "DNS, a DNS filter): compare with `wsdoctor run --dns-server 1.1.1.1` and ask the network team.",
         ),
-        FindingCode("stream.slow-first-result", "service", "The first Results came late."),
-        FindingCode("idle.server-timeout", "connection-handling", "Deepgram closed an idle stream (1011 NET-0001)."),
-        FindingCode("idle.middlebox-cutoff", "proxy-firewall", "An idle connection was cut without a close frame."),
-        FindingCode("idle.keepalive-ineffective", "connection-handling", "The stream died despite KeepAlive."),
-        FindingCode("idle.no-pong", "proxy-firewall", "WebSocket pings got no pong across the path."),
-        FindingCode("close.no-close-frame", "network-instability", "The peer ended TCP without a close frame (1006)."),
-        FindingCode("close.no-close-reply", "network-instability", "Our close frame got no reply in time."),
-        FindingCode("close.unexpected-code", "service", "The stream was closed with an unexpected code."),
-        FindingCode("rest.failed", "service", "The REST API (POST /v1/listen) did not transcribe the audio."),
-        FindingCode("phases.failures", "network-instability", "Some of N repeated connection attempts failed."),
-        FindingCode("phases.latency-spread", "network-instability", "A connection phase is erratic: p99 >> p50."),
-        FindingCode("host.close-wait-leak", "connection-handling", "Sockets left in CLOSE_WAIT."),
-        FindingCode("host.fd-pressure", "local-host", "Open file descriptors near the limit."),
-        FindingCode(
-            "host.time-wait-pileup", "connection-handling", "Many sockets to the target in TIME_WAIT: connection churn."
+        _code(
+            "dns.servfail",
+            "network-instability",
+            "The resolver failed (SERVFAIL).",
+            "The resolver itself failed: retry, then compare another resolver (`wsdoctor run --dns-server "
+            "1.1.1.1`); a resolver that keeps failing (DNSSEC, a broken forwarder) is for the network team.",
         ),
-        FindingCode("host.ephemeral-ports", "local-host", "The ephemeral port range is nearly used up."),
-        FindingCode("host.loop-lag", "local-host", "The event loop was blocked: late timers, late keepalives."),
-        FindingCode("host.clock-skew", "local-host", "The local clock differs from the server's Date header."),
-        FindingCode("sdk.outdated", "sdk-libraries", "An SDK or library version with known problems."),
+        _code(
+            "dns.timeout",
+            "network-instability",
+            "No DNS answer in time.",
+            "No DNS answer came back: check that the resolver in /etc/resolv.conf (or the OS network settings) "
+            "is reachable (`dig api.deepgram.com @RESOLVER`) and that port 53 to it is not blocked; compare "
+            "`wsdoctor run --dns-server 1.1.1.1`.",
+        ),
+        _code(
+            "dns.resolver-unreachable",
+            "network-instability",
+            "The DNS resolver cannot be reached at all.",
+            "This machine has no working network path at all: connect it to a network (check the interface, "
+            "Wi-Fi or cable, VPN and default route with `ip route`), then run wsdoctor again.",
+        ),
+        _code(
+            "dns.no-address",
+            "network-instability",
+            "The name resolved to no A/AAAA address.",
+            "The name exists but gave no usable address: look for a DNS filter answering with empty records, "
+            "or an IPv6-only answer on an IPv4-only network.",
+        ),
+        _code(
+            "tcp.refused",
+            "proxy-firewall",
+            "The port actively refused the connection (RST).",
+            "Something refused TCP to this port: check the URL's port (443 for wss://api.deepgram.com) and any "
+            "local firewall or security software that sends resets.",
+        ),
+        _code(
+            "tcp.timeout",
+            "proxy-firewall",
+            "SYNs went unanswered: blackholed, typical of a firewall.",
+            "A firewall drops the connection silently: ask the network team to allow outbound TCP 443 to "
+            "api.deepgram.com, or use the proxy this network requires (HTTPS_PROXY or --proxy).",
+        ),
+        _code(
+            "tcp.unreachable",
+            "network-instability",
+            "No route to the host or network.",
+            "There is no route to this address: check the default gateway and VPN (`ip route get ADDRESS`); if "
+            "only IPv6 fails, the network lacks IPv6 and clients should fall back to IPv4.",
+        ),
+        _code(
+            "tls.untrusted",
+            "local-host",
+            "The certificate chain is not trusted by the CA store used.",
+            "Update the CA store the app uses (`pip install -U certifi`; macOS python.org builds: run 'Install "
+            "Certificates.command'); behind a TLS-inspecting proxy give the app its CA (SSL_CERT_FILE, "
+            "NODE_EXTRA_CA_CERTS, --ca-file).",
+        ),
+        _code(
+            "tls.hostname-mismatch",
+            "proxy-firewall",
+            "The certificate does not name the host.",
+            "The certificate belongs to another name: check the URL's host; a proxy or captive portal answering "
+            "for Deepgram's host shows this, so sign in to it or bypass it.",
+        ),
+        _code(
+            "tls.expired",
+            "proxy-firewall",
+            "A certificate in the chain has expired.",
+            "Check the local clock first (`date`); if it is right, the expired certificate is served by a "
+            "middlebox on the path, whose owner must renew it.",
+        ),
+        _code(
+            "tls.interception",
+            "proxy-firewall",
+            "An unexpected issuer: TLS is intercepted.",
+            "A middlebox re-signs TLS for Deepgram: ask the network team to exempt api.deepgram.com from TLS "
+            "inspection, or make the app trust the inspecting CA (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, --ca-file).",
+        ),
+        _code(
+            "tls.sni-reset",
+            "proxy-firewall",
+            "Reset right after ClientHello: SNI filtering.",
+            "A filter resets connections that name Deepgram's host in the TLS ClientHello: ask the network team "
+            "to allow api.deepgram.com.",
+        ),
+        _code(
+            "tls.handshake-failed",
+            "network-instability",
+            "The TLS handshake failed.",
+            "Check that the port speaks TLS (WRONG_VERSION_NUMBER means a plain-HTTP port or proxy) and that "
+            "TLS 1.2 or newer is allowed on the path.",
+        ),
+        _code(
+            "proxy.connect-denied",
+            "proxy-firewall",
+            "The proxy refused CONNECT (403).",
+            "The proxy forbids the tunnel: ask its admins to allow CONNECT to api.deepgram.com:443 (squid: an "
+            "http_access allow rule for that host and port).",
+        ),
+        _code(
+            "proxy.auth-required",
+            "proxy-firewall",
+            "The proxy wants credentials (407).",
+            "Give the app the proxy's credentials in the proxy URL (HTTPS_PROXY=http://user:pass@proxy:port, "
+            "special characters percent-encoded), with the scheme its Proxy-Authenticate header names.",
+        ),
+        _code(
+            "proxy.unreachable",
+            "proxy-firewall",
+            "The configured proxy does not accept TCP.",
+            "Check the proxy's host and port in HTTPS_PROXY / --proxy and that it is running; compare "
+            "`--no-proxy` to see whether this network needs a proxy at all.",
+        ),
+        _code(
+            "proxy.bad-answer",
+            "proxy-firewall",
+            "The proxy answered CONNECT with an error or garbage.",
+            "The proxy did not answer CONNECT like an HTTP proxy: check the URL's scheme and port (a SOCKS or "
+            "TLS port configured as http://?).",
+        ),
+        _code(
+            "proxy.misconfigured",
+            "proxy-firewall",
+            "A proxy setting that cannot work.",
+            "Fix the proxy variable so it can work: an http:// URL with a host and a port (SOCKS needs a client "
+            "that supports it).",
+        ),
+        _code(
+            "env.proxy-disagreement",
+            "proxy-firewall",
+            "HTTPS_PROXY and https_proxy (or similar) differ.",
+            "Give HTTPS_PROXY and https_proxy the same value (or unset one): libraries disagree on which case "
+            "wins, so two tools on this machine take two routes.",
+        ),
+        _code(
+            "tls.local-ca-stale",
+            "local-host",
+            "One local trust store accepts the chain, another does not.",
+            "One trust store on this machine is stale: update certifi (`pip install -U certifi`) and the OS "
+            "store (`update-ca-certificates`), and point the app at the current one (SSL_CERT_FILE).",
+        ),
+        _code(
+            "http.intermediary-response",
+            "proxy-firewall",
+            "The answer did not come from Deepgram.",
+            "Something other than Deepgram answered (no dg-request-id): sign in to the captive portal, or ask "
+            "the network team which proxy or WAF intercepts Deepgram and have it pass WebSocket upgrades.",
+        ),
+        _code(
+            "http.upgrade-stripped",
+            "proxy-firewall",
+            "The WebSocket upgrade did not survive the path.",
+            "A hop drops the Upgrade headers: configure it to pass WebSockets (nginx: proxy_http_version 1.1; "
+            'proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"), or tunnel with '
+            "CONNECT.",
+        ),
+        _code(
+            "http.no-response",
+            "network-instability",
+            "The connection ended before any HTTP answer.",
+            "Something closed the connection before Deepgram could answer: compare `--no-proxy` and another "
+            "network to find the hop, and retry with backoff meanwhile.",
+        ),
+        _code(
+            "ws.auth-rejected",
+            "credentials",
+            "Deepgram rejected the key (401/403).",
+            "Check the key the app really runs with (a revoked, mistyped or other project's key is the usual "
+            "cause); create one in the Deepgram console if needed and send it as 'Authorization: Token KEY' "
+            "('Bearer' only for temporary tokens).",
+        ),
+        _code(
+            "ws.payment-required",
+            "account-limits",
+            "Deepgram refused for lack of credits (402).",
+            "Add credits or an overage agreement to the key's project in the Deepgram console (Billing), or use "
+            "a key of a funded project.",
+        ),
+        _code(
+            "ws.rate-limited",
+            "account-limits",
+            "Deepgram rate- or concurrency-limited the request (429).",
+            "Keep concurrent streams below the project's limit (50 streaming connections on pay-as-you-go), "
+            "queue the rest, close finished streams, and retry 429 with jittered backoff.",
+        ),
+        _code(
+            "ws.server-error",
+            "service",
+            "Deepgram answered with a 5xx.",
+            "Retry with jittered backoff, check status.deepgram.com, and quote the dg-request-id to Deepgram "
+            "support if it persists.",
+        ),
+        _code(
+            "ws.bad-request",
+            "request-parameters",
+            "Deepgram rejected the request (400).",
+            "Read the 400's dg-error: it names what Deepgram refused; fix that query parameter (model, "
+            "language, keywords/keyterm, encoding with its sample_rate).",
+        ),
+        _code(
+            "ws.no-key",
+            "credentials",
+            "No API key in the environment: what needs one was not tested.",
+            "Set the key in the environment the app and wsdoctor run with: `export DEEPGRAM_API_KEY=...` "
+            "(or --api-key-env NAME for another variable), then run wsdoctor again to test streaming, idle and "
+            "close behaviour.",
+        ),
+        _code(
+            "ws.key-format",
+            "credentials",
+            "The key variable holds more than the key (whitespace, quotes, a scheme).",
+            "Store the bare key in the variable: no quotes, no surrounding spaces or trailing newline, no "
+            "'Token ' prefix (the SDK adds the scheme): `export DEEPGRAM_API_KEY=$(printf %s \"$KEY\")`.",
+        ),
+        _code(
+            "ws.temporary-token",
+            "credentials",
+            "The key is a temporary token (JWT) that expires quickly.",
+            "Temporary tokens live about 30 s: request a new one (POST /v1/auth/grant) right before each "
+            "connection and send it as 'Authorization: Bearer TOKEN'; long-running services use an API key.",
+        ),
+        _code(
+            "stream.no-results",
+            "service",
+            "No Results arrived for the audio streamed.",
+            "Make sure the audio reaches Deepgram as binary frames in the format the URL declares, and quote "
+            "the dg-request-id to Deepgram support if the same audio works over REST.",
+        ),
+        _code(
+            "stream.empty-transcript",
+            "audio-format",
+            "Results arrived but every transcript was empty.",
+            "Make encoding, sample_rate and channels in the URL match the bytes you send (or omit them for "
+            "WAV/Ogg/WebM and send the container header first).",
+        ),
+        _code(
+            "stream.reset",
+            "network-instability",
+            "The connection was reset (RST) mid-stream.",
+            "Reconnect on a reset with jittered backoff and buffer audio meanwhile; a reset at the same point "
+            "every time is a middlebox: compare `--no-proxy` or another network.",
+        ),
+        _code(
+            "stream.protocol-error",
+            "service",
+            "The server broke the WebSocket protocol (bad frame, oversize).",
+            "Something on the path corrupts the WebSocket: bypass TLS-inspecting proxies for Deepgram, compare "
+            "`--no-proxy`, and send this report's evidence to Deepgram support.",
+        ),
+        _code(
+            "stream.slow-first-result",
+            "service",
+            "The first Results came late.",
+            "Send audio at real time in 20-250 ms chunks (not buffered in large blocks), and compare the "
+            "upgrade time in this report with another network to tell a slow path from a slow service.",
+        ),
+        _code(
+            "idle.server-timeout",
+            "connection-handling",
+            "Deepgram closed an idle stream (1011 NET-0001).",
+            'Whenever no audio flows, send a text frame {"type": "KeepAlive"} every 3-5 s (the SDKs\' '
+            "send_keep_alive() / keepAlive()), or send CloseStream when you are done with the stream.",
+        ),
+        _code(
+            "idle.middlebox-cutoff",
+            "proxy-firewall",
+            "An idle connection was cut without a close frame.",
+            "Raise the idle timeout of the proxy, firewall or load balancer above your longest silence, and "
+            "keep traffic flowing both ways while idle (KeepAlive every 3-5 s plus WebSocket pings).",
+        ),
+        _code(
+            "idle.keepalive-ineffective",
+            "connection-handling",
+            "The stream died despite KeepAlive.",
+            'Send KeepAlive exactly as {"type": "KeepAlive"} in a *text* frame (not binary, not empty), every '
+            "3-5 s, and send some audio within the first 10 s of a stream.",
+        ),
+        _code(
+            "idle.no-pong",
+            "proxy-firewall",
+            "WebSocket pings got no pong across the path.",
+            "Pings are dropped on this path: lengthen or disable the client's ping timeout (python websockets: "
+            "ping_timeout=None or 60) and rely on KeepAlive; check the proxy passes control frames.",
+        ),
+        _code(
+            "close.no-close-frame",
+            "network-instability",
+            "The peer ended TCP without a close frame (1006).",
+            "Treat a close without a close frame (1006) as a drop: reconnect with jittered backoff, buffer audio "
+            "meanwhile, and log the dg-request-id with when it happened (idle, mid-stream, at shutdown).",
+        ),
+        _code(
+            "close.no-close-reply",
+            "network-instability",
+            "Our close frame got no reply in time.",
+            "After CloseStream wait a bounded time (5 s) for Deepgram's close, then close the socket yourself; "
+            "if the close never arrives, a hop holds the connection: compare `--no-proxy`.",
+        ),
+        _code(
+            "close.unexpected-code",
+            "service",
+            "The stream was closed with an unexpected code.",
+            "Act on the close code: 1008 (DATA-0000) fix the audio format and do not retry the same audio; "
+            "1011/1012/1013 reconnect with jittered backoff; quote the dg-request-id to Deepgram support.",
+        ),
+        _code(
+            "rest.failed",
+            "service",
+            "The REST API (POST /v1/listen) did not transcribe the audio.",
+            "REST fails too, so the trouble is not WebSocket-specific: look at the earlier layers of this "
+            "report (key, network, proxy) first.",
+        ),
+        _code(
+            "phases.failures",
+            "network-instability",
+            "Some of N repeated connection attempts failed.",
+            "The path fails now and then: retry connects with jittered backoff, and compare another network "
+            "to find the flaky hop (the failing phase is in the evidence).",
+        ),
+        _code(
+            "phases.latency-spread",
+            "network-instability",
+            "A connection phase is erratic: p99 >> p50.",
+            "One phase is erratic: look at that hop (the DNS resolver, the proxy, TLS inspection) and set "
+            "connect timeouts above its p99.",
+        ),
+        _code(
+            "host.close-wait-leak",
+            "connection-handling",
+            "Sockets left in CLOSE_WAIT.",
+            "The app does not close sockets the peer has closed: call close() on every WebSocket in a finally "
+            "block or context manager, errors included.",
+        ),
+        _code(
+            "host.fd-pressure",
+            "local-host",
+            "Open file descriptors near the limit.",
+            "Raise the open-file limit (`ulimit -n 65536`, systemd LimitNOFILE=) and find what holds descriptors "
+            "(`ls /proc/PID/fd | wc -l`).",
+        ),
+        _code(
+            "host.time-wait-pileup",
+            "connection-handling",
+            "Many sockets to the target in TIME_WAIT: connection churn.",
+            "The app opens a connection per utterance or reconnects in a tight loop: keep one stream open with "
+            "KeepAlive and back off between reconnects.",
+        ),
+        _code(
+            "host.ephemeral-ports",
+            "local-host",
+            "The ephemeral port range is nearly used up.",
+            "Local ports are running out: reuse connections, back off between reconnects, or widen "
+            "net.ipv4.ip_local_port_range.",
+        ),
+        _code(
+            "host.loop-lag",
+            "local-host",
+            "The host starves processes of CPU: timers fire late.",
+            "This machine delays runnable processes: lower its load, raise the container's CPU limit (cgroup "
+            "throttling) or move to a less busy host; keep blocking work off the event loop that owns the socket.",
+        ),
+        _code(
+            "host.clock-skew",
+            "local-host",
+            "The local clock differs from the server's Date header.",
+            "Synchronise the clock (`timedatectl set-ntp true`, chrony): temporary tokens and certificate "
+            "validity are judged against it.",
+        ),
+        _code(
+            "sdk.outdated",
+            "sdk-libraries",
+            "An SDK or library version with known problems.",
+            "Upgrade to the fixed release this finding names (its evidence holds the exact command).",
+        ),
     )
 }
 
@@ -241,3 +592,18 @@ FINDING_CODES: dict[str, FindingCode] = {
 def cause_for(code: str) -> str:
     """The default cause of a finding code (KeyError for an unknown code: a bug in a check)."""
     return FINDING_CODES[code].cause
+
+
+def fixes_for(cause: str, codes: Iterable[str]) -> tuple[str, ...]:
+    """The fixes to show for a cause: the fixes of its findings first (in the order given, most
+    specific first), then the cause's general ones; each once. Codes and causes from plugins that
+    wsdoctor does not know contribute nothing."""
+    out: list[str] = []
+    for code in codes:
+        known = FINDING_CODES.get(code)
+        if known is not None:
+            out += known.fixes
+    known_cause = CAUSES.get(cause)
+    if known_cause is not None:
+        out += known_cause.fixes
+    return tuple(dict.fromkeys(out))
