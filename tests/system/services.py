@@ -444,6 +444,25 @@ def prometheus_server(config_yaml: str, tmp: Path) -> Iterator[int]:
         )
     try:
         wait_for_port(port, proc, log, timeout=20.0)
+        _wait_ready(f"http://127.0.0.1:{port}/-/ready", timeout=20.0)
         yield port
     finally:
         stop(proc)
+
+
+def _wait_ready(url: str, timeout: float) -> None:
+    """Prometheus listens before its TSDB is open and answers 503 until then: wait for /-/ready."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} not ready within {timeout} s")
+        time.sleep(0.2)
