@@ -86,3 +86,77 @@ async def test_sdk_prerecorded_transcribe_file() -> None:
             response = await client.listen.v1.media.transcribe_file(request=SPEECH_WAV.read_bytes(), model="nova-3")
     assert response.results.channels[0].alternatives[0].transcript.startswith("hello from the wsdoctor")
     assert response.metadata.channels == 1 and response.metadata.request_id
+
+
+# --- the SDK's own types as the schema, strictly ----------------------------------------------------
+# The SDK parses frames with construct_type(), which never validates: a Results missing a required
+# field still comes out as a ListenV1Results. So "the SDK accepted it" proves little; validating
+# with a discriminated TypeAdapter over the SDK's pydantic models does.
+
+import json  # noqa: E402
+import typing  # noqa: E402
+
+import pydantic  # noqa: E402
+from deepgram.listen.v1.types import ListenV1SpeechStarted, ListenV1UtteranceEnd  # noqa: E402
+
+from wsdoctor import deepgram as dg  # noqa: E402
+from wsdoctor.mock import messages  # noqa: E402
+
+try:  # ListenV1Error arrived in the 7.x line; older SDKs parse only the four types below
+    from deepgram.listen.v1.types import ListenV1Error
+except ImportError:  # pragma: no cover - depends on the installed SDK
+    ListenV1Error = None
+
+_SERVER_TYPES: tuple[Any, ...] = tuple(
+    t for t in (ListenV1Results, ListenV1Metadata, ListenV1UtteranceEnd, ListenV1SpeechStarted, ListenV1Error) if t
+)
+STRICT = pydantic.TypeAdapter(typing.Annotated[typing.Union[_SERVER_TYPES], pydantic.Field(discriminator="type")])
+CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "deepgram-wire"
+
+
+def _mock_messages() -> list[dict[str, Any]]:
+    """One of every message the mock builds, with the mock's own builders."""
+    words = messages.WordSource().take(0.0, 1.0)
+    rid, created, sha = messages.new_request_id(), messages.created_now(), "0" * 64
+    return [
+        messages.results_message(request_id=rid, start=0.0, duration=1.0, words=words),
+        messages.results_message(request_id=rid, start=1.0, duration=0.5, words=(), from_finalize=True),
+        messages.metadata_message(request_id=rid, sha256=sha, created=created, duration=2.8, channels=1),
+        messages.metadata_message(request_id=rid, sha256=sha, created=created, duration=0.0, channels=1, decoded=False),
+        *([messages.error_message("Could not process text message: invalid JSON.", "{")] if ListenV1Error else []),
+    ]
+
+
+@pytest.mark.parametrize("message", _mock_messages(), ids=lambda m: f"{m['type']}")
+def test_every_mock_message_validates_strictly_against_the_sdk_types(message: dict[str, Any]) -> None:
+    parsed = STRICT.validate_python(json.loads(json.dumps(message)))
+    assert parsed.type == message["type"]
+    assert dg.message_problems(message) == []
+
+
+def _corpus_messages() -> list[Any]:
+    out = []
+    for path in sorted(CORPUS.glob("msg-*.json")):
+        item = json.loads(path.read_text(encoding="utf-8"))
+        if item.get("api", "listen") == "listen":
+            out.append(pytest.param(item["message"], id=item["id"]))
+    return out
+
+
+@pytest.mark.parametrize("message", _corpus_messages())
+def test_real_captured_messages_validate_against_the_sdk_types(message: dict[str, Any]) -> None:
+    STRICT.validate_python(message)
+
+
+def test_the_protocol_module_and_the_sdk_reject_the_same_broken_results() -> None:
+    """Drop each field the SDK requires from a real Results: both contracts refuse it."""
+    real = next(
+        json.loads(p.read_text())["message"] for p in sorted(CORPUS.glob("msg-results-*.json"))
+    )
+    required = [n for n, f in ListenV1Results.model_fields.items() if f.is_required()]
+    assert {"channel_index", "duration", "start", "channel", "metadata"} <= set(required)
+    for name in required:
+        broken = {k: v for k, v in real.items() if k != name}
+        with pytest.raises(pydantic.ValidationError):
+            STRICT.validate_python(broken)
+        assert any(p.startswith(name) for p in dg.message_problems(broken)), name

@@ -100,6 +100,7 @@ CAPTURE_PIPECAT_4307 = "https://github.com/pipecat-ai/pipecat/issues/4307"
 CAPTURE_JS_353 = "https://github.com/deepgram/deepgram-js-sdk/issues/353"
 CAPTURE_PY_726 = "https://github.com/deepgram/deepgram-python-sdk/issues/726"
 CAPTURE_WHISPERING_5 = "https://github.com/braden-w/whispering/issues/5"
+CAPTURE_PIPECAT_2764 = "https://github.com/pipecat-ai/pipecat/issues/2764"
 
 
 # --- endpoints and authentication ------------------------------------------------------------
@@ -338,6 +339,15 @@ BAD_REQUEST_AUDIO = Rejection(
     (DOCS_ERRORS,),
     ("failed to process audio",),
 )
+UNSUPPORTED_AUDIO_FORMAT = Rejection(
+    "UNSUPPORTED_AUDIO_FORMAT",
+    400,
+    "UNSUPPORTED_AUDIO_FORMAT",
+    "Unsupported audio format",
+    "the requested audio encoding/container combination is not supported (seen on /v1/speak)",
+    (CAPTURE_PIPECAT_2764,),
+    ("unsupported_audio_format",),
+)
 SERVICE_UNAVAILABLE = Rejection(
     "SERVICE_UNAVAILABLE",
     503,
@@ -370,6 +380,7 @@ REJECTIONS: tuple[Rejection, ...] = (
     TOO_MANY_REQUESTS,
     BAD_REQUEST_QUERY,
     BAD_REQUEST_AUDIO,
+    UNSUPPORTED_AUDIO_FORMAT,
     SERVICE_UNAVAILABLE,
 )
 
@@ -405,6 +416,15 @@ def _field(obj: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
+_SALVAGE = re.compile(r'"(err_code|error_code|err_msg|request_id|category|message|details)"\s*:\s*"([^"\\]{0,500})')
+
+
+def _salvage(text: str) -> dict[str, str] | None:
+    """The string fields of a JSON object that was cut short, read with a bounded pattern."""
+    found = {name: value for name, value in _SALVAGE.findall(text[:4096])}
+    return found or None
+
+
 def parse_error_body(text: str | None) -> ErrorBody | None:
     """Read a rejection body in any of the documented shapes (DOCS_ERRORS): the legacy
     ``{err_code, err_msg, request_id}`` (also seen as ``error_code``), the modern
@@ -418,6 +438,8 @@ def parse_error_body(text: str | None) -> ErrorBody | None:
             obj = json.loads(text)
         except (ValueError, RecursionError):
             obj = None
+    if obj is None and text.startswith("{"):
+        obj = _salvage(text)  # cut short (a 2 KiB excerpt, a log line's ellipsis): read what is there
     if isinstance(obj, dict):
         legacy_code = _field(obj, "err_code", "error_code")
         if legacy_code is not None or "err_msg" in obj:
