@@ -103,9 +103,72 @@ def record_idle() -> None:
         write(OUT / "idle" / f"{stem}.json", family)
 
 
+async def _scheduling(pauses: list[float] = (), own_block_s: float = 0.0, thread: bool = False) -> dict[str, Any]:
+    """host.loop-lag's probe under a real fault: its sampler process stopped (SIGSTOP) for each pause,
+    wsdoctor's own loop blocked, or (``thread``) no process spawnable and a GIL-holding C call."""
+    import asyncio
+    import signal
+    import time
+
+    import psutil
+
+    from wsdoctor.probes import host as host_probe
+
+    if thread:
+        host_probe.SAMPLER_PATH = "/nonexistent/schedsampler.py"
+
+    async def stop_sampler() -> None:
+        pid = None
+        while pid is None:
+            pid = next((c.pid for c in psutil.Process().children() if "schedsampler" in " ".join(c.cmdline())), None)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        for pause in pauses:
+            os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(pause)
+            os.kill(pid, signal.SIGCONT)
+            await asyncio.sleep(0.3)
+
+    async def block_own_loop() -> None:
+        for _ in range(2):
+            await asyncio.sleep(0.3)
+            time.sleep(own_block_s)  # noqa: ASYNC251 - the point: our own loop, blocked
+
+    async def hold_gil() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(lambda: sum(range(40_000_000)))
+
+    faults = [stop_sampler()] if pauses else []
+    faults += [block_own_loop()] if own_block_s else []
+    faults += [hold_gil()] if thread else []
+    probe = asyncio.ensure_future(host_probe.sample_scheduling(window_s=2.0))
+    await asyncio.gather(*faults)
+    return (await probe).to_dict()
+
+
+def record_host_scheduling() -> None:
+    import asyncio
+
+    for stem, kw, note in [
+        ("loop-ok", {}, "A healthy host: the sampler process woke on time."),
+        ("loop-stall", {"pauses": [1.2]}, "The sampler process was stopped (SIGSTOP) for 1.2 s, as a VM pause does."),
+        ("loop-lag", {"pauses": [0.35, 0.35]}, "The sampler process was stopped twice for 0.35 s."),
+        ("loop-single-hiccup", {"pauses": [0.35]}, "The sampler process was stopped once for 0.35 s."),
+        ("loop-own-busy", {"own_block_s": 0.45}, "wsdoctor's own loop blocked twice for 0.45 s; the host was fine."),
+        ("loop-thread-gil", {"thread": True}, "No sampler process (thread fallback); a C call held our GIL 3 times."),
+    ]:
+        data = asyncio.run(_scheduling(**kw))
+        data["_note"] = note
+        write(OUT / "host" / f"{stem}.json", data)
+
+
 def main() -> int:
     if "--idle-only" in sys.argv:
         record_idle()
+        return 0
+    if "--host-only" in sys.argv:
+        record_host_scheduling()
         return 0
     for fault, stem, extra in SCENARIOS:
         report = report_of(["--fault", fault] if fault else [], extra)
@@ -119,6 +182,7 @@ def main() -> int:
                 continue
             write(OUT / family / f"{stem}.json", evidence)
     record_idle()
+    record_host_scheduling()
     return 0
 
 

@@ -14,8 +14,10 @@ Theory of operation. Nothing here opens a connection; it reads the kernel's tabl
   (psutil, falling back to ``/proc/PID/limits``).
 - :func:`read_ephemeral` reads ``/proc/sys/net/ipv4/ip_local_port_range`` and counts TCP sockets
   using a local port in that range, in total and towards the target.
-- :func:`sample_loop_lag` sleeps in short steps on the running event loop for a bounded window and
-  records how late each wake-up is: a blocked loop delays keepalives and close handshakes.
+- :func:`sample_scheduling` runs :mod:`wsdoctor.probes.schedsampler` -- a separate process that
+  only sleeps -- for a bounded window and records how late the host wakes it, with the kernel's
+  run-delay, hypervisor steal, cgroup CPU throttling and load beside it, and wsdoctor's own loop lag
+  (:func:`sample_loop_lag`) as context: only the first says whether the *host* starves processes.
 - :func:`clock_from_headers` compares an HTTP ``Date`` header (already received by http.upgrade)
   with the local wall clock.
 
@@ -45,6 +47,7 @@ __all__ = [
     "FdObservation",
     "LoopLagObservation",
     "ProbeUnavailableError",
+    "SchedulingObservation",
     "SocketEntry",
     "SocketObservation",
     "clock_from_headers",
@@ -53,6 +56,7 @@ __all__ = [
     "read_ephemeral",
     "read_fds",
     "sample_loop_lag",
+    "sample_scheduling",
     "sample_sockets",
 ]
 
@@ -419,22 +423,8 @@ async def read_ephemeral(addresses: Sequence[str], port: int) -> EphemeralObserv
     )
 
 
-async def sample_loop_lag(
-    *,
-    window_s: float = 2.0,
-    interval_s: float = 0.05,
-    stall_s: float = 0.2,
-    clock: Callable[[], float] = time.monotonic,
-) -> LoopLagObservation:
-    """Sleep ``interval_s`` repeatedly for ``window_s`` and record how late each wake-up is."""
-    lags: list[float] = []
-    end = clock() + window_s
-    while clock() < end:
-        t0 = clock()
-        await asyncio.sleep(interval_s)
-        lags.append(max(0.0, clock() - t0 - interval_s))
-    if not lags:
-        lags = [0.0]
+def _lag_summary(lags: Sequence[float], *, interval_s: float, window_s: float, stall_s: float) -> LoopLagObservation:
+    lags = list(lags) or [0.0]
     return LoopLagObservation(
         interval_s=interval_s,
         window_s=window_s,
@@ -445,6 +435,156 @@ async def sample_loop_lag(
         stalls=sum(1 for lag in lags if lag >= stall_s),
         stall_s=stall_s,
         lags_s=tuple(round(x, 4) for x in sorted(lags, reverse=True)[:5]),
+    )
+
+
+async def sample_loop_lag(
+    *,
+    window_s: float = 2.0,
+    interval_s: float = 0.05,
+    stall_s: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+) -> LoopLagObservation:
+    """Sleep ``interval_s`` repeatedly for ``window_s`` on the running event loop and record how late
+    each wake-up is. This measures wsdoctor's own loop (busy when wsdoctor is), so it is context for
+    :func:`sample_scheduling`, never the judgement."""
+    lags: list[float] = []
+    end = clock() + window_s
+    while clock() < end:
+        t0 = clock()
+        await asyncio.sleep(interval_s)
+        lags.append(max(0.0, clock() - t0 - interval_s))
+    return _lag_summary(lags, interval_s=interval_s, window_s=window_s, stall_s=stall_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingObservation:
+    """How late the host wakes a process that only sleeps, with the host's own counters beside it."""
+
+    sampler: str  # "process" (a separate sleeping process) | "thread" (fallback, shares our GIL)
+    wakeups: LoopLagObservation  # the sampler's wake-ups
+    #: kernel schedstat: seconds the sampler was runnable but not given a CPU (None: not Linux)
+    run_delay_s: float | None = None
+    steal_pct: float | None = None  # hypervisor steal over the window (psutil cpu_times)
+    load1: float | None = None
+    cpus: int | None = None
+    throttled_s: float | None = None  # cgroup CPU-quota throttling over the window
+    throttled_periods: int | None = None
+    own_loop: LoopLagObservation | None = None  # wsdoctor's own event loop: context only
+    error: str | None = None  # why the process sampler could not run (then ``sampler`` is "thread")
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "sampler": self.sampler,
+            "wakeups": self.wakeups.to_dict(),
+            "run_delay_s": self.run_delay_s,
+            "steal_pct": self.steal_pct,
+            "load1": self.load1,
+            "cpus": self.cpus,
+            "throttled_s": self.throttled_s,
+            "throttled_periods": self.throttled_periods,
+            "own_loop": self.own_loop.to_dict() if self.own_loop else None,
+            "error": self.error,
+        }
+
+
+SAMPLER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedsampler.py")
+
+
+def _cgroup_cpu_throttling() -> tuple[int, float] | None:
+    """(throttled periods, throttled seconds) of this process's cgroup so far, v2 or v1, or None."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            lines = [ln.strip().split(":", 2) for ln in f if ln.count(":") >= 2]
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            mounts = [ln.split() for ln in f]
+    except OSError:
+        return None
+    for hier, controllers, path in lines:
+        v2 = hier == "0" and controllers == ""
+        if not v2 and "cpu" not in controllers.split(","):
+            continue
+        for m in mounts:
+            sep = m.index("-") if "-" in m else -1
+            if sep < 0 or len(m) < sep + 3:
+                continue
+            fstype, opts = m[sep + 1], m[-1]
+            if (v2 and fstype == "cgroup2") or (not v2 and fstype == "cgroup" and "cpu" in opts.split(",")):
+                stat = os.path.join(m[4], path.lstrip("/"), "cpu.stat")
+                try:
+                    with open(stat, encoding="ascii") as f:
+                        fields = dict(line.split() for line in f if len(line.split()) == 2)
+                except (OSError, ValueError):
+                    continue
+                if "throttled_usec" in fields:
+                    return int(fields.get("nr_throttled", 0)), int(fields["throttled_usec"]) / 1e6
+                if "throttled_time" in fields:
+                    return int(fields.get("nr_throttled", 0)), int(fields["throttled_time"]) / 1e9
+    return None
+
+
+def _host_counters() -> tuple[Any, tuple[int, float] | None]:
+    import psutil
+
+    return psutil.cpu_times(), _cgroup_cpu_throttling()
+
+
+async def sample_scheduling(
+    *, window_s: float = 2.0, interval_s: float = 0.05, stall_s: float = 0.2
+) -> SchedulingObservation:
+    """Run :mod:`wsdoctor.probes.schedsampler` as its own process for ``window_s`` (a thread if no
+    process can be spawned), beside wsdoctor's own loop sampler and the host's counters."""
+    import json
+    import subprocess
+
+    cpu0, cg0 = await _in_thread(_host_counters)
+    own = asyncio.ensure_future(sample_loop_lag(window_s=window_s, interval_s=interval_s, stall_s=stall_s))
+    kind, error = "process", None
+    raw: Any = None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", SAMPLER_PATH, str(window_s), str(interval_s),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), window_s + 5.0)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        raw = json.loads(out)
+    except (OSError, ValueError, TimeoutError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:200]
+    if not isinstance(raw, dict) or not isinstance(raw.get("lags_s"), list):
+        from wsdoctor.probes.schedsampler import sample
+
+        kind = "thread"
+        raw = await asyncio.to_thread(sample, window_s, interval_s)
+        error = error or "the sampler process gave no result"
+    own_obs = await own
+    cpu1, cg1 = await _in_thread(_host_counters)
+    steal = None
+    total = sum(cpu1) - sum(cpu0)
+    if total > 0 and hasattr(cpu1, "steal"):
+        steal = round(100.0 * (cpu1.steal - cpu0.steal) / total, 2)
+    throttled = (cg1[0] - cg0[0], round(cg1[1] - cg0[1], 4)) if cg0 is not None and cg1 is not None else None
+    lags = [float(x) for x in raw["lags_s"] if isinstance(x, int | float)]
+    run_delay = raw.get("run_delay_s")
+    try:
+        load1: float | None = round(os.getloadavg()[0], 2)
+    except OSError:
+        load1 = None
+    return SchedulingObservation(
+        sampler=kind,
+        wakeups=_lag_summary(lags, interval_s=interval_s, window_s=window_s, stall_s=stall_s),
+        run_delay_s=float(run_delay) if isinstance(run_delay, int | float) else None,
+        steal_pct=steal,
+        load1=load1,
+        cpus=os.cpu_count(),
+        throttled_s=throttled[1] if throttled else None,
+        throttled_periods=throttled[0] if throttled else None,
+        own_loop=own_obs,
+        error=error,
     )
 
 
