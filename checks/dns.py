@@ -26,7 +26,14 @@ _CODES = {
     "servfail": "dns.servfail",
     "timeout": "dns.timeout",
     "unreachable": "dns.resolver-unreachable",
+    "blocked": "dns.blocked",
 }
+
+
+def _waited_s(records: Mapping[str, Any]) -> float | None:
+    times = [r.get("time_s") for r in records.values() if isinstance(r, Mapping)]
+    waited = [float(t) for t in times if isinstance(t, int | float)]
+    return max(waited) if waited else None
 
 
 def analyze(obs: Mapping[str, Any]) -> list[Finding]:
@@ -38,7 +45,8 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     host = obs.get("host")
     if addresses:
         return []
-    for outcome in ("nxdomain", "unreachable", "servfail", "timeout"):
+    waited = _waited_s(records)
+    for outcome in ("nxdomain", "unreachable", "blocked", "servfail", "timeout"):
         if outcome in outcomes.values():
             code = _CODES[outcome]
             words = {
@@ -46,7 +54,9 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 "servfail": "could not be resolved: SERVFAIL",
                 "unreachable": "could not be looked up: the DNS resolver cannot be reached from this machine "
                 "(network unreachable / no route): there is no working network path at all",
-                "timeout": "got no DNS answer in time",
+                "blocked": "could not be looked up: a firewall on this machine refuses to send DNS queries "
+                "(EPERM: an OUTPUT rule or a container's egress policy), so no resolver was ever asked",
+                "timeout": f"got no DNS answer within {waited:.1f} s" if waited else "got no DNS answer in time",
             }[outcome]
             return [
                 Finding(
@@ -54,7 +64,7 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                     cause_for(code),
                     Status.FAIL,
                     f"{host} {words} (resolver {obs.get('resolver')})",
-                    {"records": records, "system_error": obs.get("system_error")},
+                    {"records": records, "system_error": obs.get("system_error"), "waited_s": waited},
                 )
             ]
     system_error = str(obs.get("system_error") or "")
@@ -64,8 +74,8 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 "dns.timeout",
                 cause_for("dns.timeout"),
                 Status.FAIL,
-                f"{host}: the system resolver did not answer in time",
-                {"system_error": system_error},
+                f"{host}: the system resolver did not answer within {obs.get('time_s') or 0:.1f} s",
+                {"system_error": system_error, "waited_s": obs.get("time_s")},
             )
         ]
     return [

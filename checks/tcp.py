@@ -22,6 +22,10 @@ __all__ = ["CHECKS", "TcpConnect", "analyze"]
 _CODE = {"refused": "tcp.refused", "timeout": "tcp.timeout", "unreachable": "tcp.unreachable"}
 
 
+def _seconds(value: JSONValue) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 def analyze(attempts: Sequence[dict[str, JSONValue]], port: int, *, proxy: str | None = None) -> list[Finding]:
     """Judge recorded :class:`~wsdoctor.probes.netpath.TcpAttempt` dicts. With ``proxy`` (the
     redacted proxy URL) the attempts went to the proxy, the app's first hop."""
@@ -34,7 +38,7 @@ def analyze(attempts: Sequence[dict[str, JSONValue]], port: int, *, proxy: str |
         code = _CODE.get(str(a.get("outcome")), "tcp.unreachable")
         what = {
             "tcp.refused": "refused the connection (the port is closed or rejected by a firewall)",
-            "tcp.timeout": f"did not answer within {a.get('time_s')} s (SYNs dropped: blackholed, "
+            "tcp.timeout": f"got no SYN-ACK within {_seconds(a.get('time_s')):.1f} s (SYNs dropped: blackholed, "
             "typical of a firewall)",
             "tcp.unreachable": f"is unreachable ({a.get('outcome')})",
         }[code]

@@ -233,6 +233,14 @@ FINDING_CODES: dict[str, FindingCode] = {
             "Wi-Fi or cable, VPN and default route with `ip route`), then run wsdoctor again.",
         ),
         _code(
+            "dns.blocked",
+            "proxy-firewall",
+            "A firewall on this machine refuses to send DNS queries (EPERM).",
+            "A local firewall rule or a container's egress policy blocks DNS: allow UDP and TCP port 53 to "
+            "the configured resolver (`iptables -S OUTPUT`, the pod's NetworkPolicy), or use the resolver "
+            "the policy allows.",
+        ),
+        _code(
             "dns.no-address",
             "network-instability",
             "The name resolved to no A/AAAA address.",

@@ -24,7 +24,7 @@ from wsdoctor.model import CheckResult, Finding, JSONValue, Metric, Status, Targ
 if TYPE_CHECKING:
     from wsdoctor.probes.key import KeyObservation
 
-__all__ = ["Check", "Context", "ResolveOverride", "RunOptions", "Secret"]
+__all__ = ["MIN_PHASE_S", "Check", "Context", "ResolveOverride", "RunOptions", "Secret"]
 
 T = TypeVar("T")
 
@@ -79,6 +79,11 @@ class ResolveOverride:
         return cls(host=host.lower(), port=port, address=addr)
 
 
+#: The shortest wait a phase is given when a deadline is near: long enough for loopback, and a
+#: phase that cannot finish in it still records a timeout rather than never starting.
+MIN_PHASE_S = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """Everything a check may read from the command line. Defaults are the CLI's defaults."""
@@ -101,6 +106,21 @@ class RunOptions:
     proxy: str | None = None  # --proxy URL: overrides the proxy variables (may hold a password)
     no_proxy: bool = False  # --no-proxy: ignore the proxy variables, go direct (trust_env=False)
     dns_server: tuple[str, int] | None = None  # --dns-server ADDR[:PORT]: resolve through it only
+
+    def within(self, budget_s: float) -> RunOptions:
+        """These options with every per-phase wait cut to fit ``budget_s`` seconds (a run deadline:
+        ``--timeout``, a scrape timeout), so a silent resolver or a blackholed SYN is still named --
+        as a timeout of the phase, with its evidence -- before the deadline, instead of being cut."""
+        from dataclasses import replace
+
+        cap = max(MIN_PHASE_S, budget_s)
+        return replace(
+            self,
+            connect_timeout_s=min(self.connect_timeout_s, cap),
+            close_wait_s=min(self.close_wait_s, cap),
+            idle_max_s=min(self.idle_max_s, cap),
+            soak_s=min(self.soak_s, cap) if self.soak_s is not None else None,
+        )
 
     def resolve_for(self, host: str, port: int) -> str | None:
         for r in self.resolve:
@@ -126,6 +146,18 @@ class Context:
     #: Ids of the checks in this run that need an API key (``Check.needs_key``): what a run without
     #: one cannot test.
     key_checks: tuple[str, ...] = ()
+    #: When every phase must be over (``clock()`` time), for a run with a deadline; ``None``: none.
+    deadline_at: float | None = None
+
+    def timeout(self, phase_s: float) -> float:
+        """The wait to give one phase: ``phase_s``, or what is left before the run's deadline.
+
+        A probe calls this for each wait of a multi-phase connection (resolve, connect, TLS, upgrade):
+        the options are already cut to the budget when the check starts, this keeps the phases that
+        follow one another inside it too."""
+        if self.deadline_at is None:
+            return phase_s
+        return max(MIN_PHASE_S, min(phase_s, self.deadline_at - self.clock()))
 
     def shared(self, key: str, factory: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
         """One task per run for ``key``: the first check to ask starts ``factory()``, the others

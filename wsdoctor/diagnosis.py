@@ -18,6 +18,7 @@ import contextlib
 import datetime
 import os
 import platform
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,9 @@ from wsdoctor.redact import Redactor
 from wsdoctor.runner import run_checks
 
 __all__ = ["Diagnosis", "diagnose", "environment", "run_secrets"]
+
+#: Every phase is over this long before the run's deadline; the rest writes the report in time.
+PHASE_MARGIN_S = 0.4
 
 _PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "WS_PROXY", "WSS_PROXY"}
 
@@ -46,6 +50,7 @@ class Diagnosis:
     secrets: list[str] = field(default_factory=list)  # besides the key and proxy passwords (run_secrets)
     mock: Any = None  # a wsdoctor.mock.MockConfig (api_key filled in by diagnose)
     deadline_s: float | None = None
+    deadline_label: str = "--timeout"  # what set the deadline, in the words of the report
 
 
 def run_secrets(key: str | None, proxy: str | None) -> list[str]:
@@ -107,24 +112,38 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
     memo: dict[str, Any] = {}  # run-wide: family probes shared between checks (Context.shared)
     ctx_target = target
     key_checks = tuple(c.id for c in d.checks if c.needs_key and c.requested(d.options))
+    # Phases must be over a little before the hard deadline, so that a phase still waiting (a silent
+    # resolver, a blackholed SYN) ends as a timeout with its evidence rather than being cut.
+    phases_end = time.monotonic() + d.deadline_s - PHASE_MARGIN_S if d.deadline_s is not None else None
+    deadline_hit = False
 
     def make_context(results: dict[str, CheckResult]) -> Context:
+        options = d.options
+        if phases_end is not None:
+            options = options.within(phases_end - time.monotonic())
         return Context(
             target=ctx_target,
-            options=d.options,
+            options=options,
             api_key=secret,
             results=dict(results),
             memo=memo,
             key=key_obs,
             key_checks=key_checks,
+            deadline_at=phases_end,
         )
 
-    task = asyncio.create_task(run_checks(d.checks, make_context, secrets=secrets))
+    def why_interrupted() -> str:
+        if deadline_hit:
+            return f"not finished within the run's deadline ({d.deadline_label} {d.deadline_s:g} s)"
+        return "interrupted before it finished"
+
+    task = asyncio.create_task(run_checks(d.checks, make_context, secrets=secrets, why_interrupted=why_interrupted))
     if on_task is not None:
         on_task(task)
     try:
         done, _ = await asyncio.wait({task}, timeout=d.deadline_s)
         if not done:
+            deadline_hit = True
             task.cancel()
         outcome = await task
     finally:

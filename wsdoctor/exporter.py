@@ -557,6 +557,7 @@ class Exporter:
             key=os.environ.get(profile.api_key_env),
             broken_plugins=self.broken_plugins,
             deadline_s=deadline,
+            deadline_label="the probe deadline (scrape timeout)",
         )
         inner: list[asyncio.Task[Any]] = []
         started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

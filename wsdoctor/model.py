@@ -335,10 +335,11 @@ def summarize(results: Sequence[CheckResult], *, interrupted: bool = False) -> S
     )
     faults = [f for _, _, f in items if f.severity is not Status.INFO]
     primary = faults[0] if faults else None
-    if interrupted or not results:
+    failed = counts["fail"] or counts["error"] or any(f.severity is Status.FAIL for f in faults)
+    if failed and results:
+        verdict = "failing"  # a failure found before an interruption is still the diagnosis
+    elif interrupted or not results:
         verdict = "incomplete"
-    elif counts["fail"] or counts["error"] or any(f.severity is Status.FAIL for f in faults):
-        verdict = "failing"
     elif counts["warn"] or faults:
         verdict = "warnings"
     else:

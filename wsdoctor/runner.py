@@ -14,8 +14,10 @@ with ``blocked_by`` naming the requirement. A "not applicable" skip (TLS on ws:/
 and neither does a requirement the user deselected with ``--skip``: like pytest's deselection, it
 removes that check only, and its dependants work with what they have.
 If the whole run is cancelled (Ctrl-C, SIGTERM, ``--timeout``), running checks are cancelled --
-their sockets closed by their own ``async with`` -- and marked ``error``/"interrupted"; checks that
-never started are ``skip``. The partial results are returned, so a partial report is still written.
+their sockets closed by their own ``async with`` -- and become ``skip`` with the reason the caller
+gives (``why_interrupted``): being cut short is neither a diagnosis nor a bug of the check. A check that
+finished during the grace period keeps its result; checks that never started are ``skip`` too. The
+partial results are returned, so a partial report is still written.
 Secrets are redacted from every result before it leaves the runner.
 """
 
@@ -112,6 +114,7 @@ async def run_checks(
     *,
     secrets: Iterable[str] = (),
     on_result: Callable[[CheckResult], None] | None = None,
+    why_interrupted: Callable[[], str] | None = None,
 ) -> RunOutcome:
     """Run ``checks`` respecting ``requires``. Cancellation yields a partial :class:`RunOutcome`."""
     redactor = Redactor(secrets)
@@ -165,21 +168,19 @@ async def run_checks(
         # Give cancelled checks a bounded moment to close their sockets.
         if running:
             await asyncio.wait(running, timeout=2.0)
+        why = why_interrupted() if why_interrupted is not None else "interrupted before it finished"
         for task, (cid, started) in list(running.items()):
-            reason = "interrupted before it finished"
+            # Not a bug of the check and not a diagnosis: a skip that says why (a deadline, a signal).
+            result = instances[cid].skip(why)
             with contextlib.suppress(BaseException):
                 if task.done() and not task.cancelled():
-                    reason = f"interrupted; {task.result().summary}"
+                    result = task.result()  # it finished during the grace: keep what it found
             results[cid] = redactor.result(
-                replace(
-                    _error(instances[cid], reason),
-                    duration_s=round(time.monotonic() - started, 6),
-                    started_at_s=round(started - t0, 6),
-                )
+                replace(result, duration_s=round(time.monotonic() - started, 6), started_at_s=round(started - t0, 6))
             )
         for cid, check in instances.items():
             if cid not in results:
-                results[cid] = check.skip("not started: the run was interrupted")
+                results[cid] = check.skip(f"not started: {why}")
         current = asyncio.current_task()
         if current is not None:
             current.uncancel()

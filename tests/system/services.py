@@ -360,9 +360,11 @@ def tls_relay(upstream_port: int | None, cert_pem: bytes, key_pem: bytes) -> Ite
 
 
 @contextmanager
-def netns(*, loopback_up: bool = True) -> Iterator[str]:
+def netns(*, loopback_up: bool = True, resolv_conf: str | None = None) -> Iterator[str]:
     """A fresh network namespace ``wsdtest-<random>`` with ``lo`` up (or, with ``loopback_up=False``,
     no working interface at all: a machine without network); always deleted afterwards.
+    ``resolv_conf``: the namespace's own /etc/resolv.conf (``ip netns exec`` bind-mounts
+    /etc/netns/NAME/resolv.conf over it), so a process inside has a private system resolver.
     Skips (fails in CI) when namespaces cannot be created here."""
     import secrets
 
@@ -375,12 +377,17 @@ def netns(*, loopback_up: bool = True) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    etc = Path("/etc/netns") / name
     try:
         if loopback_up:
             subprocess.run([ip, "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+        if resolv_conf is not None:
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(resolv_conf)
         yield name
     finally:
         subprocess.run([ip, "netns", "delete", name], capture_output=True, timeout=10)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 @contextmanager

@@ -73,11 +73,15 @@ def prepare_outputs(args: argparse.Namespace) -> None:
 
 
 def exit_code(report: Report, fail_on: str) -> int:
+    """0 all clear; 1 failures found, or a run cut short before every check finished (never a
+    silent pass, never "a bug in wsdoctor" either); 3 only when a check itself broke."""
     counts = report.summary.counts
     if counts["fail"]:
         return ExitCode.FAILURES
     if counts["error"]:
         return ExitCode.INTERNAL
+    if report.interrupted:
+        return ExitCode.FAILURES
     if fail_on == "warn" and counts["warn"]:
         return ExitCode.FAILURES
     return ExitCode.OK

@@ -138,7 +138,11 @@ async def _dns_records(
             # not even reach; the socket error in its message tells them apart.
             text = str(exc)
             unreachable = any(s in text for s in ("Network is unreachable", "No route to host", "Connection refused"))
-            result = {"outcome": "unreachable" if unreachable else "servfail", "error": text[:300]}
+            # EPERM: a firewall on this host (netfilter OUTPUT, a container's egress policy) refused
+            # to send the query at all -- nothing reached a resolver, so it is not a SERVFAIL either.
+            blocked = "Operation not permitted" in text
+            outcome = "blocked" if blocked else ("unreachable" if unreachable else "servfail")
+            result = {"outcome": outcome, "error": text[:300]}
         except dns.exception.Timeout:
             result = {"outcome": "timeout"}
         except dns.exception.DNSException as exc:
@@ -164,6 +168,40 @@ def _answers(records: dict[str, JSONValue]) -> list[str]:
     return out
 
 
+async def system_getaddrinfo(host: str, port: int, timeout: float) -> list[str]:
+    """The system resolver's addresses for ``host:port``, in its order, bounded by ``timeout``.
+
+    getaddrinfo blocks, and asyncio's own ``loop.getaddrinfo`` runs it in the default executor,
+    whose threads the interpreter joins at exit: a resolver that never answers would then hold the
+    process (and its report) long past ``--timeout``. So it runs in a daemon thread of its own, and
+    a late answer is dropped."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[list[Any]] = loop.create_future()
+
+    def settle(result: list[Any] | None, error: BaseException | None) -> None:
+        if answer.done():
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result or [])
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            outcome: tuple[list[Any] | None, BaseException | None] = (infos, None)
+        except OSError as exc:
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=lookup, name=f"getaddrinfo {host}"[:40], daemon=True).start()
+    infos = await asyncio.wait_for(answer, timeout)
+    return list(dict.fromkeys(str(i[4][0]) for i in infos))
+
+
 async def resolve_host(ctx: Context, host: str, port: int) -> list[str]:
     """The addresses a connection to ``host:port`` uses, in order: ``--resolve``, an IP literal,
     ``--dns-server`` (dnspython, that server only), else the system resolver (getaddrinfo), as
@@ -175,16 +213,13 @@ async def resolve_host(ctx: Context, host: str, port: int) -> list[str]:
     if _is_ip(host):
         return [host]
     if options.dns_server is not None and not _is_local_name(host):
-        _ns, records = await _dns_records(host, options.connect_timeout_s, options.dns_server)
+        _ns, records = await _dns_records(host, ctx.timeout(options.connect_timeout_s), options.dns_server)
         found = _answers(records)
         if not found:
             outcomes = "/".join(str((r or {}).get("outcome")) for r in records.values() if isinstance(r, dict))
             raise socket.gaierror(socket.EAI_NONAME, f"{host}: no address from the DNS server ({outcomes})")
         return found
-    infos = await asyncio.wait_for(
-        asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), options.connect_timeout_s
-    )
-    return list(dict.fromkeys(str(i[4][0]) for i in infos))
+    return await system_getaddrinfo(host, port, ctx.timeout(options.connect_timeout_s))
 
 
 def _is_ip(text: str) -> bool:
@@ -205,9 +240,10 @@ async def resolve(ctx: Context) -> DnsObservation:
     if target.is_ip_literal:
         return DnsObservation(host=target.host, source="ip-literal", addresses=(target.host,))
     t0 = ctx.clock()
+    timeout = ctx.timeout(options.connect_timeout_s)
     if options.dns_server is not None and not _is_local_name(target.host):
         # Only the named server is asked: never the system resolver, never the hosts file.
-        resolver, records = await _dns_records(target.host, options.connect_timeout_s, options.dns_server)
+        resolver, records = await _dns_records(target.host, timeout, options.dns_server)
         return DnsObservation(
             host=target.host,
             source="dns",
@@ -216,26 +252,25 @@ async def resolve(ctx: Context) -> DnsObservation:
             records=records,
             time_s=round(ctx.clock() - t0, 6),
         )
-    loop = asyncio.get_running_loop()
-    addresses: list[str] = []
-    system_error = None
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM), options.connect_timeout_s
-        )
-        for info in infos:
-            addr = str(info[4][0])
-            if addr not in addresses:
-                addresses.append(addr)
-    except (OSError, TimeoutError) as exc:
-        system_error = f"{classify_oserror(exc)}: {exc}"[:300]
-    elapsed = round(ctx.clock() - t0, 6)
+
+    async def system() -> tuple[list[str], str | None, float]:
+        try:
+            found = await system_getaddrinfo(target.host, target.port, timeout)
+            return found, None, round(ctx.clock() - t0, 6)
+        except (OSError, TimeoutError) as exc:
+            return [], f"{classify_oserror(exc)}: {exc}"[:300], round(ctx.clock() - t0, 6)
+
     if _is_local_name(target.host):
         # RFC 6761: never sent to DNS; the hosts file answers.
+        addresses, system_error, elapsed = await system()
         return DnsObservation(
             host=target.host, source="local-name", addresses=tuple(addresses), system_error=system_error, time_s=elapsed
         )
-    resolver, records = await _dns_records(target.host, options.connect_timeout_s)
+    # What the app's resolver gives and what DNS says are two questions asked side by side, each
+    # bounded by the same timeout: a silent resolver costs the timeout once, not twice.
+    (addresses, system_error, elapsed), (resolver, records) = await asyncio.gather(
+        system(), _dns_records(target.host, timeout)
+    )
     return DnsObservation(
         host=target.host,
         source="dns",
@@ -278,7 +313,7 @@ class TcpAttempt:
 async def connect_all(ctx: Context, addresses: tuple[str, ...], *, port: int | None = None) -> tuple[TcpAttempt, ...]:
     """One bounded TCP connect per address (default port: the target's), side by side."""
     port = ctx.target.port if port is None else port
-    timeout = ctx.options.connect_timeout_s
+    timeout = ctx.timeout(ctx.options.connect_timeout_s)
 
     async def one(addr: str) -> TcpAttempt:
         family = "ipv6" if ":" in addr else "ipv4"
@@ -447,13 +482,13 @@ class ProxyRefused(OSError):
 
 
 async def _verify_with(ctx: Context, address: str, store: str) -> dict[str, JSONValue]:
-    timeout = ctx.options.connect_timeout_s
+    timeout = ctx.timeout(ctx.options.connect_timeout_s)
     writer = None
     t0 = time.monotonic()
     try:
         sslctx = store_context(store, ctx.options.ca_file)
         _r, writer, _via = await open_path(ctx, address, timeout)
-        await asyncio.wait_for(writer.start_tls(sslctx, server_hostname=ctx.target.host), timeout)
+        await asyncio.wait_for(writer.start_tls(sslctx, server_hostname=ctx.target.host), ctx.timeout(timeout))
         return {"outcome": "ok", "time_s": round(time.monotonic() - t0, 6)}
     except ssl.SSLCertVerificationError as exc:
         return {"outcome": "tls-verify-failed", "verify_code": exc.verify_code, "verify_message": exc.verify_message}
@@ -467,14 +502,14 @@ async def _verify_with(ctx: Context, address: str, store: str) -> dict[str, JSON
 
 
 async def _unverified_chain(ctx: Context, address: str) -> list[dict[str, JSONValue]]:
-    timeout = ctx.options.connect_timeout_s
+    timeout = ctx.timeout(ctx.options.connect_timeout_s)
     writer = None
     try:
         sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         sslctx.check_hostname = False
         sslctx.verify_mode = ssl.CERT_NONE
         _r, writer, _via = await open_path(ctx, address, timeout)
-        await asyncio.wait_for(writer.start_tls(sslctx, server_hostname=ctx.target.host), timeout)
+        await asyncio.wait_for(writer.start_tls(sslctx, server_hostname=ctx.target.host), ctx.timeout(timeout))
         sslobj = writer.get_extra_info("ssl_object")
         return _chain_of(sslobj) if sslobj is not None else []
     except (OSError, TimeoutError, ssl.SSLError):
@@ -490,7 +525,7 @@ async def tls_handshake(ctx: Context, address: str) -> TlsObservation:
     """The app's handshake (system store + certifi, or exactly ``--ca-file``), timed on its own
     connection; then, side by side, the chain read without verification and one verified
     handshake per trust store, so a chain trusted by one store and not another shows up."""
-    target, timeout = ctx.target, ctx.options.connect_timeout_s
+    target, timeout = ctx.target, ctx.timeout(ctx.options.connect_timeout_s)
     stores = ["certifi", "system"] + (["ca_file"] if ctx.options.ca_file else [])
     extra = asyncio.gather(_unverified_chain(ctx, address), *(_verify_with(ctx, address, s) for s in stores))
     t0 = ctx.clock()
@@ -500,7 +535,8 @@ async def tls_handshake(ctx: Context, address: str) -> TlsObservation:
     try:
         _r, writer, via = await open_path(ctx, address, timeout)
         t_tls = ctx.clock()
-        await asyncio.wait_for(writer.start_tls(tls_context(ctx.options.ca_file), server_hostname=target.host), timeout)
+        handshake = writer.start_tls(tls_context(ctx.options.ca_file), server_hostname=target.host)
+        await asyncio.wait_for(handshake, ctx.timeout(timeout))
         elapsed = round(ctx.clock() - t_tls, 6)
         sslobj = writer.get_extra_info("ssl_object")
         cert = sslobj.getpeercert() if sslobj else None

@@ -106,8 +106,9 @@ async def post_audio(ctx: Context) -> RestObservation:
         if auth is not None:
             proxy_headers = {"Proxy-Authorization": auth}
     override = options.resolve_for(target.host, target.port) if proxy is None else None
-    if override is None and proxy is None and options.dns_server is not None and not target.is_ip_literal:
-        # --dns-server: the address comes from that server only, never from getaddrinfo.
+    if override is None and proxy is None and not target.is_ip_literal:
+        # Our resolver, not aiohttp's: --dns-server is honoured, and getaddrinfo runs in a daemon
+        # thread that cannot hold the process past a deadline (netpath.system_getaddrinfo).
         from wsdoctor.probes.netpath import resolve_host
 
         try:
@@ -130,7 +131,9 @@ async def post_audio(ctx: Context) -> RestObservation:
         headers.update(proxy_headers)
     # A 3 s clip transcribes in about a second; 10 s more than the connect bound is generous and
     # keeps a server that drips its answer (slowloris) from holding the run.
-    timeout = aiohttp.ClientTimeout(total=options.connect_timeout_s + 10.0, connect=options.connect_timeout_s)
+    timeout = aiohttp.ClientTimeout(
+        total=ctx.timeout(options.connect_timeout_s + 10.0), connect=ctx.timeout(options.connect_timeout_s)
+    )
     body = options.audio_path.read_bytes()
     t0 = ctx.clock()
     try:

@@ -294,7 +294,9 @@ class WsProbe:
             addr = options.resolve_for(hop_host, hop_port)
             if addr is None and not _is_ip(hop_host):
                 lc.advance(Stage.RESOLVING)
-                found = await asyncio.wait_for(resolve_host(self.ctx, hop_host, hop_port), options.connect_timeout_s)
+                found = await asyncio.wait_for(
+                    resolve_host(self.ctx, hop_host, hop_port), self.ctx.timeout(options.connect_timeout_s)
+                )
                 addr = found[0]
             addr = addr or hop_host.strip("[]")
             lc.advance(Stage.CONNECTING)
@@ -304,7 +306,7 @@ class WsProbe:
                     proxy,
                     target.host,
                     target.port,
-                    options.connect_timeout_s,
+                    self.ctx.timeout(options.connect_timeout_s),
                     address=addr,
                     on_connected=lambda: lc.advance(Stage.TUNNELING),
                 )
@@ -323,14 +325,15 @@ class WsProbe:
                 reader, writer = reader_, writer_
             else:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(addr, target.port, limit=READ_SIZE), options.connect_timeout_s
+                    asyncio.open_connection(addr, target.port, limit=READ_SIZE),
+                    self.ctx.timeout(options.connect_timeout_s),
                 )
             self._reader, self._writer = reader, writer
             if target.tls:
                 lc.advance(Stage.TLS)
                 await asyncio.wait_for(
                     writer.start_tls(tls_context(options.ca_file), server_hostname=target.host),
-                    options.connect_timeout_s,
+                    self.ctx.timeout(options.connect_timeout_s),
                 )
             lc.advance(Stage.UPGRADING)
             return await self._upgrade(address)
@@ -372,7 +375,7 @@ class WsProbe:
     async def _upgrade(self, address: str) -> UpgradeObservation:
         assert self._reader is not None and self._writer is not None
         reader, writer = self._reader, self._writer
-        lc, timeout = self.lifecycle, self.ctx.options.connect_timeout_s
+        lc, timeout = self.lifecycle, self.ctx.timeout(self.ctx.options.connect_timeout_s)
         nonce = base64.b64encode(os.urandom(16)).decode()
         h = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
         request = h11.Request(method="GET", target=self.ctx.target.resource, headers=self._request_headers(nonce))
@@ -493,7 +496,7 @@ class WsProbe:
             return False
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), self.ctx.options.connect_timeout_s)
+            await asyncio.wait_for(self._writer.drain(), self.ctx.timeout(self.ctx.options.connect_timeout_s))
         except (OSError, TimeoutError) as exc:
             self._end(
                 WireEvent(
