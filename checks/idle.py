@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 _FAMILY_KEY = "idle.family"
+#: How much later than the silent stream's window a KeepAlive stream must close for its KeepAlives
+#: to count as having extended it (timers on both ends jitter by tens of milliseconds).
+KEEPALIVE_TOLERANCE_S = 0.5
 
 
 def _conn(family: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
@@ -184,20 +187,59 @@ def analyze_keepalive(family: Mapping[str, Any]) -> list[Finding]:
     if ended == "close":
         close = _close_event(conn) or {}
         if is_idle_timeout(close):
-            return [
-                Finding(
-                    "idle.keepalive-ineffective",
-                    cause_for("idle.keepalive-ineffective"),
-                    Status.FAIL,
-                    f"the stream was closed with NET-0001 after {_idle_for(conn)} s although a text KeepAlive was sent "
-                    f"every {every:g} s ({conn.get('keepalives_sent')} sent): the server does not count KeepAlive "
-                    "(check it is sent as a text frame, after the first audio)",
-                    {"keepalives_sent": conn.get("keepalives_sent"), "reason": close.get("reason")},
-                )
-            ]
+            return _judge_keepalive_idle_close(family, conn, close)
         other = judge_close_code(close.get("code"), close.get("reason"), f"after {_idle_for(conn)} s of KeepAlive")
         return [other] if other else []
     return []
+
+
+def _keepalive_times(conn: Mapping[str, Any]) -> list[float]:
+    return [
+        float(e["t_s"])
+        for e in conn.get("events", [])
+        if e.get("direction") == "out" and e.get("msg_type") == deepgram.ClientMessage.KEEPALIVE
+    ]
+
+
+def _judge_keepalive_idle_close(
+    family: Mapping[str, Any], conn: Mapping[str, Any], close: Mapping[str, Any]
+) -> list[Finding]:
+    """NET-0001 on the KeepAlive connection. Ineffective KeepAlive is a claim about the server's
+    timer, so it needs evidence that the timer ignored them: a KeepAlive sent before the close, and
+    a close that came one idle window after the idle period began (the window the silent connection
+    measured), not one window after the last KeepAlive. A close before the first KeepAlive was due,
+    or one window after the last KeepAlive, means KeepAlive works and this server's window is
+    shorter than our interval: no finding about the client's KeepAlive."""
+    sent = _keepalive_times(conn)
+    idle_s = _idle_for(conn)
+    every = conn.get("keepalive_every_s")
+    window = idle_metrics(family)["server_idle_timeout_s"]
+    ev: dict[str, Any] = {
+        "keepalives_sent": len(sent),
+        "keepalive_every_s": every,
+        "closed_after_idle_s": idle_s,
+        "server_idle_timeout_s": window,
+        "reason": close.get("reason"),
+    }
+    if not sent or idle_s is None:
+        return []  # closed before the first KeepAlive was due: no evidence about KeepAlive at all
+    close_t, idle_from = float(close["t_s"]), float(conn.get("idle_from_t") or 0.0)
+    ev["after_last_keepalive_s"] = round(close_t - sent[-1], 3)
+    if isinstance(window, int | float):
+        tolerance = max(KEEPALIVE_TOLERANCE_S, 0.1 * window)
+        if close_t - idle_from > window + tolerance:
+            return []  # the KeepAlives did extend the stream: the window is shorter than our interval
+    return [
+        Finding(
+            "idle.keepalive-ineffective",
+            cause_for("idle.keepalive-ineffective"),
+            Status.FAIL,
+            f"the stream was closed with NET-0001 after {idle_s} s of idle although {len(sent)} text KeepAlive "
+            f"were sent (every {every:g} s), the last {ev['after_last_keepalive_s']} s before the close: the server "
+            "did not count them (check KeepAlive is sent as a text frame, and some audio within the first 10 s)",
+            ev,
+        )
+    ]
 
 
 def analyze_ping(family: Mapping[str, Any]) -> list[Finding]:
@@ -277,11 +319,16 @@ class IdleKeepalive(_IdleCheck):
             return family
         conn = _conn(family, "keepalive") or {}
         held = _idle_for(conn)
-        summary = (
-            f"open for {held} s of idle with {conn.get('keepalives_sent')} KeepAlive (outlived the silent stream)"
-            if conn.get("closed_by_us")
-            else f"ended by {conn.get('ended_by')} after {held} s idle"
-        )
+        if conn.get("closed_by_us"):
+            sent = conn.get("keepalives_sent")
+            summary = f"open for {held} s of idle with {sent} KeepAlive (outlived the silent stream)"
+        elif conn.get("ended_by") == "close" and not conn.get("keepalives_sent"):
+            summary = (
+                f"closed after {held} s idle, before the first KeepAlive was due (every "
+                f"{conn.get('keepalive_every_s')} s): this server's idle window is shorter than the interval"
+            )
+        else:
+            summary = f"ended by {conn.get('ended_by')} after {held} s idle"
         return self.result(
             analyze_keepalive(family), summary=summary, metrics={"keepalive_held_s": held}, evidence={"keepalive": conn}
         )

@@ -249,6 +249,9 @@ def test_every_finding_code_maps_to_a_known_cause() -> None:
         ("idle/idle-cutoff.json", ["idle.middlebox-cutoff"], ["idle.middlebox-cutoff"], []),
         ("idle/ignore-keepalive.json", ["idle.server-timeout"], ["idle.keepalive-ineffective"], []),
         ("idle/ignore-pings.json", ["idle.server-timeout"], [], ["idle.no-pong"]),
+        # a server whose window (3 s) is shorter than our KeepAlive interval (4 s) closes before the
+        # first KeepAlive is due: nothing says KeepAlive is ignored (a false alarm once)
+        ("idle/replay-window-shorter-than-keepalive.json", ["idle.server-timeout"], [], []),
     ],
 )
 def test_idle_family(fixture: str, silent: list[str], keepalive: list[str], ping: list[str]) -> None:
@@ -256,6 +259,22 @@ def test_idle_family(fixture: str, silent: list[str], keepalive: list[str], ping
     assert codes(idle.analyze_silent(family)) == silent
     assert codes(idle.analyze_keepalive(family)) == keepalive
     assert codes(idle.analyze_ping(family)) == ping
+
+
+def test_keepalive_is_ineffective_only_when_the_close_ignores_it() -> None:
+    """KeepAlives that pushed the close one window past the last of them worked, even if the stream
+    was closed in the end; the close must come one window after the idle began to blame them."""
+    family = load_obs("idle/ignore-keepalive.json")
+    (f,) = idle.analyze_keepalive(family)
+    assert f.evidence["keepalives_sent"] >= 1 and f.evidence["server_idle_timeout_s"]
+    honoured = json.loads(json.dumps(family))
+    conn = next(c for c in honoured["connections"] if c["name"] == "keepalive")
+    close = next(e for e in conn["events"] if e["direction"] == "in" and e["kind"] == "close")
+    window = idle.idle_metrics(family)["server_idle_timeout_s"]
+    last_ka = max(e["t_s"] for e in conn["events"] if e.get("msg_type") == "KeepAlive")
+    close["t_s"] = conn["end_t"] = last_ka + window  # the timer was reset by the last KeepAlive
+    assert close["t_s"] - conn["idle_from_t"] > window + 0.5
+    assert idle.analyze_keepalive(honoured) == []
 
 
 def test_idle_server_timeout_is_info_not_a_fault() -> None:

@@ -160,3 +160,20 @@ def test_the_protocol_module_and_the_sdk_reject_the_same_broken_results() -> Non
         with pytest.raises(pydantic.ValidationError):
             STRICT.validate_python(broken)
         assert any(p.startswith(name) for p in dg.message_problems(broken)), name
+
+
+def test_the_mock_and_a_real_prerecorded_response_validate_against_the_sdks_rest_type() -> None:
+    from deepgram.types import ListenV1Response
+
+    real = json.loads((CORPUS / "rest-response-python-sdk-fixture-nova3.json").read_text())["message"]
+    ListenV1Response.model_validate(real)
+    words = messages.WordSource().take(0.0, 2.0)
+    mock = messages.rest_response(
+        request_id=messages.new_request_id(), sha256="0" * 64, created=messages.created_now(), duration=2.0,
+        channels=1, words=words,
+    )
+    parsed = ListenV1Response.model_validate(json.loads(json.dumps(mock)))
+    assert parsed.results.channels[0].alternatives[0].transcript
+    meta_type = ListenV1Response.model_fields["metadata"].annotation
+    required = {n for n, f in meta_type.model_fields.items() if f.is_required()}
+    assert required <= set(mock["metadata"]) and required <= set(real["metadata"])
