@@ -357,8 +357,8 @@ FINDING_CODES: dict[str, FindingCode] = {
             "tls.local-ca-stale",
             "local-host",
             "One local trust store accepts the chain, another does not.",
-            "One trust store on this machine is stale: update certifi (`pip install -U certifi`) and the OS "
-            "store (`update-ca-certificates`), and point the app at the current one (SSL_CERT_FILE).",
+            "Point the app at the trust store that accepts the chain (the evidence says which: for Python "
+            "`SSL_CERT_FILE=$(python -m certifi)`), then update the stale one (`update-ca-certificates`).",
         ),
         _code(
             "http.intermediary-response",
@@ -401,22 +401,22 @@ FINDING_CODES: dict[str, FindingCode] = {
             "ws.rate-limited",
             "account-limits",
             "Deepgram rate- or concurrency-limited the request (429).",
-            "Keep concurrent streams below the project's limit (50 streaming connections on pay-as-you-go), "
-            "queue the rest, close finished streams, and retry 429 with jittered backoff.",
+            "Count the streams the project holds open at once -- finished ones that were never closed keep "
+            "counting until they time out -- and keep them below its limit (50 streaming on pay-as-you-go).",
         ),
         _code(
             "ws.server-error",
             "service",
             "Deepgram answered with a 5xx.",
-            "Retry with jittered backoff, check status.deepgram.com, and quote the dg-request-id to Deepgram "
-            "support if it persists.",
+            "A 5xx carrying dg-request-id is Deepgram's own: quote that id (in the evidence) to Deepgram "
+            "support; one without it came from a proxy or load balancer in between.",
         ),
         _code(
             "ws.bad-request",
             "request-parameters",
             "Deepgram rejected the request (400).",
-            "Read the 400's dg-error: it names what Deepgram refused; fix that query parameter (model, "
-            "language, keywords/keyterm, encoding with its sample_rate).",
+            "Fix the parameter this 400's dg-error names (model, language, keywords/keyterm, encoding without "
+            "sample_rate), then run `wsdoctor run URL` with the app's exact query string to confirm.",
         ),
         _code(
             "ws.no-key",
@@ -451,8 +451,8 @@ FINDING_CODES: dict[str, FindingCode] = {
             "stream.empty-transcript",
             "audio-format",
             "Results arrived but every transcript was empty.",
-            "Make encoding, sample_rate and channels in the URL match the bytes you send (or omit them for "
-            "WAV/Ogg/WebM and send the container header first).",
+            "Compare the real format of the bytes you send (`ffprobe` a dump of them) with the URL's "
+            "encoding/sample_rate/channels: empty transcripts for speech are what a mismatch looks like.",
         ),
         _code(
             "stream.reset",
@@ -479,15 +479,17 @@ FINDING_CODES: dict[str, FindingCode] = {
             "idle.server-timeout",
             "connection-handling",
             "Deepgram closed an idle stream (1011 NET-0001).",
-            'Whenever no audio flows, send a text frame {"type": "KeepAlive"} every 3-5 s (the SDKs\' '
-            "send_keep_alive() / keepAlive()), or send CloseStream when you are done with the stream.",
+            "Send audio or KeepAlive from the moment the stream opens and through every pause (mute, hold, "
+            "waiting for the caller, a slow pipeline start): the SDKs' send_keep_alive() / keepAlive() on a "
+            "timer; for pauses of minutes, CloseStream and reconnect instead.",
         ),
         _code(
             "idle.middlebox-cutoff",
             "proxy-firewall",
             "An idle connection was cut without a close frame.",
-            "Raise the idle timeout of the proxy, firewall or load balancer above your longest silence, and "
-            "keep traffic flowing both ways while idle (KeepAlive every 3-5 s plus WebSocket pings).",
+            "Find the hop whose idle timeout equals this cut (idle_cutoff_s in the evidence: nginx "
+            "proxy_read_timeout and cloud load balancers default to 60 s) and raise it; where only "
+            "server-to-client traffic counts, WebSocket pings keep it open and KeepAlive does not.",
         ),
         _code(
             "idle.keepalive-ineffective",
@@ -507,8 +509,9 @@ FINDING_CODES: dict[str, FindingCode] = {
             "close.no-close-frame",
             "network-instability",
             "The peer ended TCP without a close frame (1006).",
-            "Treat a close without a close frame (1006) as a drop: reconnect with jittered backoff, buffer audio "
-            "meanwhile, and log the dg-request-id with when it happened (idle, mid-stream, at shutdown).",
+            "Read when it happened (the finding's 'when'): after silence it is an idle cutoff on the path; "
+            "mid-stream, the network (compare another network, mtr to the host); right after your own "
+            "close, your shutdown path (await Deepgram's close frame before exiting).",
         ),
         _code(
             "close.no-close-reply",
@@ -549,8 +552,8 @@ FINDING_CODES: dict[str, FindingCode] = {
             "host.close-wait-leak",
             "connection-handling",
             "Sockets left in CLOSE_WAIT.",
-            "The app does not close sockets the peer has closed: call close() on every WebSocket in a finally "
-            "block or context manager, errors included.",
+            "Find the code path that drops a WebSocket the server has closed without closing it (error "
+            "handlers, reconnect loops): `ss -tanp state close-wait` names the process holding them.",
         ),
         _code(
             "host.fd-pressure",

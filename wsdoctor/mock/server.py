@@ -40,8 +40,9 @@ streaming ``Error`` message (variant ``SchemaError``, as the official SDK models
 session goes on.
 
 *Endings.* No audio or text for ``idle_timeout_s`` after the upgrade or the last message: the
-server sends Metadata, then closes 1011 with Deepgram's NET-0001 reason, the sentence that ends in
-``https://dpgr.am/net0001`` (``wsdoctor.deepgram.NET_0001``; Metadata first, as live captures show).
+server sends Metadata, then closes 1011 with Deepgram's NET-0001 reason exactly as the wire carries
+it (``wsdoctor.deepgram.NET_0001.wire``: a sentence and a link, no token; Metadata first, as live
+captures show).
 A client close frame is answered at once with the same code (1000 when it carried none). A server
 close waits up to ``CLOSE_REPLY_WAIT_S`` for the client's reply, then drops TCP. ``stop()`` stops
 listening, closes every session with 1001, and aborts whatever has not finished after a short grace.
