@@ -118,6 +118,15 @@ def judge_ending(kind: str | None, event: Mapping[str, Any] | None, when: str) -
             f"the connection was reset {when}{detail} (code 1006 in most clients)",
             ev,
         )
+    if kind == "flood":
+        return Finding(
+            "stream.flood",
+            cause_for("stream.flood"),
+            Status.FAIL,
+            f"the server flooded the connection {when}: {event.get('reason') if event else 'too many frames'}; "
+            "wsdoctor cut it (Deepgram sends a few messages a second)",
+            ev,
+        )
     if kind in ("protocol-error", "oversize"):
         what = event.get("reason") if event else kind
         return Finding(
@@ -138,7 +147,7 @@ def terminal_event(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
             e
             for e in reversed(obs.get("events", []))
             if e.get("direction") == "in"
-            and e.get("kind") in ("eof", "reset", "error", "close", "protocol-error", "oversize")
+            and e.get("kind") in ("eof", "reset", "error", "close", "protocol-error", "oversize", "flood")
         ),
         None,
     )

@@ -68,20 +68,36 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     if outcome == "upgraded":
         return []
     if outcome == "bad-101":
-        why = (
-            "Sec-WebSocket-Accept does not match our key"
-            if not obs.get("accept_ok")
-            else "the Upgrade header is missing"
-        )
+        violations = [str(v) for v in obs.get("violations") or ()]
+        if not violations:  # recorded before violations were listed one by one
+            violations = ["Sec-WebSocket-Accept does not match our key" if not obs.get("accept_ok") else
+                          "the Upgrade header is not 'websocket'"]
+        ev["violations"] = violations
+        # A wrong accept key or a lost Upgrade header is a hop rewriting the handshake; the rest is a
+        # server (or hop) that negotiates what was never offered.
+        if not obs.get("accept_ok") or any("Upgrade header" in v for v in violations):
+            why = "; ".join(violations)
+            return [
+                Finding(
+                    "http.upgrade-stripped",
+                    cause_for("http.upgrade-stripped"),
+                    Status.FAIL,
+                    f"a 101 came back but {why}: something on the path rewrites the WebSocket handshake",
+                    ev,
+                )
+            ]
         return [
             Finding(
-                "http.upgrade-stripped",
-                cause_for("http.upgrade-stripped"),
+                "http.invalid-handshake",
+                cause_for("http.invalid-handshake"),
                 Status.FAIL,
-                f"a 101 came back but {why}: something on the path rewrites the WebSocket handshake",
+                f"the 101 breaks RFC 6455: {'; '.join(violations)} -- python websockets, browsers and Node ws "
+                f"refuse such a handshake ({answered_by(answer)})",
                 ev,
             )
         ]
+    if outcome == "http-response" and isinstance(status, int) and 300 <= status < 400:
+        return [_redirect_finding(obs, status, ev)]
     if outcome == "http-response":
         if not from_deepgram:
             return [
@@ -172,6 +188,46 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
             code, cause_for(code), Status.FAIL, f"could not open the connection: {outcome} ({obs.get('error')})", ev
         )
     ]
+
+
+def _where(location: str, obs: Mapping[str, Any]) -> tuple[str, bool]:
+    """A redirect target as we may show it (scheme, host, port, path: no userinfo, no query) and
+    whether it is the same host as the one asked (then the URL itself is what to fix)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(location.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an unparseable location", False
+    if not host:  # a relative redirect: same host
+        return parts.path[:200] or "/", True
+    asked = urllib.parse.urlsplit(str(obs.get("url") or "")).hostname or ""
+    shown = f"{parts.scheme}://{host}{port}{parts.path[:200]}"
+    return shown, host.lower() == asked.lower()
+
+
+def _redirect_finding(obs: Mapping[str, Any], status: int, ev: dict[str, Any]) -> Finding:
+    """WebSocket clients do not follow redirects (RFC 6455 4.1: a non-101 fails the handshake); a
+    redirect is either the URL's fault (same host: http->https, a moved path) or a captive portal's."""
+    location = _header(obs.get("answer"), "location")
+    where, same_host = _where(location, obs) if location else ("nowhere (no Location header)", False)
+    ev["location"] = where
+    if same_host:
+        advice = "the server moved this endpoint: use the URL it points to (wss:// for TLS) in the client"
+        cause = "request-parameters"
+    else:
+        advice = "another host answered for this one: a captive portal or a filtering proxy"
+        cause = cause_for("http.redirect")
+    return Finding(
+        "http.redirect",
+        cause,
+        Status.FAIL,
+        f"the WebSocket Upgrade was redirected (HTTP {status}) to {where}: WebSocket clients do not follow "
+        f"redirects; {advice}",
+        ev,
+    )
 
 
 class HttpUpgrade(Check):

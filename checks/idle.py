@@ -22,7 +22,7 @@ import statistics
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from checks.close import is_idle_timeout, judge_close_code
+from checks.close import is_idle_timeout, judge_close_code, judge_ending
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
@@ -145,16 +145,12 @@ def analyze_silent(family: Mapping[str, Any]) -> list[Finding]:
             ]
         f = judge_close_code(close.get("code"), close.get("reason"), f"after {idle_s} s idle")
         return [f] if f else []
-    if ended in ("protocol-error", "oversize", "error"):
-        return [
-            Finding(
-                "stream.protocol-error",
-                cause_for("stream.protocol-error"),
-                Status.FAIL,
-                f"the idle stream ended with a {ended}",
-                {"ended_by": ended},
-            )
-        ]
+    if ended in ("protocol-error", "oversize", "error", "flood"):
+        terminal = next((e for e in reversed(conn.get("events", [])) if e.get("kind") == ended), None)
+        f = judge_ending(str(ended), terminal, f"after {_idle_for(conn)} s of silence")
+        if f is not None and ended == "error":  # a socket error on an idle stream: the server broke it
+            f = Finding("stream.protocol-error", cause_for("stream.protocol-error"), f.severity, f.message, f.evidence)
+        return [f] if f else []
     return []
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from checks.ws import bad_request_cause
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context, RunOptions
 from wsdoctor.model import CheckResult, Finding, Status
@@ -35,6 +36,17 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
         cause = "proxy-firewall"
         what = f"HTTP {status} from something other than Deepgram (no dg-request-id; server {obs.get('server')})"
     elif status == 200:
+        if obs.get("body_problem"):
+            return [
+                Finding(
+                    "rest.malformed-response",
+                    cause_for("rest.malformed-response"),
+                    Status.FAIL,
+                    f"REST /v1/listen answered 200 with a body that is not Deepgram's transcript: "
+                    f"{obs.get('body_problem')}",
+                    dict(obs),
+                )
+            ]
         if not obs.get("transcript"):
             return [
                 Finding(
@@ -51,7 +63,8 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     elif status in (402, 429):
         cause, what = "account-limits", f"Deepgram refused with HTTP {status}"
     elif status == 400:
-        cause, what = "audio-format", "Deepgram rejected the request (HTTP 400)"
+        cause = bad_request_cause(obs.get("dg_error"), obs.get("body_excerpt"))
+        what = "Deepgram rejected the request (HTTP 400)"
     else:
         cause, what = "service", f"Deepgram answered HTTP {status}"
     detail = f": {obs.get('dg_error')}" if obs.get("dg_error") else ""

@@ -116,6 +116,27 @@ def analyze(obs: Mapping[str, Any], slow_first_result_s: float = 3.0) -> list[Fi
                 {"first_result_s": first, "upgrade_s": upgrade_s},
             )
         )
+    malformed = [
+        e for e in obs.get("events", []) if e.get("direction") == "in" and (e.get("detail") or {}).get("problems")
+    ]
+    if malformed:
+        bad = malformed[0].get("detail") or {}
+        said = "; ".join(str(p) for p in bad.get("problems") or [])
+        findings.append(
+            Finding(
+                "stream.malformed-message",
+                cause_for("stream.malformed-message"),
+                Status.WARN,
+                f"{len(malformed)} message(s) from the server do not match Deepgram's schema; the first "
+                f"({malformed[0].get('msg_type') or 'no type'}): {said}",
+                {
+                    "malformed": len(malformed),
+                    "first_type": malformed[0].get("msg_type"),
+                    "problems": list(bad.get("problems") or []),
+                    "excerpt": bad.get("excerpt"),
+                },
+            )
+        )
     if m["results"] and m["transcript_chars"] == 0:
         findings.append(
             Finding(

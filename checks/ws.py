@@ -22,7 +22,7 @@ from wsdoctor.model import CheckResult, Finding, JSONValue, Status
 from wsdoctor.probes.key import KeyObservation
 from wsdoctor.sanitize import printable
 
-__all__ = ["CHECKS", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key"]
+__all__ = ["CHECKS", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key", "bad_request_cause"]
 
 
 def _status_code(status: int) -> str | None:
@@ -47,6 +47,11 @@ _BAD_REQUEST_CAUSE = {
     deepgram.RequestProblem.PARAMETERS: "request-parameters",
     deepgram.RequestProblem.UNKNOWN: "request-parameters",
 }
+
+
+def bad_request_cause(dg_error: str | None, body_text: str | None) -> str:
+    """The cause a 400 points to, by what its dg-error and body blame (``wsdoctor.deepgram``)."""
+    return _BAD_REQUEST_CAUSE[deepgram.request_problem(dg_error, deepgram.parse_error_body(body_text))]
 
 
 def analyze(obs: Mapping[str, Any], key: KeyObservation | None = None) -> list[Finding]:
@@ -88,7 +93,7 @@ def analyze(obs: Mapping[str, Any], key: KeyObservation | None = None) -> list[F
     reason = f": {printable(said, 200)}" if said else ""
     cause = cause_for(code)
     if code == "ws.bad-request":
-        cause = _BAD_REQUEST_CAUSE[deepgram.request_problem(ev["dg_error"], body)]
+        cause = bad_request_cause(ev["dg_error"], ev["body_excerpt"])
     expired = _expired_token_s(key)
     token = ""
     if key is not None and expired is not None:

@@ -169,7 +169,171 @@ async def connect_then_close(reader: asyncio.StreamReader, writer: asyncio.Strea
     await writer.drain()
 
 
+async def read_client_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One (masked) frame from the client: (opcode, payload). Bounded: 1 MiB payloads at most."""
+    head = await asyncio.wait_for(reader.readexactly(2), 10)
+    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", await reader.readexactly(8))[0]
+    if length > 1 << 20:
+        raise OSError("client frame too large for a test server")
+    mask = await reader.readexactly(4) if head[1] & 0x80 else b"\x00\x00\x00\x00"
+    data = await reader.readexactly(length)
+    return opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+async def _until_client_closes(reader: asyncio.StreamReader) -> bytes:
+    """Read (and drop) client frames until its close frame; return the close payload."""
+    for _ in range(100_000):
+        opcode, payload = await read_client_frame(reader)
+        if opcode == 0x8:
+            return payload
+    return b""
+
+
+async def ping_crosses_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server (or load balancer) whose ping crosses the client's close frame: once the client has
+    sent its close, a ping arrives before the close reply, as happens when both are in flight."""
+    request = await read_request(reader)
+    writer.write(switching(request))
+    await writer.drain()
+    payload = await _until_client_closes(reader)
+    writer.write(frame(0x9, b"lb-keepalive") + frame(0x1, b'{"type":"Metadata","late":true}') + frame(0x8, payload))
+    await writer.drain()
+    await _linger(reader, 3)
+
+
+async def pings_everywhere(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Pings and unsolicited pongs between the fragments of a message, then a close in the middle of
+    a fragmented one: every frame type in every state a client can be in."""
+    request = await read_request(reader)
+    writer.write(
+        switching(request)
+        + frame(0xA, b"unsolicited")
+        + bytes([0x01, 5])  # text, not final
+        + b'{"typ'
+        + frame(0x9, b"in-between")
+        + bytes([0x80, 12])  # continuation, final
+        + b'e":"Hello"}\x20'
+        + bytes([0x01, 3])  # a new fragmented text...
+        + b'{"a'
+        + frame(0x8, struct.pack("!H", 1000))  # ...cut by a close frame
+    )
+    await writer.drain()
+    await _linger(reader, 3)
+
+
+async def empty_continuations(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A text message that never ends: one opening fragment, then endless empty continuation frames
+    (2 bytes each), which no byte bound ever stops."""
+    request = await read_request(reader)
+    writer.write(switching(request) + bytes([0x01, 1]) + b"{")
+    empty = bytes([0x00, 0]) * 32768  # 64 KiB of empty continuations per write
+    try:
+        for _ in range(2000):  # 64k frames per write x 2000: far more than any bound, ended by the client
+            writer.write(empty)
+            await asyncio.wait_for(writer.drain(), 2)
+    except (OSError, TimeoutError):
+        return
+
+
+async def slow_continuations(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The same never-ending message, dripped below any flood rate (about 500 empty frames a
+    second): only a bound on fragments per message stops it."""
+    request = await read_request(reader)
+    writer.write(switching(request) + bytes([0x01, 1]) + b"{")
+    try:
+        for _ in range(400):  # 20 s at most
+            writer.write(bytes([0x00, 0]) * 25)
+            await asyncio.wait_for(writer.drain(), 2)
+            await asyncio.sleep(0.05)
+    except (OSError, TimeoutError):
+        return
+
+
+async def message_flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A flood of small, valid messages, as fast as the socket takes them."""
+    request = await read_request(reader)
+    writer.write(switching(request))
+    message = frame(0x1, b'{"type":"SpeechStarted","channel":[0,1],"timestamp":0.0}') * 1000
+    try:
+        for _ in range(5000):
+            writer.write(message)
+            await asyncio.wait_for(writer.drain(), 2)
+    except (OSError, TimeoutError):
+        return
+
+
+async def wrong_shapes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Valid JSON of the wrong shape: alternatives a list of lists, a string, a list at the top,
+    JSON nested 100k deep; then a real Results so the stream otherwise works."""
+    request = await read_request(reader)
+    bad = [
+        b'{"type":"Results","channel_index":[0,1],"duration":1,"start":0,"is_final":true,"speech_final":false,'
+        b'"from_finalize":false,"channel":{"alternatives":[["hello"]]},"metadata":{}}',
+        b'{"type":"Results","channel":{"alternatives":"hello"}}',
+        b'[1,2,3]',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"type":"Metadata","request_id":7}',
+    ]
+    good = (
+        b'{"type":"Results","channel_index":[0,1],"duration":1.0,"start":0.0,"is_final":true,"speech_final":true,'
+        b'"from_finalize":false,"channel":{"alternatives":[{"transcript":"hello there","confidence":0.9,'
+        b'"words":[]}]},"metadata":{"request_id":"r","model_uuid":"m","model_info":{"name":"n","version":"v",'
+        b'"arch":"a"}}}'
+    )
+    writer.write(switching(request) + b"".join(frame(0x1, b) for b in bad) + frame(0x1, good))
+    await writer.drain()
+    payload = await _until_client_closes(reader)
+    writer.write(frame(0x8, payload))
+    await writer.drain()
+
+
+async def unoffered_subprotocol(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    request = await read_request(reader)
+    writer.write(switching(request, b"Sec-WebSocket-Protocol: chat\r\n"))
+    await writer.drain()
+    await _linger(reader, 3)
+
+
+async def redirect_307(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(
+        b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://login.portal.test/auth?session=s3cr3t-v4lu3&next=x\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    await writer.drain()
+
+
+async def rest_wrong_shape(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A "Deepgram" (it stamps dg-request-id) whose pre-recorded answer is valid JSON of the wrong
+    shape; WebSocket upgrades get a 401 like Deepgram's."""
+    request = await read_request(reader)
+    if request.startswith(b"POST"):
+        body = b'{"results":{"channels":[{"alternatives":[["not","an","object"]]}]},"metadata":[]}'
+        status = b"200 OK"
+    else:
+        body = b'{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"r"}'
+        status = b"401 Unauthorized"
+    writer.write(
+        b"HTTP/1.1 " + status + b"\r\ndg-request-id: hostile-rest\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    await writer.drain()
+
+
 SCENARIOS: dict[str, Handler] = {
+    "rest-wrong-shape": rest_wrong_shape,
+    "ping-crosses-close": ping_crosses_close,
+    "pings-everywhere": pings_everywhere,
+    "empty-continuations": empty_continuations,
+    "slow-continuations": slow_continuations,
+    "message-flood": message_flood,
+    "wrong-shapes": wrong_shapes,
+    "unoffered-subprotocol": unoffered_subprotocol,
+    "redirect-307": redirect_307,
     "proxy-connect-then-close": connect_then_close,
     "garbage": garbage,
     "no-upgrade-101": no_upgrade_101,

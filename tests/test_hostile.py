@@ -76,7 +76,13 @@ CASES = {
     "endless-headers": ("ws", "http.upgrade", "http.intermediary-response"),
     "slowloris": ("ws", "http.upgrade", "http.no-response"),
     "huge-frame": ("ws", "stream.transcribe", "stream.protocol-error"),
-    "deflate-bomb": ("ws", "stream.transcribe", "stream.protocol-error"),
+    # permessage-deflate selected though never offered: refused at the handshake, as real clients do
+    "deflate-bomb": ("ws", "http.upgrade", "http.invalid-handshake"),
+    "unoffered-subprotocol": ("ws", "http.upgrade", "http.invalid-handshake"),
+    "redirect-307": ("ws", "http.upgrade", "http.redirect"),
+    "empty-continuations": ("ws", "stream.transcribe", "stream.flood"),
+    "slow-continuations": ("ws", "stream.transcribe", "stream.protocol-error"),
+    "message-flood": ("ws", "stream.transcribe", "stream.flood"),
     "bad-utf8": ("ws", "stream.transcribe", "stream.protocol-error"),
     "bad-close": ("ws", "stream.transcribe", "stream.protocol-error"),
     "tls-stall": ("wss", "tls.handshake", "tls.handshake-failed"),
@@ -115,3 +121,85 @@ def test_hostile_strings_never_reach_the_terminal_raw(tmp_path: Path) -> None:
     text = json.dumps(report)
     assert "<script>" in text or "\\u003cscript" in text or "script" in text  # kept as data in JSON...
     assert "\x1b" not in output  # ...but the terminal never gets an ESC (stdout is not a TTY: no colour)
+
+
+def test_a_ping_crossing_our_close_frame_is_no_error(tmp_path: Path) -> None:
+    """A load balancer's ping in flight when we send our close: the pong may no longer be sent, the
+    ping is a fact, the close handshake completes, and nothing is an internal error (exit 3)."""
+    with serve("ping-crosses-close") as port:
+        exit_code, report, output, _, _ = run_wsdoctor(f"ws://127.0.0.1:{port}/v1/listen", tmp_path)
+    assert exit_code in (0, 1), output
+    assert "Traceback" not in output
+    assert not [r["check_id"] for r in report["results"] if r["status"] == "error"], output[-2000:]
+    close = next(r for r in report["results"] if r["check_id"] == "close.handshake")
+    events = close["evidence"]["client_close"]["events"]
+    kinds = [(e["direction"], e["kind"]) for e in events]
+    assert ("out", "close") in kinds and ("in", "ping") in kinds and ("in", "close") in kinds
+    assert kinds.index(("out", "close")) < kinds.index(("in", "ping"))  # the ping came after our close
+    assert close["metrics"]["close_reply_s"] is not None  # and the handshake still completed
+
+
+def test_frames_of_every_type_in_every_state_are_facts(tmp_path: Path) -> None:
+    with serve("pings-everywhere") as port:
+        exit_code, report, output, _, _ = run_wsdoctor(f"ws://127.0.0.1:{port}/v1/listen", tmp_path)
+    assert exit_code in (0, 1), output
+    assert "Traceback" not in output
+    assert not [r["check_id"] for r in report["results"] if r["status"] == "error"], output[-2000:]
+
+
+def test_messages_of_the_wrong_shape_are_a_finding_not_a_crash(tmp_path: Path) -> None:
+    with serve("wrong-shapes") as port:
+        exit_code, report, output, _, _ = run_wsdoctor(f"ws://127.0.0.1:{port}/v1/listen", tmp_path)
+    assert "Traceback" not in output
+    assert not [r["check_id"] for r in report["results"] if r["status"] == "error"], output[-2000:]
+    stream = next(r for r in report["results"] if r["check_id"] == "stream.transcribe")
+    (malformed,) = [f for f in stream["findings"] if f["code"] == "stream.malformed-message"]
+    assert malformed["evidence"]["malformed"] == 5  # 4 wrong shapes and one nested past the parser
+    transcripts = [(e.get("detail") or {}).get("transcript") for e in stream["evidence"]["session"]["events"]]
+    assert "hello there" in transcripts  # the one good Results was still read
+    assert exit_code in (0, 1)
+
+
+def test_a_redirect_says_where_to_without_its_secrets(tmp_path: Path) -> None:
+    with serve("redirect-307") as port:
+        _, report, output, _, _ = run_wsdoctor(f"ws://127.0.0.1:{port}/v1/listen", tmp_path)
+    (f,) = next(r for r in report["results"] if r["check_id"] == "http.upgrade")["findings"]
+    assert f["code"] == "http.redirect" and f["cause"] == "proxy-firewall"
+    assert "http://login.portal.test/auth" in f["message"]
+    assert "s3cr3t-v4lu3" not in output and "s3cr3t-v4lu3" not in json.dumps(report)
+
+
+def test_bounds_hold_in_a_flood_of_every_check(tmp_path: Path) -> None:
+    """The full suite (idle family included) against a flooding server: every connection cut as a
+    flood, the JSON report small, memory bounded, and the run within its deadline."""
+    with serve("message-flood") as port:
+        exit_code, report, output, wall, rss = run_wsdoctor(
+            f"ws://127.0.0.1:{port}/v1/listen", tmp_path, "--checks", "stream,close,idle", "--idle-max", "3"
+        )
+    assert exit_code == 1, output
+    size = len((tmp_path / "r.json").read_bytes())
+    assert size < 5 * 1024 * 1024, size
+    assert rss < RSS_LIMIT_KB, rss
+    assert not [r["check_id"] for r in report["results"] if r["status"] == "error"]
+    flooded = {r["check_id"] for r in report["results"] for f in r["findings"] if f["code"] == "stream.flood"}
+    assert {"stream.transcribe", "close.handshake"} <= flooded
+    print(f"flood: report {size / 1024:.0f} KiB, peak RSS {rss / 1024:.0f} MB, {wall:.1f} s")
+
+
+def test_a_deadline_holds_against_a_flood(tmp_path: Path) -> None:
+    """A flood must not keep the event loop from noticing --timeout: the run ends within S + 1 s."""
+    with serve("empty-continuations") as port:
+        t0 = time.monotonic()
+        exit_code, _, output, _, _ = run_wsdoctor(f"ws://127.0.0.1:{port}/v1/listen", tmp_path, "--timeout", "3")
+        elapsed = time.monotonic() - t0
+    assert elapsed < 3 + 1 + 1.5, elapsed  # + interpreter start and the RSS wrapper
+    assert exit_code == 1 and (tmp_path / "r.json").exists(), output
+
+
+def test_a_rest_body_of_the_wrong_shape_is_a_finding(tmp_path: Path) -> None:
+    with serve("rest-wrong-shape") as port:
+        exit_code, report, output, _, _ = run_wsdoctor(f"ws://127.0.0.1:{port}/v1/listen", tmp_path)
+    assert exit_code == 1 and "Traceback" not in output, output
+    rest = next(r for r in report["results"] if r["check_id"] == "rest.transcribe")
+    assert rest["status"] == "fail" and [f["code"] for f in rest["findings"]] == ["rest.malformed-response"]
+    assert "alternatives[0].transcript" in rest["findings"][0]["message"]

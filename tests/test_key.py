@@ -131,3 +131,20 @@ def test_a_real_run_with_a_malformed_key_still_authenticates_with_the_cleaned_on
     assert auth["evidence"]["upgrade"]["outcome"] == "upgraded"  # the cleaned key works
     assert proc.returncode == 0
     assert KEY not in out.read_text() and KEY not in proc.stdout + proc.stderr
+
+
+def test_a_real_run_with_a_temporary_token_names_it(tmp_path: Path) -> None:
+    import time
+
+    token = jwt(exp=time.time() + 600, iat=time.time() - 5)
+    out = tmp_path / "r.json"
+    with mock_process() as url:  # the mock takes any credential: a JWT goes through as Bearer
+        subprocess.run(
+            [sys.executable, "-m", "wsdoctor", "run", url, "--checks", "ws.auth", "--json", str(out)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "DEEPGRAM_API_KEY": token},
+        )
+    auth = next(r for r in json.loads(out.read_text())["results"] if r["check_id"] == "ws.auth")
+    (f,) = auth["findings"]
+    assert (f["code"], f["severity"]) == ("ws.temporary-token", "info")
+    assert auth["evidence"]["upgrade"]["outcome"] == "upgraded"
+    assert token not in out.read_text()

@@ -376,6 +376,21 @@ FINDING_CODES: dict[str, FindingCode] = {
             "CONNECT.",
         ),
         _code(
+            "http.invalid-handshake",
+            "proxy-firewall",
+            "The 101 breaks RFC 6455 (an extension or subprotocol never offered, no Connection: Upgrade).",
+            "The endpoint (or a hop rewriting its answers) negotiates what the client never asked for: point "
+            "the client at Deepgram's host directly (compare `--no-proxy`) or fix the server's WebSocket "
+            "configuration; real clients refuse this handshake.",
+        ),
+        _code(
+            "http.redirect",
+            "proxy-firewall",
+            "The Upgrade was answered with a redirect (3xx), which WebSocket clients do not follow.",
+            "Open the Location the redirect names in a browser: a login page is a captive portal to sign in "
+            "to; the same host over https means the URL needs wss://; otherwise use the URL it points to.",
+        ),
+        _code(
             "http.no-response",
             "network-instability",
             "The connection ended before any HTTP answer.",
@@ -469,6 +484,20 @@ FINDING_CODES: dict[str, FindingCode] = {
             "`--no-proxy`, and send this report's evidence to Deepgram support.",
         ),
         _code(
+            "stream.flood",
+            "service",
+            "The server sent frames or bytes far faster than Deepgram ever does (a flood).",
+            "A server (or hop) that floods a client is broken or hostile: check the URL is really Deepgram's "
+            "(dg-request-id in the answers), compare `--no-proxy`, and send the evidence to its operator.",
+        ),
+        _code(
+            "stream.malformed-message",
+            "service",
+            "A server message does not match Deepgram's schema (wrong shape, missing fields, not JSON).",
+            "SDKs that parse Deepgram's messages strictly will fail on these: check the URL is Deepgram's own "
+            "API (a proxy or a look-alike server rewrites messages) and quote the excerpt to its operator.",
+        ),
+        _code(
             "stream.slow-first-result",
             "service",
             "The first Results came late.",
@@ -533,6 +562,13 @@ FINDING_CODES: dict[str, FindingCode] = {
             "The REST API (POST /v1/listen) did not transcribe the audio.",
             "REST fails too, so the trouble is not WebSocket-specific: look at the earlier layers of this "
             "report (key, network, proxy) first.",
+        ),
+        _code(
+            "rest.malformed-response",
+            "service",
+            "The REST API answered 200 with a body that is not Deepgram's transcript.",
+            "Something other than Deepgram's API wrote this 200 (a proxy page, a look-alike server): check "
+            "the URL and the dg-request-id, and compare `--no-proxy`.",
         ),
         _code(
             "phases.failures",

@@ -18,7 +18,8 @@ their sockets closed by their own ``async with`` -- and become ``skip`` with the
 gives (``why_interrupted``): being cut short is neither a diagnosis nor a bug of the check. A check that
 finished during the grace period keeps its result; checks that never started are ``skip`` too. The
 partial results are returned, so a partial report is still written.
-Secrets are redacted from every result before it leaves the runner.
+Secrets are redacted from every result before it leaves the runner, and its evidence is bounded
+(:mod:`wsdoctor.bounds`): whatever a peer sent, a report stays small.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from wsdoctor.bounds import bound_result
 from wsdoctor.check import Check, Context
 from wsdoctor.errors import UsageError
 from wsdoctor.model import CheckResult, Status
@@ -135,7 +137,7 @@ async def run_checks(
     def finish(cid: str, result: CheckResult, started: float) -> None:
         now = time.monotonic()
         result = redactor.result(
-            replace(result, duration_s=round(now - started, 6), started_at_s=round(started - t0, 6))
+            bound_result(replace(result, duration_s=round(now - started, 6), started_at_s=round(started - t0, 6)))
         )
         results[cid] = result
         sorter.done(cid)
@@ -175,9 +177,9 @@ async def run_checks(
             with contextlib.suppress(BaseException):
                 if task.done() and not task.cancelled():
                     result = task.result()  # it finished during the grace: keep what it found
-            results[cid] = redactor.result(
-                replace(result, duration_s=round(time.monotonic() - started, 6), started_at_s=round(started - t0, 6))
-            )
+            elapsed = round(time.monotonic() - started, 6)
+            timed = replace(result, duration_s=elapsed, started_at_s=round(started - t0, 6))
+            results[cid] = redactor.result(bound_result(timed))
         for cid, check in instances.items():
             if cid not in results:
                 results[cid] = check.skip(f"not started: {why}")

@@ -41,6 +41,8 @@ class RestObservation:
     audio_duration_s: float | None = None
     body_excerpt: str | None = None
     error: str | None = None
+    #: why a 200's body could not be read as a transcript (not JSON, the wrong shape), else None
+    body_problem: str | None = None
 
     def to_dict(self) -> dict[str, JSONValue]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -146,9 +148,9 @@ async def post_audio(ctx: Context) -> RestObservation:
             raw = await resp.content.read(MAX_BODY)
             elapsed = round(ctx.clock() - t0, 6)
             text = raw.decode("utf-8", "replace")
-            transcript = duration = None
+            transcript = duration = problem = None
             if resp.status == 200:
-                transcript, duration = _transcript(text)
+                transcript, duration, problem = _transcript(text)
             return RestObservation(
                 url=shown,
                 outcome="answered",
@@ -159,7 +161,8 @@ async def post_audio(ctx: Context) -> RestObservation:
                 server=resp.headers.get("server"),
                 transcript=transcript,
                 audio_duration_s=duration,
-                body_excerpt=None if resp.status == 200 else text[:500],
+                body_excerpt=text[:500] if resp.status != 200 or problem else None,
+                body_problem=problem,
             )
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         cause = exc.__cause__ if isinstance(exc, aiohttp.ClientConnectorError) and exc.__cause__ else exc
@@ -169,13 +172,25 @@ async def post_audio(ctx: Context) -> RestObservation:
         )
 
 
-def _transcript(text: str) -> tuple[str | None, float | None]:
+def _transcript(text: str) -> tuple[str | None, float | None, str | None]:
+    """(transcript, audio duration, what is wrong with the body) of a pre-recorded response. The body
+    is the peer's choice: any JSON, any shape, read defensively; a wrong one is a fact, not a crash."""
     import json
 
     try:
         data = json.loads(text)
-        alt = data["results"]["channels"][0]["alternatives"][0]
-        duration = data.get("metadata", {}).get("duration")
-        return str(alt.get("transcript", ""))[:500], float(duration) if duration is not None else None
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None, None
+    except (ValueError, RecursionError) as exc:
+        return None, None, "nested too deep to parse" if isinstance(exc, RecursionError) else "not valid JSON"
+    if not isinstance(data, dict):
+        return None, None, f"not a JSON object but {type(data).__name__}"
+    results = data.get("results")
+    channels = results.get("channels") if isinstance(results, dict) else None
+    channel = channels[0] if isinstance(channels, list) and channels else None
+    alternatives = channel.get("alternatives") if isinstance(channel, dict) else None
+    alt = alternatives[0] if isinstance(alternatives, list) and alternatives else None
+    if not isinstance(alt, dict) or not isinstance(alt.get("transcript"), str):
+        return None, None, "no results.channels[0].alternatives[0].transcript string"
+    metadata = data.get("metadata")
+    duration = metadata.get("duration") if isinstance(metadata, dict) else None
+    seconds = float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None
+    return alt["transcript"][:500], seconds, None

@@ -42,12 +42,34 @@ from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.lifecycle import Lifecycle, Stage
 
-__all__ = ["HttpAnswer", "UpgradeObservation", "WireEvent", "WsProbe", "classify_oserror", "tls_context"]
+__all__ = [
+    "HttpAnswer",
+    "UpgradeObservation",
+    "WireEvent",
+    "WsProbe",
+    "classify_oserror",
+    "handshake_violations",
+    "tls_context",
+]
 
 READ_SIZE = 65536
 MAX_HEADER_BYTES = 64 * 1024  # h11 refuses a head larger than this: "endless headers" are bounded
 MAX_BODY_EXCERPT = 2048
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a Deepgram message is a few KiB; anything near this is hostile
+#: Fragments of one message: Deepgram sends each message whole, so thousands of (possibly empty)
+#: continuation frames are a peer looping, not a long message -- bytes alone would never stop it.
+MAX_FRAGMENTS = 1024
+#: Incoming frames (data fragments and control frames alike) and bytes per second, over a sliding
+#: second: Deepgram sends a few messages a second (interim Results ~10/s at most), so this is a flood
+#: at 100x that; it ends the connection as a finding ("flood") instead of eating the CPU and the run.
+FLOOD_FRAMES_PER_S = 1000
+FLOOD_BYTES_PER_S = 16 * 1024 * 1024
+#: Wire events kept per connection (the report's evidence); beyond it they are counted, not kept.
+#: The terminal event and our own close are always kept: the analyzers judge by them.
+MAX_EVENTS_KEPT = 1000
+#: Give the event loop a turn after this many frames: buffered data never suspends a read, and a
+#: peer that keeps the buffer full must not starve deadlines, signals and the other checks.
+YIELD_EVERY_FRAMES = 64
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -139,6 +161,7 @@ class UpgradeObservation:
     answer: HttpAnswer | None = None
     accept_ok: bool | None = None  # Sec-WebSocket-Accept matched our key (101 only)
     raw_excerpt: str | None = None  # first bytes, when the answer was not parseable HTTP
+    violations: tuple[str, ...] = ()  # what made a 101 invalid (outcome "bad-101")
 
     @property
     def furthest(self) -> str | None:
@@ -156,6 +179,7 @@ class UpgradeObservation:
             "answer": self.answer.to_dict() if self.answer else None,
             "accept_ok": self.accept_ok,
             "raw_excerpt": self.raw_excerpt,
+            "violations": list(self.violations),
         }
 
     @classmethod
@@ -170,6 +194,7 @@ class UpgradeObservation:
             answer=HttpAnswer.from_dict(d["answer"]) if d.get("answer") else None,
             accept_ok=d.get("accept_ok"),
             raw_excerpt=d.get("raw_excerpt"),
+            violations=tuple(str(v) for v in d.get("violations") or ()),
         )
 
 
@@ -212,38 +237,52 @@ class WireEvent:
         )
 
 
-_TERMINAL_KINDS = frozenset({"eof", "reset", "protocol-error", "oversize", "error"})
+_TERMINAL_KINDS = frozenset({"eof", "reset", "protocol-error", "oversize", "flood", "error"})
+_ALWAYS_KEPT = _TERMINAL_KINDS | {"close"}
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
 
 
 def _message_detail(obj: Any) -> tuple[str | None, dict[str, JSONValue]]:
-    """The fields of a Deepgram message worth keeping as evidence (bounded)."""
+    """The fields of a Deepgram message worth keeping as evidence (bounded), and what is wrong with
+    its shape (``problems``, from :func:`wsdoctor.deepgram.message_problems`). Any JSON value is
+    accepted here -- a list, a string, a Results whose alternatives are lists -- and read defensively:
+    the peer decides what it sends, and a wrong shape is a fact for the analyzers, never a crash."""
     if not isinstance(obj, dict):
-        return None, {}
-    msg_type = obj.get("type")
+        return None, {"problems": [f"not a JSON object but {type(obj).__name__}"]}
+    raw_type = obj.get("type")
+    msg_type = str(raw_type)[:60] if raw_type is not None else None
     detail: dict[str, JSONValue] = {}
     if msg_type == deepgram.ServerMessage.RESULTS:
-        try:
-            alt = obj["channel"]["alternatives"][0]
-            detail["transcript"] = str(alt.get("transcript", ""))[:300]
-        except (KeyError, IndexError, TypeError):
-            detail["transcript"] = None
+        channel = obj.get("channel")
+        alternatives = channel.get("alternatives") if isinstance(channel, dict) else None
+        first = alternatives[0] if isinstance(alternatives, list) and alternatives else None
+        detail["transcript"] = _text(first.get("transcript"), 300) if isinstance(first, dict) else None
         for key in ("is_final", "speech_final", "from_finalize", "start", "duration"):
-            if isinstance(obj.get(key), (bool, int, float)):
-                detail[key] = obj[key]
+            value = obj.get(key)
+            if isinstance(value, bool | int | float):
+                detail[key] = value
         meta = obj.get("metadata")
         if isinstance(meta, dict) and isinstance(meta.get("request_id"), str):
             detail["request_id"] = meta["request_id"][:100]
     elif msg_type == deepgram.ServerMessage.METADATA:
         for key in ("request_id", "duration", "channels", "created"):
             value = obj.get(key)
-            if isinstance(value, (str, int, float)):
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
                 detail[key] = value if not isinstance(value, str) else value[:100]
     elif msg_type is not None:
         for key in ("description", "message", "variant", "err_code", "err_msg"):
             value = obj.get(key)
             if isinstance(value, str):
                 detail[key] = value[:300]
-    return (str(msg_type)[:60] if msg_type is not None else None), detail
+    known = {m.value for m in deepgram.ServerMessage}
+    if msg_type in known:  # unknown types may be new Deepgram messages: not judged here
+        problems = deepgram.message_problems(obj)
+        if problems:
+            detail["problems"] = [p[:200] for p in problems[:5]]
+    return msg_type, detail
 
 
 class WsProbe:
@@ -264,6 +303,11 @@ class WsProbe:
         self._inbox: deque[WireEvent] = deque()
         self._partial: list[str | bytes] = []
         self._partial_size = 0
+        self._fragments = 0
+        self.events_dropped = 0  # events not kept beyond MAX_EVENTS_KEPT (counted)
+        self._frames_window: deque[tuple[float, int]] = deque()  # (time, bytes) of the last second
+        self._window_bytes = 0
+        self._since_yield = 0
         self._terminal: WireEvent | None = None
         self._primed = False  # frames that arrived together with the 101 have been processed
 
@@ -403,11 +447,13 @@ class WsProbe:
                     answer = HttpAnswer(101, event.reason.decode("latin-1"), _headers(event.headers))
                     expected = base64.b64encode(hashlib.sha1(nonce.encode() + _WS_GUID).digest()).decode()  # noqa: S324 - RFC 6455
                     accept_ok = answer.header("sec-websocket-accept") == expected
-                    upgrade_ok = (answer.header("upgrade") or "").lower() == "websocket"
-                    if not (accept_ok and upgrade_ok):
+                    violations = handshake_violations(answer, accept_ok=accept_ok, offered_protocols=())
+                    if violations:
                         lc.advance(Stage.CLOSED)
                         await self.abort()
-                        return self._observation(address, "bad-101", answer=answer, accept_ok=accept_ok)
+                        return self._observation(
+                            address, "bad-101", answer=answer, accept_ok=accept_ok, violations=tuple(violations)
+                        )
                     self._conn = Connection(ConnectionType.CLIENT, trailing_data=h.trailing_data[0])
                     lc.advance(Stage.OPEN)
                     return self._observation(address, "upgraded", answer=answer, accept_ok=True)
@@ -488,8 +534,24 @@ class WsProbe:
         )
 
     def _record(self, event: WireEvent) -> WireEvent:
-        self.events.append(event)
+        if len(self.events) < MAX_EVENTS_KEPT or event.kind in _ALWAYS_KEPT:
+            self.events.append(event)
+        else:
+            self.events_dropped += 1
         return event
+
+    def _flooding(self, t: float, size: int) -> str | None:
+        """Count one incoming frame; the reason if the last second holds a flood, else ``None``."""
+        window = self._frames_window
+        window.append((t, size))
+        self._window_bytes += size
+        while window and window[0][0] < t - 1.0:
+            self._window_bytes -= window.popleft()[1]
+        if len(window) > FLOOD_FRAMES_PER_S:
+            return f"{len(window)} frames within one second (bound {FLOOD_FRAMES_PER_S}/s)"
+        if self._window_bytes > FLOOD_BYTES_PER_S:
+            return f"{self._window_bytes} bytes within one second (bound {FLOOD_BYTES_PER_S} bytes/s)"
+        return None
 
     async def _write(self, data: bytes) -> bool:
         if self._writer is None or self._writer.is_closing():
@@ -585,35 +647,55 @@ class WsProbe:
         return self._inbox.popleft() if self._inbox else self._terminal
 
     async def _drain_events(self) -> None:
+        """Turn what wsproto parsed into recorded events, in any connection state.
+
+        Whatever the peer sends and whenever it sends it -- data or pings after our close frame,
+        pongs nobody asked for, a close in the middle of a fragmented message, endless empty
+        continuation frames, a flood -- becomes a fact; the only things we send back are the pong
+        to a ping while the connection is OPEN and the reply to the peer's close (RFC 6455 5.5.2,
+        5.5.1), so no peer can make us violate the protocol ourselves."""
         assert self._conn is not None
         conn = self._conn
         for ev in conn.events():
+            if self._terminal is not None:
+                return  # nothing that follows the end of a connection is a fact about it
             t = self.now()
-            if isinstance(ev, (TextMessage, BytesMessage)):
+            size = len(ev.data) if isinstance(ev, TextMessage | BytesMessage) else 0
+            if isinstance(ev, Ping | Pong):
+                size = len(ev.payload)
+            flood = self._flooding(t, size)
+            if flood is not None:
+                self._end(WireEvent(t, "in", "flood", size=self._window_bytes, reason=flood))
+                await self.abort()
+                return
+            self._since_yield += 1
+            if self._since_yield >= YIELD_EVERY_FRAMES:
+                self._since_yield = 0
+                await asyncio.sleep(0)  # let deadlines, signals and the other checks run
+            if isinstance(ev, TextMessage | BytesMessage):
                 self._partial.append(ev.data if isinstance(ev.data, str) else bytes(ev.data))
                 self._partial_size += len(ev.data)
-                if self._partial_size > MAX_MESSAGE_BYTES:
-                    self._end(
-                        WireEvent(
-                            t,
-                            "in",
-                            "oversize",
-                            size=self._partial_size,
-                            reason=f"message larger than {MAX_MESSAGE_BYTES} bytes",
-                        )
+                self._fragments += 1
+                if self._partial_size > MAX_MESSAGE_BYTES or self._fragments > MAX_FRAGMENTS:
+                    what = (
+                        f"message larger than {MAX_MESSAGE_BYTES} bytes"
+                        if self._partial_size > MAX_MESSAGE_BYTES
+                        else f"message in more than {MAX_FRAGMENTS} fragments"
                     )
+                    self._end(WireEvent(t, "in", "oversize", size=self._partial_size, reason=what))
                     await self.abort()
                     return
                 if not ev.message_finished:
                     continue
                 parts, size = self._partial, self._partial_size
-                self._partial, self._partial_size = [], 0
+                self._partial, self._partial_size, self._fragments = [], 0, 0
                 if isinstance(ev, TextMessage):
                     text = "".join(str(p) for p in parts)
                     try:
                         msg_type, detail = _message_detail(json.loads(text))
-                    except ValueError:
-                        msg_type, detail = None, {"excerpt": text[:200]}
+                    except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser
+                        why = "nested too deep to parse" if isinstance(exc, RecursionError) else "not valid JSON"
+                        msg_type, detail = None, {"excerpt": text[:200], "problems": [why]}
                     self._inbox.append(
                         self._record(WireEvent(t, "in", "text", size=size, msg_type=msg_type, detail=detail))
                     )
@@ -642,7 +724,8 @@ class WsProbe:
                 return
             elif isinstance(ev, Ping):
                 self._inbox.append(self._record(WireEvent(t, "in", "ping", size=len(ev.payload))))
-                await self._write(conn.send(ev.response()))
+                if conn.state is ConnectionState.OPEN:  # after our close frame a pong may not be sent
+                    await self._write(conn.send(ev.response()))
             elif isinstance(ev, Pong):
                 self._inbox.append(self._record(WireEvent(t, "in", "pong", size=len(ev.payload))))
 
@@ -664,6 +747,32 @@ class WsProbe:
 
     def terminal(self) -> WireEvent | None:
         return self._terminal
+
+
+def _tokens(value: str | None) -> list[str]:
+    return [t.strip().lower() for t in (value or "").split(",") if t.strip()]
+
+
+def handshake_violations(answer: HttpAnswer, *, accept_ok: bool, offered_protocols: tuple[str, ...]) -> list[str]:
+    """What is wrong with a 101, checked as strictly as RFC 6455 clients check it (4.1, 4.2.2): the
+    accept key, ``Upgrade: websocket``, ``Connection: Upgrade``, and extensions and subprotocols only
+    as offered. Python websockets, browsers and Node ws refuse a 101 with any of these, so wsdoctor
+    does too and names each one. Every violation is a short sentence; empty: a valid handshake."""
+    out: list[str] = []
+    if not accept_ok:
+        out.append("Sec-WebSocket-Accept does not match our key")
+    if (answer.header("upgrade") or "").strip().lower() != "websocket":
+        out.append("the Upgrade header is not 'websocket'")
+    if "upgrade" not in _tokens(answer.header("connection")):
+        out.append("the Connection header does not carry 'Upgrade'")
+    extensions = _tokens(answer.header("sec-websocket-extensions"))
+    if extensions:  # we offer none
+        out.append(f"the server selected extensions we never offered ({', '.join(extensions)[:100]})")
+    protocol = (answer.header("sec-websocket-protocol") or "").strip()
+    if protocol and protocol.lower() not in {p.lower() for p in offered_protocols}:
+        offered = ", ".join(offered_protocols) or "none"
+        out.append(f"the server selected the subprotocol {protocol[:60]!r}, which we never offered ({offered})")
+    return out
 
 
 def _headers(raw: list[tuple[bytes, bytes]] | Any) -> tuple[tuple[str, str], ...]:
