@@ -23,6 +23,7 @@ KEY = "wsdoctor-hostile-key-Tz90"
 CONNECT_TIMEOUT = 2.0
 CLOSE_WAIT = 1.0
 RSS_LIMIT_KB = 100 * 1024
+REPORT_LIMIT_BYTES = 5 * 1024 * 1024
 
 # A wrapper that runs the CLI and reports its own peak RSS on the last stderr line. VmHWM, not
 # getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big pytest worker
@@ -113,6 +114,7 @@ def test_hostile_server(scenario: str, tmp_path: Path) -> None:
     bound = CONNECT_TIMEOUT + 10.0 + 1.0 + 1.5
     assert wall < bound, f"{scenario} took {wall:.1f} s (bound {bound:.1f} s)"
     assert rss < RSS_LIMIT_KB, f"{scenario}: peak RSS {rss / 1024:.0f} MB"
+    assert (tmp_path / "r.json").stat().st_size < REPORT_LIMIT_BYTES
 
 
 def test_hostile_strings_never_reach_the_terminal_raw(tmp_path: Path) -> None:
@@ -203,3 +205,42 @@ def test_a_rest_body_of_the_wrong_shape_is_a_finding(tmp_path: Path) -> None:
     rest = next(r for r in report["results"] if r["check_id"] == "rest.transcribe")
     assert rest["status"] == "fail" and [f["code"] for f in rest["findings"]] == ["rest.malformed-response"]
     assert "alternatives[0].transcript" in rest["findings"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    ["slowloris", "huge-frame", "message-flood", "empty-continuations", "slow-continuations", "endless-headers"],
+)
+def test_the_deadline_holds_against_every_slow_or_flooding_peer(scenario: str, tmp_path: Path) -> None:
+    """Invariant: with --timeout S the process ends within S + 1 s (+ interpreter start), reports
+    written, exit 0, 1 or 2 -- whatever the peer does."""
+    with serve(scenario) as port:
+        exit_code, report, output, wall, rss = run_wsdoctor(
+            f"ws://127.0.0.1:{port}/v1/listen", tmp_path, "--timeout", "4"
+        )
+    assert exit_code in (0, 1, 2), output
+    assert wall < 4 + 1 + 1.5, f"{scenario}: {wall:.1f} s"
+    assert "Traceback" not in output and rss < RSS_LIMIT_KB
+    assert not [r["check_id"] for r in report["results"] if r["status"] == "error"]
+
+
+def test_sigterm_in_a_flood_still_writes_the_report(tmp_path: Path) -> None:
+    import signal
+
+    out = tmp_path / "r.json"
+    with serve("empty-continuations") as port:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wsdoctor", "run", f"ws://127.0.0.1:{port}/v1/listen", "--api-key-env",
+             "WSD_HOSTILE_KEY", "--json", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "WSD_HOSTILE_KEY": KEY},
+        )
+        time.sleep(2.5)  # inside the stream, under the flood
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 143, err
+    report = json.loads(out.read_text())
+    assert report["interrupted"] is True and "Traceback" not in err
