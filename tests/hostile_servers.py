@@ -47,8 +47,8 @@ def switching(request: bytes, extra: bytes = b"") -> bytes:
     )
 
 
-def frame(opcode: int, payload: bytes, *, rsv1: bool = False, announce: int | None = None) -> bytes:
-    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+def frame(opcode: int, payload: bytes, *, rsv1: bool = False, announce: int | None = None, fin: bool = True) -> bytes:
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     length = len(payload) if announce is None else announce
     if length < 126:
         head = bytes([first, length])

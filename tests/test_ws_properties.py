@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from checks.close import analyze_client_close, judge_ending, terminal_event
 from checks.stream import analyze as analyze_stream
-from tests.hostile_servers import read_client_frame, read_request, switching
+from tests.hostile_servers import frame, read_client_frame, read_request, switching
 from wsdoctor import deepgram
 from wsdoctor.causes import FINDING_CODES
 from wsdoctor.check import Context, RunOptions, Secret
@@ -57,18 +57,6 @@ TEXTS = [
 #: valid codes, and ones no server may send (999, 1005, 1006, 5000): wsproto calls those a protocol error
 CLOSE_CODES = [1000, 1001, 1008, 1011, 1012, 4000, 999, 1005, 1006, 5000]
 REASONS = [b"", deepgram.NET_0001.wire.encode(), b"<script>\x1b]0;x\x07", b"\xff\xfe not utf-8"]
-
-
-def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    first = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        head = bytes([first, n])
-    elif n < 65536:
-        head = bytes([first, 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([first, 127]) + struct.pack("!Q", n)
-    return head + payload
 
 
 server_action = st.one_of(
