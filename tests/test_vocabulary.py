@@ -25,6 +25,7 @@ UNIT_ONLY = {
     "test_openmetrics.py",
     "test_explain.py",
     "test_explain_bigfile.py",
+    "test_explain_redos.py",
     "test_redaction.py",
     "test_ws_properties.py",
     "test_browser.py",

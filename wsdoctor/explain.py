@@ -17,6 +17,25 @@ Matching is two-staged so a 100 MB log is read at disk speed, not regex speed:
    expressions (case-insensitive, anchored on the distinctive words of the message so that
    unrelated text does not match) decide.
 
+The regexes are kept linear and their input bounded, so that no line, however hostile, costs more
+than a bounded amount of regex work (issue 16: one pattern with two unbounded whitespace runs
+around an optional ``[:=]`` took 13 s on a 65 KB line of spaces). One rule for the data, one for
+the engine:
+
+* Patterns use bounded quantifiers only (``{0,8}``, never ``*`` or ``+``), no repetition inside a
+  repetition, and match at most :data:`MAX_MATCH_CHARS` characters (``tests/test_explain_redos.py``
+  checks every pattern statically and times it on adversarial lines).
+* The regexes never see a whole line, only **windows** of it: :data:`WINDOW_BYTES` either side of
+  a needle hit (error messages are short, and the needle is part of the message, so a match that
+  contains a hit lies inside that hit's window; a line up to 2 KiB is its own window). The first
+  hit of each of the entry's needles gets a window; while nothing matched, later hits past those
+  windows get up to :data:`MAX_WINDOWS` more (a ``1006`` in an id does not hide a ``code 1006``
+  further on), and a line that repeats a needle thousands of times is looked at in those places
+  only. A word boundary at a window's start still sees the character before it
+  (``Pattern.search(text, pos, endpos)``). So the regex work per candidate line is bounded by the
+  knowledge base (entries x patterns x windows), not by the line's length: a future bad pattern is
+  slow on a few KiB at worst, never on 64 KiB.
+
 Lines are cut at :data:`MAX_LINE_BYTES`; the rest of an over-long line is skipped, never buffered,
 so memory stays bounded by one block plus one line whatever the input. A line that matches a
 *specific* entry does not also count for a ``generic`` one (a gorilla "close 1006 ... unexpected
@@ -29,9 +48,11 @@ Stdlib-only at import time, like the rest of the CLI path.
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +68,10 @@ __all__ = [
     "BLOCK_BYTES",
     "KB_PATH",
     "MAX_LINE_BYTES",
+    "MAX_MATCH_CHARS",
+    "MAX_WINDOWS",
     "SCHEMA",
+    "WINDOW_BYTES",
     "Entry",
     "Explanation",
     "KnowledgeBase",
@@ -61,6 +85,13 @@ SCHEMA = "wsdoctor.explain/1"
 KB_PATH = Path(__file__).resolve().parent / "data" / "explain.json"
 #: Longer lines are cut here: an error message is never this long, a minified blob often is.
 MAX_LINE_BYTES = 64 * 1024
+#: The regexes see this many bytes either side of a needle hit, never the whole line: error
+#: messages are short, and a pattern's match (at most MAX_MATCH_CHARS) holds the needle it needs.
+WINDOW_BYTES = 2048
+#: Windows for later needle hits, per line and entry, beyond those of each needle's first hit.
+MAX_WINDOWS = 3
+#: The knowledge base's patterns match at most this many characters (tests/test_explain_redos.py).
+MAX_MATCH_CHARS = 2048
 #: Read size; memory is about two of these (the block and its lower-cased copy) plus one line.
 BLOCK_BYTES = 1024 * 1024
 #: Per entry, how many line numbers and example lines the result keeps.
@@ -110,8 +141,9 @@ class Entry:
     generic: bool = False
     finding_codes: tuple[str, ...] = ()
 
-    def matches(self, line: str) -> bool:
-        return any(p.search(line) for p in self.patterns)
+    def matches(self, line: str, pos: int = 0, endpos: int = sys.maxsize) -> bool:
+        """Whether a pattern matches in ``line[pos:endpos]`` (a word boundary sees before ``pos``)."""
+        return any(p.search(line, pos, endpos) for p in self.patterns)
 
     @property
     def confirm_command(self) -> str | None:
@@ -335,6 +367,68 @@ def _line_bounds(block: bytes, pos: int) -> tuple[int, int]:
     return start, (end if end >= 0 else len(block))
 
 
+def _windows(lowered: bytes, start: int, end: int, hits: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, int]]:
+    """The byte ranges ``[lo, hi)`` of the line ``lowered[start:end]`` an entry's regexes see.
+
+    ``hits`` are (offset in ``lowered``, needle): the first hit of each of the entry's needles on
+    this line. A window spans :data:`WINDOW_BYTES` either side of a hit (cut at the line's ends);
+    it covers the hits with half a window of context either side of them inside it. First the first
+    hit of every needle gets a window (earliest first, unless one before covers it): all of them,
+    as many as the entry has needles. Then later hits, earliest first, the next one past what is
+    covered found with ``bytes.find`` (never walking every hit), get up to :data:`MAX_WINDOWS` more.
+    The caller stops asking as soon as a window matches.
+    """
+    half = WINDOW_BYTES // 2
+    seen: list[tuple[int, int]] = []
+
+    def covered_to(pos: int, size: int) -> int:
+        """The end of a window that covers this hit, or -1."""
+        for lo, hi in seen:
+            if lo <= max(start, pos - half) and min(end, pos + size + half) <= hi:
+                return hi
+        return -1
+
+    def window(pos: int, size: int) -> tuple[int, int]:
+        seen.append((max(start, pos - WINDOW_BYTES), min(end, pos + size + WINDOW_BYTES)))
+        return seen[-1]
+
+    first = sorted(hits)
+    for pos, needle in first:
+        if covered_to(pos, len(needle)) < 0:
+            yield window(pos, len(needle))
+    later = list(first)
+    extra = 0
+    while later and extra < MAX_WINDOWS:
+        pos, needle = heapq.heappop(later)
+        hi = covered_to(pos, len(needle))
+        if hi < 0:
+            yield window(pos, len(needle))
+            extra += 1
+            heapq.heappush(later, (pos, needle))  # covered now: the next turn moves past it
+        elif hi < end:
+            nxt = lowered.find(needle, max(pos + 1, hi - half - len(needle) + 1), end)
+            if nxt >= 0:
+                heapq.heappush(later, (nxt, needle))
+
+
+def _entry_matches(
+    entry: Entry, text: str, raw: bytes, lowered: bytes, start: int, hits: Iterable[tuple[int, bytes]]
+) -> bool:
+    """Whether ``entry`` matches the line ``text`` (``raw`` decoded; ``raw`` is ``lowered[start:...]``
+    before lower-casing) in one of the windows around its needle hits."""
+    if len(raw) <= WINDOW_BYTES:  # any window is the whole line
+        return entry.matches(text)
+    same = len(text) == len(raw)  # every character is one byte: byte offsets are character offsets
+    for lo, hi in _windows(lowered, start, start + len(raw), hits):
+        lo, hi = lo - start, hi - start
+        if not same:  # a window edge inside a multi-byte character moves by at most one character
+            lo = len(raw[:lo].decode("utf-8", errors="replace"))
+            hi = len(raw[:hi].decode("utf-8", errors="replace"))
+        if entry.matches(text, lo, hi):
+            return True
+    return False
+
+
 def explain_stream(
     stream: IO[bytes],
     *,
@@ -352,21 +446,34 @@ def explain_stream(
         if cut:
             result.truncated_lines += 1
         lowered = block.lower()
-        candidates: dict[int, set[int]] = {}  # line start offset -> entry indexes
-        for needle, entry_ids in kb.needle_index.items():
+        candidates: dict[int, dict[bytes, int]] = {}  # line start offset -> needle -> its first hit
+        for needle in kb.needle_index:
             pos = lowered.find(needle)
             while pos >= 0:
                 start, end = _line_bounds(lowered, pos)
-                candidates.setdefault(start, set()).update(entry_ids)
-                pos = lowered.find(needle, end)  # one hit per line and needle is enough
+                candidates.setdefault(start, {})[needle] = pos
+                pos = lowered.find(needle, end)  # the first hit per line and needle; _windows finds more
         if candidates:
             prev_offset, prev_line = 0, line_base
             for start in sorted(candidates):
                 line_no = prev_line + block.count(b"\n", prev_offset, start) + 1
                 prev_offset, prev_line = start, line_no - 1
                 end = block.find(b"\n", start)
-                text = block[start : end if end >= 0 else len(block)].decode("utf-8", errors="replace")
-                hits = [i for i in sorted(candidates[start]) if kb.entries[i].matches(text)]
+                raw = block[start : end if end >= 0 else len(block)]
+                text = raw.decode("utf-8", errors="replace")
+                if len(raw) <= WINDOW_BYTES:  # a short line is its own window (the common case)
+                    ids = {i for needle in candidates[start] for i in kb.needle_index[needle]}
+                    hits = [i for i in sorted(ids) if kb.entries[i].matches(text)]
+                else:
+                    by_entry: dict[int, list[tuple[int, bytes]]] = {}
+                    for needle, pos in candidates[start].items():
+                        for i in kb.needle_index[needle]:
+                            by_entry.setdefault(i, []).append((pos, needle))
+                    hits = [
+                        i
+                        for i in sorted(by_entry)
+                        if _entry_matches(kb.entries[i], text, raw, lowered, start, by_entry[i])
+                    ]
                 specific = [i for i in hits if not kb.entries[i].generic]
                 for i in specific or hits:
                     matches.setdefault(i, Match(kb.entries[i])).add(line_no, text)
