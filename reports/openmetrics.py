@@ -39,14 +39,17 @@ What it exposes (every family has HELP and TYPE lines; all are gauges):
   otherwise fire on every healthy endpoint; their numbers are in the gauges above.
 - ``wsdoctor_primary_cause{cause, code} 1`` -- present only when the report has a primary cause.
 
-Labels. Values are sanitized (:func:`wsdoctor.sanitize.printable`: no control characters, bounded)
-and escaped as the OpenMetrics text format requires (backslash, double quote, newline). Label
+Labels. Values are redacted (:class:`wsdoctor.redact.Redactor`'s structural net: a label is
+scraped, stored and shown by every dashboard, so no credential may ride in one -- whatever the
+report or the exporter's config put there), then sanitized (:func:`wsdoctor.sanitize.printable`: no
+control characters, bounded; redaction comes first, so a cut never leaves half a secret) and
+escaped as the OpenMetrics text format requires (backslash, double quote, newline). Label
 *cardinality* is bounded by construction: check ids, finding codes, cause ids, statuses, phases
 and verdicts are fixed vocabularies (third-party plugins add a few, never per-run values), and no
 free text -- messages, summaries, headers, close reasons -- ever becomes a label. The one
 per-deployment label is ``target``: the exporter passes the config's target *name*; otherwise it
-is the report's display URL, which ``Target.parse`` has already stripped of credentials and token
-query parameters.
+is the report's display URL, which ``Target.parse`` has already stripped of credentials and
+credential query parameters (and which is redacted again here, as every label is).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from wsdoctor.model import CHECK_STATUSES, Report, Status
+from wsdoctor.redact import Redactor
 from wsdoctor.sanitize import printable
 
 __all__ = ["CONTENT_TYPE", "PHASES", "VERDICTS", "OpenMetricsReporter", "escape_label_value", "format_value"]
@@ -76,11 +80,12 @@ VERDICTS = ("healthy", "warnings", "failing", "incomplete")
 _SUCCESS_VERDICTS = frozenset({"healthy", "warnings"})
 #: No label value longer than this (a hand-edited report or a plugin could carry anything).
 _LABEL_LIMIT = 200
+_REDACTOR = Redactor()
 
 
 def escape_label_value(value: object) -> str:
-    """A label value as it goes between the quotes: sanitized, bounded, then escaped per spec."""
-    text = printable(value, _LABEL_LIMIT)  # control characters (newline included) become \\xNN
+    """A label value as it goes between the quotes: redacted, sanitized, bounded, then escaped per spec."""
+    text = printable(_REDACTOR.text(str(value)), _LABEL_LIMIT)  # control characters become \\xNN
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

@@ -195,7 +195,7 @@ def test_proxy_parser_returns_or_raises_value_error(value: str) -> None:
     assert proxy.host
     assert 0 < proxy.port < 65536
     if proxy.password is not None:
-        assert proxy.password.reveal() not in proxy.display() or not proxy.password.reveal()
+        assert proxy.password.reveal() not in proxy.display or not proxy.password.reveal()
 
 
 @FAST

@@ -126,3 +126,70 @@ def test_dns_server_flag(text: str, parsed: tuple[str, int]) -> None:
     from wsdoctor.commands.run import _dns_server
 
     assert _dns_server(text) == parsed
+
+
+# -- issue 16: a password may hold any character -----------------------------------------------
+
+ODD_PASSWORDS = ("pa/ss", "p@ss@", "p:ss:", "pa#ss", "pa?ss", "pa%ss", "pa ss", "pässwörd€", "/@:#?% ", "%zz%4")
+
+
+@pytest.mark.parametrize("password", ODD_PASSWORDS)
+@pytest.mark.parametrize("encoded", [False, True])
+def test_any_password_parses_and_never_prints(password: str, encoded: bool) -> None:
+    import urllib.parse
+
+    from wsdoctor.probes.proxy import proxy_secrets, redact_proxy_text
+
+    written = urllib.parse.quote(password, safe="") if encoded else password
+    url = f"http://alice:{written}@proxy.corp:3128"
+    proxy = ProxyURL.parse(url)
+    assert (proxy.scheme, proxy.host, proxy.port, proxy.username) == ("http", "proxy.corp", 3128, "alice")
+    assert proxy.password is not None
+    if encoded or "%" not in password:
+        assert proxy.password.reveal() == password
+    assert proxy.display == "http://alice:***@proxy.corp:3128"
+    assert redact_proxy_text(url) == proxy.display
+    assert written in proxy_secrets(url)
+    decision, parsed = decide_route({"HTTPS_PROXY": url}, WSS)
+    assert parsed == proxy and decision.route == "proxy"
+    assert written not in str(decision.to_dict()) and password not in str(decision.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("http://bob:hunter2/secret@p:notaport", "port is not a number"),
+        ("http://bob:hunter2#secret@p:99999", "out of range"),
+        ("http://bob:hunter2?secret@", "no proxy host"),
+        ("ftp://bob:hunter2@secret@p:21", "unsupported proxy scheme 'ftp'"),
+        ("http://bob:hunter2 secret@p q:3128", "not a valid host"),
+        ("http://bob:hunter2@[not-v6]:3128", "not an IPv6 address"),
+        ("http://bob:hunter2@::1:3128", "in brackets"),
+    ],
+)
+def test_errors_and_their_redacted_text_never_quote_the_password(text: str, message: str) -> None:
+    from wsdoctor.probes.proxy import redact_proxy_text
+
+    with pytest.raises(ValueError, match=message) as info:
+        ProxyURL.parse(text)
+    assert "hunter2" not in str(info.value)
+    assert "hunter2" not in redact_proxy_text(text) and "secret" not in redact_proxy_text(text)
+    decision, parsed = decide_route({}, WSS, proxy=text)
+    assert parsed is None and decision.route == "unsupported"
+    assert "hunter2" not in str(decision.to_dict())
+
+
+def test_userinfo_is_everything_before_the_last_at() -> None:
+    proxy = ProxyURL.parse("bob:p@ss:w/rd@[::1]:8080/ignored?x=1#y")  # no scheme: http
+    assert (proxy.scheme, proxy.host, proxy.port) == ("http", "::1", 8080)
+    assert proxy.password is not None and proxy.password.reveal() == "p@ss:w/rd"
+    assert proxy.display == "http://bob:***@[::1]:8080"
+    assert ProxyURL.parse("http://:only-pass@p").authorization() == "Basic Om9ubHktcGFzcw=="
+    assert ProxyURL.parse("http://@p:3128").username is None
+
+
+def test_a_bad_proxy_flag_with_a_slash_in_its_password(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "ws://127.0.0.1:9/", "--proxy", "http://bob:hunter2/secret@p:notaport"]) == 2
+    captured = capsys.readouterr()
+    assert "hunter2" not in captured.out + captured.err and "secret" not in captured.out + captured.err
+    assert "Traceback" not in captured.err

@@ -4,6 +4,7 @@ by a live run, echoed back by a hostile server, or edited by hand and re-rendere
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import urllib.parse
@@ -208,3 +209,97 @@ def test_key_from_the_environment_reaches_no_output(leaky_run: Outputs) -> None:
     assert "X-Echo-Authorization" in dumped or "x-echo-authorization" in dumped
     assert MASK in dumped
     assert MASK in out.html_text and MASK in out.junit_text and MASK in out.stdout
+
+
+# -- issue 16: redaction by structure, not by a handful of names --------------------------------
+
+ISSUE_16_NAMES = (
+    "password", "secret", "access_key", "sig", "client_secret", "authorization", "X-Amz-Signature",
+    "x-goog-signature", "refresh_token", "id_token", "private_key", "sessionid", "credentials", "jwt",
+    "My-Custom-Auth", "db.passwd", "APIKEY", "x_api_key", "pass%77ord",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ISSUE_16_NAMES)
+def test_any_credential_query_name_is_masked_in_text_target_and_labels(name: str) -> None:
+    from reports.openmetrics import OpenMetricsReporter
+
+    url = f"wss://api.deepgram.com/v1/listen?model=nova-3&{name}={OTHER}&keywords=acme:2"
+    out = Redactor().text(f"GET {url} -> 401")
+    assert OTHER not in out and MASK in out and "model=nova-3" in out and "keywords=acme:2" in out
+    target = Target.parse(url)
+    assert OTHER not in target.url and "model=nova-3" in target.url
+    # a Target built by hand (a plugin, an old report) still yields no credential label
+    raw = Report(target=Target(url=url, scheme="wss", host="api.deepgram.com", port=443, resource="/"),
+                 results=(), started_at="x", duration_s=0.0, wsdoctor_version="0.1.0")
+    assert OTHER not in OpenMetricsReporter().render(raw)
+
+
+def test_oauth_code_counts_only_in_a_url() -> None:
+    redactor = Redactor()
+    assert OTHER not in redactor.text(f"Location: https://app.example/cb?code={OTHER}&state=1")
+    evidence = {"code": "ws.auth-rejected", "close": {"code": 1011, "reason": "closed (code=1011)"}}
+    assert redactor.value(evidence) == evidence
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "wss://api.deepgram.com/v1/listen?model=nova-3&keywords=acme:2&keyterm=wsdoctor&encoding=linear16"
+        "&sample_rate=16000&tag=ci&keyword_boost=legacy&mip_opt_out=true",
+        "Server Do53:10.255.255.53@53 answered SERVFAIL",  # dnspython: resolver@port
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        'Proxy-Authenticate: Basic realm="corp"',
+        "WWW-Authenticate: Bearer realm=\"deepgram\"",
+        "connect to auth.example.com:443 timed out",
+        "invalid token: the key has expired",
+        "a Basic auth challenge",
+    ],
+)
+def test_harmless_text_with_credential_words_survives(text: str) -> None:
+    assert Redactor().text(text) == text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"Location: https://u:{urllib.parse.quote(OTHER)}@h/?next=%2F",
+        f"callback=https%3A%2F%2Fu%3A{OTHER}%40hooks.example%2Fx&model=nova-3",  # a URL inside a query value
+        f"wss://h/v1/listen?x=1%26client_secret%3D{OTHER}&model=nova-3",  # an encoded separator
+        f"HTTP/1.1 200\r\nX-Custom-Session-Token: {OTHER}\r\n",
+        f"the proxy echoed X-Forwarded-Auth: {OTHER}",
+        f"{{'X-Token': '{OTHER}', 'Host': 'h'}}",
+        f'{{"client_secret": "{OTHER}"}}',
+        f"export DEEPGRAM_API_KEY={OTHER}",
+        f"Basic {base64.b64encode(b'u:p').decode()}",  # short, but it decodes to user:password
+        f"proxy bob:{OTHER}/x@proxy.corp:3128 refused",
+    ],
+)
+def test_structural_forms_are_masked_and_idempotent(raw: str) -> None:
+    redactor = Redactor()
+    out = redactor.text(raw)
+    assert OTHER not in out and "dTpw" not in out, out
+    assert MASK in out
+    assert redactor.text(out) == out
+
+
+def test_a_proxy_password_with_a_slash_reaches_no_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16: ``/`` ended the password for urlsplit, so only its start was registered."""
+    from wsdoctor.diagnosis import environment, run_secrets
+
+    password = "hunter2/#?@:%20 é"
+    monkeypatch.setenv("HTTPS_PROXY", f"http://bob:{password}@127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", f"socks5://bob:{password}@127.0.0.1:notaport")
+    secrets = run_secrets(None, None)
+    assert password in secrets
+    for registered in ([], secrets):
+        env = json.dumps(environment(registered), ensure_ascii=False)
+        assert "hunter2" not in env and "127.0.0.1" in env
+    out = tmp_path / "r.json"
+    code = main(["run", "ws://127.0.0.1:9/v1/listen", "--checks", "env.proxy", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code in (0, 1), captured.err
+    for text in (captured.out, captured.err, out.read_text("utf-8")):
+        assert "hunter2" not in text

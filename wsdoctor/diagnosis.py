@@ -55,26 +55,32 @@ class Diagnosis:
 
 def run_secrets(key: str | None, proxy: str | None) -> list[str]:
     """Everything to redact in a run: the key, the ``--proxy`` password and the password of every
-    proxy variable in the environment (either case), raw and percent-decoded."""
-    import urllib.parse
+    proxy variable in the environment (either case) -- as written, percent-decoded, and inside the
+    ``Basic`` credential sent to the proxy. The password is everything between the userinfo's first
+    ``:`` and the URL's *last* ``@`` (:func:`wsdoctor.probes.proxy.split_proxy_url`), so one holding
+    ``/``, ``@``, ``#``, ``?``, ``%`` or spaces is registered whole, even when the URL does not parse."""
+    from wsdoctor.probes.proxy import proxy_secrets
 
     found = [key] if key else []
     values = [proxy] if proxy else []
     values += [v for k, v in os.environ.items() if k.upper() in _PROXY_VARS and v]
     for value in values:
-        try:
-            password = urllib.parse.urlsplit(value if "://" in value else f"http://{value}").password
-        except ValueError:
-            continue
-        if password:
-            found += [password, urllib.parse.unquote(password)]
+        found += proxy_secrets(value)
     return [s for s in dict.fromkeys(found) if len(s) >= 3]
 
 
 def environment(secrets: Iterable[str]) -> dict[str, JSONValue]:
-    """Where the run happened; proxy variables as set (both cases), passwords redacted."""
+    """Where the run happened; proxy variables as set (both cases), passwords redacted -- by
+    structure (:func:`wsdoctor.probes.proxy.redact_proxy_text`: whatever the password holds, and
+    also when the caller registered no secret), then by the run's known secrets."""
+    from wsdoctor.probes.proxy import redact_proxy_text
+
     redactor = Redactor(secrets)
-    proxies = {name: redactor.text(value) for name, value in sorted(os.environ.items()) if name.upper() in _PROXY_VARS}
+    proxies = {
+        name: redactor.text(redact_proxy_text(value))
+        for name, value in sorted(os.environ.items())
+        if name.upper() in _PROXY_VARS
+    }
     return {
         "wsdoctor": __version__,
         "python": platform.python_version(),

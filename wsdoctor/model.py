@@ -181,8 +181,22 @@ def _metrics(data: Mapping[str, Any]) -> dict[str, Metric]:
 
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
-#: Query parameters that carry credentials in some clients; never echoed.
-_SECRET_QUERY_KEYS = {"token", "key", "api_key", "apikey", "access_token"}
+#: Query parameters (and header or field names) that carry credentials; never echoed. Compared in
+#: lower case with ``-``/``_``/``.`` ignored; beside this list, any name *containing* key, token,
+#: secret, pass, pwd, auth, sig, cred or session is a credential too, Deepgram's own parameters
+#: (``keywords``, ``keyterm``...) excepted -- the whole rule is :func:`wsdoctor.redact.is_secret_name`.
+#: ``code``, ``sid`` and ``ticket`` count only in a URL's query (OAuth/SSO redirects).
+_SECRET_QUERY_KEYS = frozenset(
+    {
+        "token", "access_token", "id_token", "refresh_token", "auth_token", "session_token", "security_token",
+        "x-amz-security-token", "key", "apikey", "api_key", "api-key", "x-api-key", "secret", "client_secret",
+        "secret_key", "access_key", "private_key", "password", "passwd", "pwd", "pass", "passphrase", "auth",
+        "authorization", "sig", "signature", "x-amz-signature", "x-amz-credential", "x-goog-signature",
+        "x-goog-credential", "session", "sessionid", "session_id", "jsessionid", "phpsessid", "credential",
+        "credentials", "jwt", "bearer", "assertion", "client_assertion", "samlresponse", "otp", "code", "sid",
+        "ticket",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +233,28 @@ class Target:
     def parse(cls, url: str, *, is_mock: bool = False) -> Target:
         """Parse a ws:// or wss:// URL (http/https are accepted and mapped, as SDKs do).
 
-        Raises :class:`UsageError` with a one-line reason for anything else.
+        The display form (``url``) holds no credential: no userinfo, and every query parameter whose
+        name carries one (:func:`wsdoctor.redact.is_secret_name`) masked, percent-encoded names
+        included; other values go through the structural redaction (a URL inside a ``callback``).
+        Raises :class:`UsageError` with a one-line reason for anything else -- a reason that never
+        quotes the password or a credential parameter.
         """
+        from wsdoctor.redact import MASK, Redactor, is_secret_name
+
         if not url or any(ch.isspace() or ord(ch) < 0x20 for ch in url):
             raise UsageError(f"invalid URL {_shown(url)}: empty or contains whitespace/control characters")
         try:
             parts = urllib.parse.urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise UsageError(f"invalid URL {_shown(url)}: {exc}") from None
+            # urllib's messages may quote the netloc -- with a password that holds '/', '?' or '#',
+            # part of it -- so only their kind is said.
+            said = str(exc)
+            if "could not be cast" in said:
+                said = "the port is not a number"
+            elif not said.startswith(("Port out of range", "Invalid IPv6 URL")):
+                said = "the host is not a valid host name or address"
+            raise UsageError(f"invalid URL {_shown(url)}: {said}") from None
         scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
         if scheme not in _DEFAULT_PORTS:
             raise UsageError(f"invalid URL {_shown(url)}: scheme must be ws:// or wss://")
@@ -237,14 +264,26 @@ class Target:
         if port == 0:
             raise UsageError(f"invalid URL {_shown(url)}: port 0")
         port = port or _DEFAULT_PORTS[scheme]
+        structural = Redactor()
         query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         shown_query = urllib.parse.urlencode(
-            [(k, "REDACTED" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in query]
+            [(k, MASK if v and is_secret_name(k, in_url=True) else structural.text(v)) for k, v in query], safe="*"
         )
         path = parts.path or "/"
         resource = path + (f"?{parts.query}" if parts.query else "")
         netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-        display = urllib.parse.urlunsplit((scheme, netloc, path, shown_query, ""))
+        display = urllib.parse.urlunsplit((scheme, netloc, structural.text(path), shown_query, ""))
+        # A password holding a raw '/', '?' or '#' ends the authority early for urllib (as for
+        # browsers): "wss://u:12/x@host/" is host "u", port 12, path "/x@host/". Whatever the
+        # reading, what stood between the first ':' and the last '@' never reaches the display.
+        rest = url.split("://", 1)[1] if "://" in url else ""
+        user_colon_password = rest[: rest.rfind("@")] if "@" in rest else ""
+        password = user_colon_password.partition(":")[2]
+        if password and any(ch in password for ch in "/?#"):
+            decoded = urllib.parse.unquote(password)
+            for form in sorted({password, decoded, urllib.parse.quote(decoded, safe="")}, key=len, reverse=True):
+                if len(form) >= 2:
+                    display = display.replace(form, MASK)
         return cls(url=display, scheme=scheme, host=host, port=port, resource=resource, is_mock=is_mock)
 
     def to_dict(self) -> dict[str, JSONValue]:
@@ -258,14 +297,15 @@ class Target:
 
 
 def _shown(url: str) -> str:
-    """A URL quoted for an error message: no credentials, no control characters, bounded."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password or parts.username:
-            url = url.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1])
-    except ValueError:
-        pass
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in url)
+    """A URL quoted for an error message: no credentials, no control characters, bounded.
+
+    The URL did not parse, so nothing of its structure is trusted: everything between ``://`` and
+    the *last* ``@`` but the user name is masked, and every credential query parameter up to the
+    next ``&`` (:func:`wsdoctor.redact.redact_url`) -- before the text is cut, never after.
+    """
+    from wsdoctor.redact import redact_url
+
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in redact_url(url))
     return repr(cleaned[:200])
 
 

@@ -16,7 +16,11 @@ sub-domain (a leading dot is ignored), ``host:port`` only that port, and an IP n
 an address inside it. When ``HTTPS_PROXY`` and ``https_proxy`` disagree, both are reported: one app
 may read the other one. Passwords are redacted *when the decision is built* -- nothing downstream
 (reporters, logs, fixtures) ever holds one; only :class:`ProxyURL` keeps it, inside a
-:class:`~wsdoctor.check.Secret`, to build the ``Proxy-Authorization`` header.
+:class:`~wsdoctor.check.Secret`, to build the ``Proxy-Authorization`` header. A proxy URL is split
+by structure, not by ``urlsplit`` (:func:`split_proxy_url`): the userinfo is everything before the
+*last* ``@``, so a password holding ``/ @ : # ? %``, spaces or any Unicode, raw or percent-encoded,
+parses whole -- and is masked whole in displays, variables as set and error messages, which never
+quote it (:func:`redact_proxy_text`).
 
 *Does the tunnel open?* :func:`open_tunnel` connects to the proxy (bounded by the connect timeout),
 sends ``CONNECT host:port`` with ``Proxy-Authorization: Basic`` from the proxy URL's userinfo, and
@@ -33,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -51,7 +56,10 @@ __all__ = [
     "no_proxy_match",
     "open_tunnel",
     "proxy_env",
+    "proxy_secrets",
+    "redact_proxy_text",
     "route_for",
+    "split_proxy_url",
 ]
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -59,6 +67,28 @@ MAX_BODY_EXCERPT = 2048
 #: The variables that matter to a WebSocket client, lower-case; others ending in _proxy
 #: (``TRAVIS_APT_PROXY`` ...) are not read by the libraries we mirror, so they are ignored (as httpx does).
 PROXY_VARIABLES = ("ws_proxy", "wss_proxy", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h", "socks4", "socks4a", "socks")
+#: What a host name may not hold (it comes after the last '@', so this is never the password).
+_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/?#@\[\]\\]")
+
+
+def split_proxy_url(text: str) -> tuple[str, str | None, str]:
+    """``(scheme, userinfo, rest)`` of a proxy URL, by structure only (never raises).
+
+    A bare ``host:port`` means http. The userinfo is everything between ``://`` and the *last*
+    ``@`` -- so a password may hold any character, ``@ / : # ? %`` and spaces included, raw or
+    percent-encoded -- and ``None`` without an ``@``; ``rest`` is what follows (host, port, path).
+    """
+    raw = text.strip()
+    m = _SCHEME.match(raw)
+    scheme, rest = (m.group(1).lower(), raw[m.end() :]) if m else ("http", raw)
+    at = rest.rfind("@")
+    if at < 0:
+        return scheme, None, rest
+    return scheme, rest[:at], rest[at + 1 :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,23 +103,55 @@ class ProxyURL:
 
     @classmethod
     def parse(cls, text: str) -> ProxyURL:
-        """``http://user:pass@host:3128`` (a bare ``host:port`` means http). ValueError if unusable."""
-        raw = text.strip()
-        if "://" not in raw:
-            raw = "http://" + raw
-        parts = urllib.parse.urlsplit(raw)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https", "socks5", "socks5h", "socks4", "socks4a", "socks"):
-            raise ValueError(f"unsupported proxy scheme {scheme!r}")
-        host = parts.hostname
+        """``http://user:pass@host:3128`` (a bare ``host:port`` means http). ValueError if unusable.
+
+        Parsed by structure (:func:`split_proxy_url`), not by ``urlsplit``: the userinfo is
+        everything before the last ``@``, split at its first ``:``, both halves percent-decoded, so a
+        password with ``/``, ``@``, ``:``, ``#``, ``?``, ``%``, spaces or any Unicode -- raw or
+        encoded -- parses. An error message never quotes the userinfo.
+        """
+        scheme, userinfo, rest = split_proxy_url(text)
+        if scheme not in _PROXY_SCHEMES:
+            raise ValueError(f"unsupported proxy scheme {scheme[:20]!r}")
+        hostport = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        port_text: str | None
+        if hostport.startswith("["):
+            inner, bracket, after = hostport[1:].partition("]")
+            if not bracket:
+                raise ValueError("the proxy's IPv6 address has no closing ']'")
+            try:
+                ipaddress.ip_address(inner.split("%", 1)[0])
+            except ValueError:
+                raise ValueError("the proxy's address in brackets is not an IPv6 address") from None
+            if after and not after.startswith(":"):
+                raise ValueError("unexpected text after the proxy's IPv6 address")
+            host, port_text = inner, after[1:] if after else None
+        else:
+            if hostport.count(":") > 1:
+                raise ValueError("an IPv6 proxy address must be written in brackets: http://[::1]:3128")
+            host, colon, port_text_ = hostport.partition(":")
+            port_text = port_text_ if colon else None
+            if _BAD_HOST.search(host):
+                raise ValueError("the proxy host is not a valid host name or address")
         if not host:
             raise ValueError("no proxy host")
-        port = parts.port  # ValueError for a bad port
-        if port is None:
+        if port_text:
+            if not re.fullmatch(r"[0-9]{1,5}", port_text):
+                raise ValueError("the proxy port is not a number")
+            port = int(port_text)
+            if not 0 < port < 65536:
+                raise ValueError("the proxy port is out of range (1-65535)")
+        else:
             port = {"https": 443}.get(scheme, 1080 if scheme.startswith("socks") else 80)
-        username = urllib.parse.unquote(parts.username) if parts.username else None
-        password = Secret(urllib.parse.unquote(parts.password)) if parts.password is not None else None
-        return cls(scheme=scheme, host=host, port=port, username=username, password=password)
+        username: str | None = None
+        password: Secret | None = None
+        if userinfo is not None:
+            user, colon, pw = userinfo.partition(":")
+            if user or colon:
+                username = urllib.parse.unquote(user)
+            if colon:
+                password = Secret(urllib.parse.unquote(pw))
+        return cls(scheme=scheme, host=host.lower(), port=port, username=username, password=password)
 
     @property
     def display(self) -> str:
@@ -108,17 +170,37 @@ class ProxyURL:
         return "Basic " + base64.b64encode(f"{self.username}:{pw}".encode()).decode("ascii")
 
 
+def proxy_secrets(value: str) -> list[str]:
+    """Every form in which the password of the proxy URL ``value`` could be written: as in the URL,
+    percent-decoded, and inside the ``Basic`` credential sent to the proxy (whether or not the URL
+    parses otherwise). Empty without a password."""
+    _scheme, userinfo, _rest = split_proxy_url(value)
+    if userinfo is None or ":" not in userinfo:
+        return []
+    user, _, pw = userinfo.partition(":")
+    if not pw:
+        return []
+    decoded = urllib.parse.unquote(pw)
+    basic = base64.b64encode(f"{urllib.parse.unquote(user)}:{decoded}".encode()).decode("ascii")
+    return list(dict.fromkeys((pw, decoded, basic)))
+
+
 def redact_proxy_text(value: str) -> str:
-    """A proxy variable's value with any password masked (also when it does not parse)."""
+    """A proxy variable's value with any password masked (also when it does not parse).
+
+    Without an ``@`` there is no userinfo and the value is shown as set (structural redaction
+    aside); with one, the parsed display URL, or -- when it does not parse -- the value with
+    everything between ``://`` and the last ``@`` but the user name masked.
+    """
+    from wsdoctor.redact import Redactor, redact_url
+
+    _scheme, userinfo, _rest = split_proxy_url(value)
+    if userinfo is None:
+        return Redactor().text(value)
     try:
-        parts = urllib.parse.urlsplit(value if "://" in value else "http://" + value)
-        if parts.password is not None:
-            return ProxyURL.parse(value).display
+        return ProxyURL.parse(value).display
     except ValueError:
-        pass
-    if "@" in value:  # unparseable but has userinfo: keep only what follows the last @
-        return "***@" + value.rsplit("@", 1)[1]
-    return value
+        return redact_url(value)
 
 
 def proxy_env(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, JSONValue]]:
