@@ -14,8 +14,10 @@ Promises:
   from a hand-edited file -- is escaped for Markdown *and* HTML by :func:`text` (``<``, ``>`` and
   ``&`` as entities; the punctuation Markdown or GitHub acts on inside a line backslash-escaped,
   so no emphasis, link, image, autolink, math, ``@mention`` or ``#123`` reference can form, and a
-  pipe cannot break a table), or put in a code span by :func:`code` (fenced with more backticks
-  than the value holds, so a backtick cannot close it; pipes escaped inside tables, as GFM asks).
+  pipe cannot break a table; the bare URLs, ``www.`` domains and e-mail addresses GitHub links by
+  itself get an invisible word joiner inside their trigger), or put in a code span by
+  :func:`code` (fenced with more backticks than the value holds, so a backtick cannot close it;
+  pipes escaped inside tables, as GFM asks).
   Control characters are made visible first (:func:`wsdoctor.sanitize.printable`) and newlines
   become spaces, so nothing can start a new block. The reporter writes no HTML tags itself.
 - **Short.** Each server string is cut (:data:`_CELL_LIMIT`, :data:`_MESSAGE_LIMIT`), at most
@@ -29,6 +31,7 @@ Promises:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import ClassVar
 
@@ -76,17 +79,29 @@ def _clean(value: object, limit: int) -> str:
     return printable(str(value).replace("\r", " ").replace("\n", " "), limit)
 
 
+#: GitHub's renderer (cmark-gfm) also turns *bare* text into links -- its "extended autolinks":
+#: ``http://``/``https://``/``ftp://`` URLs, ``www.`` domains, e-mail addresses (and ``mailto:``/
+#: ``xmpp:``) -- and no backslash escape stops that. An invisible WORD JOINER (U+2060) inside each
+#: trigger breaks the pattern while the text reads the same: after the ":" of "://", between "www"
+#: and its ".", after an "@".
+_NO_LINK = "\u2060"
+_WWW = re.compile(r"(www)\.", re.IGNORECASE)
+
+
 def text(value: object, limit: int = _MESSAGE_LIMIT) -> str:
-    """``value`` as inline Markdown text that renders literally: no markup, no HTML, one line."""
+    """``value`` as inline Markdown text that renders literally: no markup, no HTML, no link, one line."""
     out = []
     for ch in _clean(value, limit):
         if ch in _ENTITIES:
             out.append(_ENTITIES[ch])
+        elif ch == "@":
+            out.append("\\@" + _NO_LINK)  # no @mention, no e-mail autolink
         elif ch in _BACKSLASHED:
             out.append("\\" + ch)
         else:
             out.append(ch)
-    return "".join(out)
+    escaped = "".join(out).replace("://", ":" + _NO_LINK + "//")
+    return _WWW.sub(r"\1" + _NO_LINK + ".", escaped)
 
 
 def code(value: object, limit: int = _ID_LIMIT, *, in_table: bool = False) -> str:

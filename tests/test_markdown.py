@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from reports.base import load_reporter
@@ -127,3 +129,46 @@ def test_request_ids_of_a_real_run_are_listed_once() -> None:
 
 def test_registered_as_a_reporter() -> None:
     assert load_reporter("markdown") is MarkdownReporter
+
+
+# --- GitHub's own renderer --------------------------------------------------------------------------
+# markdown-it is CommonMark; GitHub renders with cmark-gfm, whose "extended autolinks" turn bare URLs,
+# www. domains and e-mail addresses into links although no bracket or angle bracket is present.
+
+cmarkgfm = pytest.importorskip("cmarkgfm", reason="GitHub's renderer (cmarkgfm) is a test dependency")
+
+
+def gfm(source: str) -> str:
+    from cmarkgfm.cmark import Options
+
+    # UNSAFE: the renderer would pass raw HTML through, so the test proves we never emit any
+    return cmarkgfm.github_flavored_markdown_to_html(source, options=Options.CMARK_OPT_UNSAFE)
+
+
+LINKY = [
+    "see http://evil.example/login and https://x.example/?a=b",
+    "HTTPS://EVIL.EXAMPLE/caps and ftp://files.example/x",
+    "www.evil.example and WWW.EVIL.EXAMPLE/path",
+    "mail attacker@evil.example or mailto:attacker@evil.example or xmpp:bot@evil.example",
+    "[click](http://evil.example) ![img](http://evil.example/x.png) <http://evil.example>",
+    "@someone please look #123 and GH-1",
+]
+
+
+@pytest.mark.parametrize("nasty", LINKY)
+def test_server_text_never_becomes_a_link_on_github(nasty: str) -> None:
+    finding = Finding("close.no-close-frame", "network-instability", Status.FAIL, nasty, evidence={})
+    report = report_of(CheckResult("close.handshake", "t", Status.FAIL, nasty, findings=(finding,)))
+    html = gfm(MarkdownReporter().render(report))
+    assert "<a " not in html and "<img" not in html, html
+    visible = html.replace("\u2060", "").replace("&amp;", "&")
+    assert nasty.split()[1] in visible  # still readable, word for word
+
+
+URLISH = r"(https?|ftp)://[a-z]{1,8}\.[a-z]{2,3}/[a-z0-9]{0,6}|www\.[a-z]{1,8}\.com|[a-z]{1,6}@[a-z]{1,6}\.[a-z]{2}"
+
+
+@given(st.from_regex(URLISH, fullmatch=True))
+@settings(max_examples=100, deadline=None)
+def test_no_generated_url_or_address_links(value: str) -> None:
+    assert "<a " not in gfm(f"x {text(value)} y"), value
