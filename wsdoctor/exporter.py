@@ -23,8 +23,26 @@ Prometheus' own ``up`` says whether the exporter answered at all.
   more gets ``503`` at once. A queue would only spend the waiting scrape's timeout and then fail
   anyway, whereas the 503 shows up as ``up == 0`` and in ``wsdoctor_exporter_probes_total
   {result="busy"}``, which says to raise the bound or lower the scrape rate.
+- **Abandoned probes are cancelled, and still counted.** A probe whose answer is given up -- the
+  hard guard fired, or the client went away (Prometheus closes the connection at its scrape
+  timeout; aiohttp then cancels the handler) -- has its checks cancelled, and again every
+  :data:`ABANDON_RECANCEL_S` while they have not ended (a check may swallow one cancellation).
+  Until every one of its tasks has really ended it holds its slot: it counts against
+  ``max_concurrent_probes`` (so the next scrapes get 503 rather than piling work on a loop that is
+  still busy) and shows in ``wsdoctor_exporter_probes_in_flight`` and
+  ``wsdoctor_exporter_probes_abandoned``.
+- **Bounded connections.** Each connection must deliver a complete request head within
+  :data:`REQUEST_READ_TIMEOUT_S` of connecting or of its previous response, else it is closed (a
+  slowloris client trickling a header byte a second holds nothing for long). At most
+  ``max_connections`` are open at once (:data:`MAX_CONNECTIONS`, at least
+  ``max_concurrent_probes + 64``, at most half the open-files limit; fixed at start). At the cap a
+  new connection displaces the oldest one that has no request in progress -- an idle or trickling
+  one, never a running probe -- so a flood of slow sockets cannot lock out Prometheus; when every
+  connection is busy the new one is closed at once. Closures are counted by reason in
+  ``wsdoctor_exporter_connections_closed_total``.
 - ``GET /metrics``: the exporter's own health -- probes by result, probe durations, probes in
-  flight, the bound, config reloads (blackbox's ``config_last_reload_successful``), start time.
+  flight (abandoned ones included), the bound, open connections and their bound, config reloads
+  (blackbox's ``config_last_reload_successful``), start time.
 - Config reload on ``SIGHUP`` (a bad file keeps the old config and sets
   ``wsdoctor_exporter_config_last_reload_successful 0``); graceful stop on ``SIGINT``/``SIGTERM``:
   the listener closes, in-flight probes are cancelled within a bounded time.
@@ -59,6 +77,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import os
@@ -79,9 +98,13 @@ if TYPE_CHECKING:
     from wsdoctor.model import Report
 
 __all__ = [
+    "ABANDON_RECANCEL_S",
     "DEFAULT_LISTEN",
+    "MAX_CONNECTIONS",
+    "REQUEST_READ_TIMEOUT_S",
     "Exporter",
     "ExporterConfig",
+    "Listening",
     "Profile",
     "TargetEntry",
     "load_config",
@@ -89,6 +112,7 @@ __all__ = [
     "parse_listen",
     "probe_deadline",
     "serve",
+    "start_listening",
 ]
 
 log = logging.getLogger("wsdoctor.exporter")
@@ -101,8 +125,20 @@ SCRAPE_TIMEOUT_OFFSET_S = 0.5
 MIN_DEADLINE_S = 0.2
 #: How long a graceful stop waits for in-flight probes before cutting them.
 SHUTDOWN_GRACE_S = 5.0
+#: A connection must send a complete request head within this long of connecting (or of its
+#: previous response). A real client sends it in one packet, so 5 s is ample over any network,
+#: and a slowloris socket is gone after 5 s instead of holding a file descriptor forever.
+REQUEST_READ_TIMEOUT_S = 5.0
+#: Open connections at once (raised to max_concurrent_probes + 64 when that is more, lowered to
+#: half the open-files limit -- each probe needs descriptors of its own). Prometheus holds one
+#: connection per concurrent scrape, so 256 is far above any real use.
+MAX_CONNECTIONS = 256
+#: An abandoned probe's tasks are cancelled again this often until they have ended.
+ABANDON_RECANCEL_S = 1.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_PROBE_RESULTS = ("success", "failure", "busy", "forbidden", "bad_request", "error")
+# "abandoned": the client went away before the answer (its probe was cancelled)
+_PROBE_RESULTS = ("success", "failure", "busy", "forbidden", "bad_request", "error", "abandoned")
+_CLOSE_REASONS = ("read_timeout", "displaced", "over_capacity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +382,11 @@ class _Stats:
     probes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_PROBE_RESULTS, 0))
     duration_sum_s: float = 0.0
     duration_count: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # handlers running a probe
+    abandoned: int = 0  # probes given up on whose tasks have not ended yet
+    connections: int = 0
+    max_connections: int = 0
+    connections_closed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CLOSE_REASONS, 0))
     reload_ok: bool = True
     reload_ok_at: float = field(default_factory=time.time)
     reloads_failed: int = 0
@@ -370,11 +410,24 @@ class _Stats:
             f"wsdoctor_exporter_probe_duration_seconds_sum {format_value(self.duration_sum_s)}",
             f"wsdoctor_exporter_probe_duration_seconds_count {self.duration_count}",
             "# TYPE wsdoctor_exporter_probes_in_flight gauge",
-            "# HELP wsdoctor_exporter_probes_in_flight Probes running now.",
-            f"wsdoctor_exporter_probes_in_flight {self.in_flight}",
+            "# HELP wsdoctor_exporter_probes_in_flight Probes running now, abandoned ones included until they end.",
+            f"wsdoctor_exporter_probes_in_flight {self.in_flight + self.abandoned}",
+            "# TYPE wsdoctor_exporter_probes_abandoned gauge",
+            "# HELP wsdoctor_exporter_probes_abandoned Probes given up on (hard limit, client gone), not ended yet.",
+            f"wsdoctor_exporter_probes_abandoned {self.abandoned}",
             "# TYPE wsdoctor_exporter_max_concurrent_probes gauge",
             "# HELP wsdoctor_exporter_max_concurrent_probes The bound on concurrent probes; one more gets 503.",
             f"wsdoctor_exporter_max_concurrent_probes {config.max_concurrent_probes}",
+            "# TYPE wsdoctor_exporter_connections gauge",
+            "# HELP wsdoctor_exporter_connections Open HTTP connections.",
+            f"wsdoctor_exporter_connections {self.connections}",
+            "# TYPE wsdoctor_exporter_max_connections gauge",
+            "# HELP wsdoctor_exporter_max_connections The bound on open connections.",
+            f"wsdoctor_exporter_max_connections {self.max_connections}",
+            "# TYPE wsdoctor_exporter_connections_closed counter",
+            "# HELP wsdoctor_exporter_connections_closed Connections the exporter closed, by reason.",
+            *(f'wsdoctor_exporter_connections_closed_total{{reason="{r}"}} {n}'
+              for r, n in self.connections_closed.items()),
             "# TYPE wsdoctor_exporter_targets gauge",
             "# HELP wsdoctor_exporter_targets Targets the config allows.",
             f"wsdoctor_exporter_targets {len(config.targets)}",
@@ -392,6 +445,152 @@ class _Stats:
             "# EOF",
         ]
         return "\n".join(out) + "\n"
+
+
+# -- connections --------------------------------------------------------------------------------
+
+
+class _Conn:
+    __slots__ = ("busy", "timer", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _ConnectionGuard:
+    """Open connections, their request-head deadlines and the cap (see the module docstring).
+
+    A connection is *busy* while a handler runs for it (the app's middleware says so) and *idle*
+    otherwise: before its first request head is complete, and between keep-alive requests. Only
+    idle ones have a deadline, and only idle ones are displaced at the cap, oldest first."""
+
+    def __init__(self, limit: int, read_timeout_s: float, stats: _Stats) -> None:
+        self.limit = limit
+        self.read_timeout_s = read_timeout_s
+        self.stats = stats
+        stats.max_connections = limit
+        self._conns: dict[asyncio.Transport, _Conn] = {}
+        self._idle: dict[_Conn, None] = {}  # insertion-ordered: the longest idle first
+
+    def protocol_factory(self, factory: Any) -> Any:
+        """Wrap aiohttp's protocol factory (``runner.server``) so each connection passes here."""
+        return lambda: _GuardedProtocol(self, factory)
+
+    def opened(self, transport: asyncio.Transport) -> bool:
+        if len(self._conns) >= self.limit:
+            oldest = next(iter(self._idle), None)
+            if oldest is None:  # every connection is running a request: this one goes, at once
+                self.stats.connections_closed["over_capacity"] += 1
+                transport.abort()
+                return False
+            self._drop(oldest, "displaced")
+        conn = _Conn(transport)
+        self._conns[transport] = conn
+        self.stats.connections = len(self._conns)
+        self._set_idle(conn)
+        return True
+
+    def closed(self, transport: asyncio.Transport) -> None:
+        conn = self._conns.pop(transport, None)
+        if conn is not None:
+            self._forget(conn)
+
+    def request_started(self, transport: asyncio.Transport | None) -> None:
+        conn = self._conns.get(transport) if transport is not None else None
+        if conn is not None:
+            self._idle.pop(conn, None)
+            if conn.timer is not None:
+                conn.timer.cancel()
+                conn.timer = None
+            conn.busy = True
+
+    def request_finished(self, transport: asyncio.Transport | None) -> None:
+        conn = self._conns.get(transport) if transport is not None else None
+        if conn is not None and conn.busy:
+            conn.busy = False
+            self._set_idle(conn)
+
+    def close_all(self) -> None:
+        for conn in list(self._conns.values()):
+            self._conns.pop(conn.transport, None)
+            self._forget(conn)
+            conn.transport.abort()
+
+    def _set_idle(self, conn: _Conn) -> None:
+        self._idle[conn] = None
+        conn.timer = asyncio.get_running_loop().call_later(self.read_timeout_s, self._expire, conn)
+
+    def _expire(self, conn: _Conn) -> None:
+        conn.timer = None
+        if not conn.busy and self._conns.get(conn.transport) is conn:
+            self._drop(conn, "read_timeout")
+
+    def _drop(self, conn: _Conn, reason: str) -> None:
+        self._conns.pop(conn.transport, None)
+        self._forget(conn)
+        self.stats.connections_closed[reason] += 1
+        conn.transport.abort()
+
+    def _forget(self, conn: _Conn) -> None:
+        self._idle.pop(conn, None)
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        self.stats.connections = len(self._conns)
+
+
+class _GuardedProtocol(asyncio.Protocol):
+    """aiohttp's protocol for one connection, created only once the guard has let it in."""
+
+    def __init__(self, guard: _ConnectionGuard, factory: Any) -> None:
+        self._guard = guard
+        self._factory = factory
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a stream server's transport
+        self._transport = transport
+        if self._guard.opened(transport):
+            self._inner = self._factory()
+            self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None and self._transport is not None:
+            self._guard.closed(self._transport)
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+def connection_limit(max_concurrent_probes: int) -> int:
+    """:data:`MAX_CONNECTIONS`, at least ``max_concurrent_probes + 64``, at most half the
+    open-files limit (never below 16)."""
+    limit = max(MAX_CONNECTIONS, max_concurrent_probes + 64)
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return limit
+    if soft != resource.RLIM_INFINITY and soft > 0:
+        limit = min(limit, max(16, soft // 2))
+    return limit
 
 
 # -- the web app --------------------------------------------------------------------------------
@@ -414,7 +613,8 @@ class Exporter:
         self.broken_plugins = dict(broken_plugins or {})
         self.config_path = config_path
         self.stats = _Stats()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._abandoned: set[asyncio.Task[None]] = set()  # one reaper per abandoned probe
+        self.guard: _ConnectionGuard | None = None  # set by start_listening()
 
     @staticmethod
     def _select(checks: Mapping[str, type[Check]], profile: Profile) -> tuple[list[type[Check]], set[str]]:
@@ -448,11 +648,30 @@ class Exporter:
     def app(self) -> web.Application:
         from aiohttp import web
 
-        app = web.Application()
+        app = web.Application(middlewares=[self._request_tracker()])
         app.router.add_get("/", self.index)
         app.router.add_get("/probe", self.probe)
         app.router.add_get("/metrics", self.metrics)
         return app
+
+    def _request_tracker(self) -> Any:
+        """The middleware that tells the connection guard when a handler runs."""
+        from aiohttp import web
+
+        @web.middleware
+        async def track(request: web.Request, handler: Any) -> web.StreamResponse:
+            """Tell the connection guard a handler runs: no read deadline, not displaceable."""
+            guard, transport = self.guard, request.transport
+            if guard is not None:
+                guard.request_started(transport)
+            try:
+                response: web.StreamResponse = await handler(request)
+                return response
+            finally:
+                if guard is not None:
+                    guard.request_finished(transport)
+
+        return track
 
     async def index(self, request: web.Request) -> web.Response:
         from aiohttp import web
@@ -499,8 +718,11 @@ class Exporter:
             return self._refuse(400, "bad_request", f"unknown profile (configured: {known})")
         if profile_name not in entry.profiles:
             return self._refuse(403, "forbidden", f"profile not allowed for target {entry.name!r}")
-        if self.stats.in_flight >= config.max_concurrent_probes:
-            return self._refuse(503, "busy", f"{config.max_concurrent_probes} probes already running; try later")
+        if self.stats.in_flight + self.stats.abandoned >= config.max_concurrent_probes:
+            ended = f" ({self.stats.abandoned} abandoned, not ended yet)" if self.stats.abandoned else ""
+            return self._refuse(
+                503, "busy", f"{config.max_concurrent_probes} probes already running{ended}; try later"
+            )
         header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
         deadline = probe_deadline(profile.timeout_s, header)
         scrape = _scrape_timeout(header)
@@ -509,7 +731,8 @@ class Exporter:
         t0 = time.monotonic()
         try:
             report = await self._run(entry, profile, deadline, hard)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the client went away (or we are stopping): no answer
+            self.stats.probes["abandoned"] += 1
             raise
         except Exception as exc:  # our bug: say so in one line, keep serving
             log.exception("probe of %s failed", entry.name)
@@ -529,7 +752,9 @@ class Exporter:
 
     async def _run(self, entry: TargetEntry, profile: Profile, deadline: float, hard: float) -> Report:
         """One diagnosis, cut at ``deadline``; if even the cut overruns ``hard``, an empty
-        interrupted report (the checks task is cancelled and reaped in the background)."""
+        interrupted report. Every task the probe creates, however deep (the runner's per-check
+        tasks too), is recorded through a context variable and the loop's task factory; whatever
+        of them still runs when this returns or is cancelled is abandoned (:meth:`_abandon`)."""
         import datetime
 
         from wsdoctor import __version__
@@ -559,33 +784,170 @@ class Exporter:
             deadline_s=deadline,
             deadline_label="the probe deadline (scrape timeout)",
         )
-        inner: list[asyncio.Task[Any]] = []
         started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         t0 = time.monotonic()
-        run = asyncio.ensure_future(diagnose(diagnosis, on_task=inner.append))
-        done, _ = await asyncio.wait({run}, timeout=hard)
-        if run in done:
-            return run.result()
-        log.warning("probe of %s overran its hard limit of %.1f s; answering without it", entry.name, hard)
-        for task in (*inner, run):
+        tracked: set[asyncio.Task[Any]] = set()
+        token = _PROBE_TASKS.set(tracked)
+        try:
+            run = asyncio.ensure_future(diagnose(diagnosis))  # its context, and its children's, hold `tracked`
+        finally:
+            _PROBE_TASKS.reset(token)
+        _track(run, tracked)  # also without the task factory (an app served some other way)
+        try:
+            try:
+                done, _ = await asyncio.wait({run}, timeout=hard)
+            except asyncio.CancelledError:
+                log.warning("probe of %s: the client went away; cancelling it", entry.name)
+                raise
+            if run in done:
+                return run.result()
+            log.warning("probe of %s overran its hard limit of %.1f s; answering without it", entry.name, hard)
+            return Report(
+                target=entry.target,
+                results=(),
+                started_at=started,
+                duration_s=round(time.monotonic() - t0, 6),
+                wsdoctor_version=__version__,
+                interrupted=True,
+            )
+        finally:
+            self._abandon(tracked, entry.name)  # what still runs (also checks a deadline cut left behind)
+
+    def _abandon(self, tracked: set[asyncio.Task[Any]], name: str) -> None:
+        """Cancel the probe's tasks still running and count the probe (in the bound and in
+        /metrics) until every one of them has really ended; a reaper cancels them again while
+        they have not (a check may swallow a cancellation)."""
+        live = [t for t in tracked if not t.done()]
+        if not live:
+            return
+        for task in live:
             task.cancel()
-        self._tasks.add(run)  # reaped later; must not be garbage-collected while running
-        run.add_done_callback(self._tasks.discard)
-        run.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return Report(
-            target=entry.target,
-            results=(),
-            started_at=started,
-            duration_s=round(time.monotonic() - t0, 6),
-            wsdoctor_version=__version__,
-            interrupted=True,
+        self.stats.abandoned += 1
+        reaper = asyncio.ensure_future(self._reap(tracked, name))
+        self._abandoned.add(reaper)  # a strong reference, and the count
+
+        def ended(t: asyncio.Task[None]) -> None:
+            self._abandoned.discard(t)
+            self.stats.abandoned -= 1
+
+        reaper.add_done_callback(ended)
+
+    async def _reap(self, tracked: set[asyncio.Task[Any]], name: str) -> None:
+        """Until no task of the probe runs (tasks its cancelled tasks start join ``tracked``)."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while live := {t for t in tracked if not t.done()}:
+            done, pending = await asyncio.wait(live, timeout=ABANDON_RECANCEL_S)
+            for task in done:
+                _consume(task)
+            for task in pending:  # one that swallowed the cancellation gets another
+                task.cancel()
+        log.info("abandoned probe of %s ended %.1f s after it was cancelled", name, loop.time() - t0)
+
+    async def wait_abandoned(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until every abandoned probe has ended; True if they have."""
+        if self._abandoned:
+            await asyncio.wait(set(self._abandoned), timeout=timeout)
+        return not self._abandoned
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a finished task's exception, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+#: The task set of the probe whose code is running: every task created in that context (the
+#: diagnosis, the runner's per-check tasks, a check's own) is added to it by the task factory.
+_PROBE_TASKS: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = contextvars.ContextVar(
+    "wsdoctor_probe_tasks", default=None
+)
+
+
+def _track(task: asyncio.Task[Any], tracked: set[asyncio.Task[Any]] | None) -> None:
+    if tracked is not None and not task.done():
+        tracked.add(task)
+        task.add_done_callback(tracked.discard)
+
+
+def _tracking_task_factory(previous: Any) -> Any:
+    """A task factory that records each new task in the creating probe's set (if any)."""
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = (
+            previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
         )
+        _track(task, _PROBE_TASKS.get())
+        return task
+
+    return factory
+
+
+@dataclass
+class Listening:
+    """A started exporter: its address, and :meth:`stop`."""
+
+    exporter: Exporter
+    runner: Any  # aiohttp.web.AppRunner
+    server: asyncio.base_events.Server
+    guard: _ConnectionGuard
+    previous_task_factory: Any = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def stop(self) -> None:
+        """Close the listener, stop the handlers (in-flight probes are cancelled after
+        SHUTDOWN_GRACE_S), wait a bounded time for abandoned probes, close what is left."""
+        self.server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.runner.cleanup(), SHUTDOWN_GRACE_S + 5.0)
+        if not await self.exporter.wait_abandoned(SHUTDOWN_GRACE_S):
+            log.warning("%d abandoned probes still running at exit", len(self.exporter._abandoned))
+        self.guard.close_all()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.server.wait_closed(), 1.0)
+        asyncio.get_running_loop().set_task_factory(self.previous_task_factory)
+
+
+async def start_listening(
+    exporter: Exporter,
+    host: str,
+    port: int,
+    *,
+    max_connections: int | None = None,
+    read_timeout_s: float = REQUEST_READ_TIMEOUT_S,
+) -> Listening:
+    """Serve ``exporter`` on ``host:port`` (port 0: a free one) behind the connection guard."""
+    from aiohttp import web
+
+    runner = web.AppRunner(
+        exporter.app(),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+        handler_cancellation=True,  # a client that leaves cancels its probe (see _run)
+    )
+    await runner.setup()
+    limit = max_connections or connection_limit(exporter.config.max_concurrent_probes)
+    guard = _ConnectionGuard(limit, read_timeout_s, exporter.stats)
+    exporter.guard = guard
+    assert runner.server is not None
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(guard.protocol_factory(runner.server), host, port, backlog=128)
+    except OSError as exc:
+        await runner.cleanup()
+        raise UsageError(f"wsdoctor serve cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    previous = loop.get_task_factory()
+    loop.set_task_factory(_tracking_task_factory(previous))
+    return Listening(exporter, runner, server, guard, previous)
 
 
 async def _main(exporter: Exporter, host: str, port: int) -> int:
     import signal
-
-    from aiohttp import web
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -594,15 +956,10 @@ async def _main(exporter: Exporter, host: str, port: int) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, action)
             installed.append(sig)
-    runner = web.AppRunner(exporter.app(), handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    listening: Listening | None = None
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise UsageError(f"wsdoctor serve cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        addr = runner.addresses[0] if runner.addresses else (host, port)
+        listening = await start_listening(exporter, host, port)
+        addr = listening.address
         shown = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
         print(
             f"wsdoctor exporter listening on http://{shown}:{addr[1]} "
@@ -613,8 +970,8 @@ async def _main(exporter: Exporter, host: str, port: int) -> int:
         await stop.wait()
         log.info("stopping: closing the listener, cutting in-flight probes after %.0f s", SHUTDOWN_GRACE_S)
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(runner.cleanup(), SHUTDOWN_GRACE_S + 5.0)
+        if listening is not None:
+            await listening.stop()
         for sig in installed:
             loop.remove_signal_handler(sig)
     return 0

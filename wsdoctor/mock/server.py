@@ -35,17 +35,29 @@ empty transcript for silence or for compressed audio the mock does not decode.
 ``KeepAlive`` resets it (except under ``ignore-keepalive``); ``Finalize`` flushes the partial span
 as a Results with ``from_finalize: true``; ``CloseStream`` -- and the deprecated empty binary
 frame, treated identically -- sends the final Results (if any audio arrived), then Metadata, then
-close 1000 with an empty reason. Any other text (bad JSON, unknown type) is answered with a
-streaming ``Error`` message (variant ``SchemaError``, as the official SDK models it) and the
-session goes on.
+close 1000 with an empty reason. Any other text (bad JSON, JSON nested too deeply to parse,
+unknown type) is answered with a streaming ``Error`` message (variant ``SchemaError``, as the
+official SDK models it) and the session goes on.
 
 *Endings.* No audio or text for ``idle_timeout_s`` after the upgrade or the last message: the
 server sends Metadata, then closes 1011 with Deepgram's NET-0001 reason exactly as the wire carries
 it (``wsdoctor.deepgram.NET_0001.wire``: a sentence and a link, no token; Metadata first, as live
 captures show).
-A client close frame is answered at once with the same code (1000 when it carried none). A server
-close waits up to ``CLOSE_REPLY_WAIT_S`` for the client's reply, then drops TCP. ``stop()`` stops
-listening, closes every session with 1001, and aborts whatever has not finished after a short grace.
+A client close frame is answered at once with the same code (1000 when it carried none; 1002 for
+a code of 5000 or more, which aiohttp lets through). A server close waits up to
+``CLOSE_REPLY_WAIT_S`` for the client's reply, then drops TCP. ``stop()`` stops listening, closes
+every session with 1001, and aborts whatever has not finished after a short grace.
+
+*Bad clients* get a close code, not a dropped connection. A frame that breaks the protocol is
+answered with aiohttp's close frame for it -- 1009 (larger than ``max_frame_bytes``), 1007 (text
+or a close reason that is not UTF-8), 1002 (anything else: a reserved opcode or RSV bit, a
+fragmented or oversized control frame, a continuation out of place, an invalid close code) -- and
+then a *lingering* close: FIN (on plain TCP), and what the client still sends is read and
+discarded until it closes too, has been quiet for ``LINGER_QUIET_S``, or ``LINGER_S`` have passed
+(then abort). Closing the socket at once would leave the rest of, say, an oversized frame unread,
+and the kernel would answer it with an RST that can destroy the close frame before the client
+reads it; so :class:`_LingeringWebSocket` never closes the transport itself: the session does.
+(aiohttp accepts unmasked client frames; so does the mock.)
 
 *Faults* (``wsdoctor.mock.faults``): ``reject-*`` and ``html-200`` act at the HTTP layer;
 ``drop-no-close`` (FIN, no close frame), ``rst`` (SO_LINGER 0 then close: RST), and the close
@@ -109,6 +121,8 @@ STOP_GRACE_S = 0.3  # stop(): time sessions get to close with 1001 before their 
 SHUTDOWN_TIMEOUT_S = 0.2  # aiohttp's per-connection shutdown wait during stop()
 POLL_S = 0.05  # a wedged or half-closed session checks this often whether the client has gone
 DRAIN_S = 5.0  # after a FIN without close frame, keep reading (and discarding) this long at most
+LINGER_S = 5.0  # after a close for a protocol error, keep reading (and discarding) this long at most
+LINGER_QUIET_S = 1.0  # ... and stop sooner once the client has sent nothing for this long
 REST_MAX_BYTES = 100 * 1024 * 1024
 
 # Close reasons exactly as Deepgram sends them (wsdoctor.deepgram). 1012 and our own shutdown are
@@ -229,6 +243,17 @@ def _parse_stream_params(query: Mapping[str, str]) -> audio.AudioFormat | deepgr
 _MOCK_KEY: web.AppKey[MockServer] = web.AppKey("wsdoctor_mock")
 
 
+class _LingeringWebSocket(web.WebSocketResponse):
+    """aiohttp closes the TCP connection as soon as a close handshake ends -- or fails, as right
+    after it sent 1009/1007/1002 for a bad frame while the rest of the client's bytes are still
+    arriving; closing a socket with unread data sends an RST, which can wipe our close frame from
+    the client's receive buffer. Here closing the transport is left to the session: it lingers
+    after a protocol error, and aiohttp closes the transport once the handler returns."""
+
+    def _close_transport(self) -> None:
+        return
+
+
 def _make_app(mock: MockServer) -> web.Application:
     app = web.Application(middlewares=[_middleware], client_max_size=REST_MAX_BYTES)
     app[_MOCK_KEY] = mock
@@ -299,7 +324,7 @@ async def _listen_get(request: web.Request) -> web.StreamResponse:
         return rejected
     subprotocol = _auth_subprotocol(request)
     protocols = (subprotocol,) if subprotocol else ()
-    ws = web.WebSocketResponse(
+    ws = _LingeringWebSocket(
         timeout=CLOSE_REPLY_WAIT_S,
         autoclose=False,
         autoping=False,  # the pump answers pings itself, so they count as client activity
@@ -381,9 +406,10 @@ async def _listen_post(request: web.Request) -> web.StreamResponse:
 
 @dataclass(frozen=True, slots=True)
 class _Frame:
-    """What the pump saw: audio, text, a ping/pong, the client's close frame, or the end."""
+    """What the pump saw: audio, text, a ping/pong, the client's close frame, a frame that broke the
+    protocol (aiohttp has sent the close frame for it), or the end."""
 
-    kind: Literal["binary", "text", "ping", "close", "end", "stop"]
+    kind: Literal["binary", "text", "ping", "close", "error", "end", "stop"]
     data: bytes = b""
     text: str = ""
     code: int = 0
@@ -398,6 +424,45 @@ class _Out:
     payload: messages.JSONDict | None  # None: a close frame
     code: int = 1000
     reason: str = ""
+
+
+class _Discard(asyncio.Protocol):
+    """Takes over a connection's reading after a protocol error: bytes are dropped; quiet for
+    LINGER_QUIET_S posts the session's "end". aiohttp's protocol still hears of the connection's
+    loss and of write flow control, so its own bookkeeping ends as usual."""
+
+    def __init__(self, inner: asyncio.BaseProtocol, frames: asyncio.Queue[_Frame]) -> None:
+        self.inner = inner
+        self.frames = frames
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.timer: asyncio.TimerHandle | None = self.loop.call_later(LINGER_QUIET_S, self._check)
+
+    def _check(self) -> None:
+        quiet = self.loop.time() - self.last
+        if quiet >= LINGER_QUIET_S:
+            self.timer = None
+            self.frames.put_nowait(_Frame("end"))
+        else:
+            self.timer = self.loop.call_later(LINGER_QUIET_S - quiet, self._check)
+
+    def data_received(self, data: bytes) -> None:
+        self.last = self.loop.time()
+
+    def eof_received(self) -> bool | None:
+        return None  # the client closed its side: the transport closes, the session sees it gone
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 class _Session:
@@ -497,6 +562,25 @@ class _Session:
             transport.close()
             self.done = True
 
+    def _linger(self) -> None:
+        """After the close frame for a protocol error: FIN (plain TCP; under TLS the close frame
+        says enough), then read and discard what the client still sends. The session ends when
+        the client closes, or has sent nothing for LINGER_QUIET_S (nothing unread then, so no
+        RST), or at LINGER_S at most (then abort: a client still streaming earned its RST)."""
+        transport = self.request.transport
+        if transport is None or transport.is_closing():
+            self.done = True
+            return
+        if transport.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                transport.write_eof()
+        self.out.clear()
+        self.closing = True
+        self.drain_until = self.loop.time() + LINGER_S
+        transport.set_protocol(_Discard(transport.get_protocol(), self.frames))
+        with contextlib.suppress(RuntimeError):
+            transport.resume_reading()  # aiohttp may have paused it (a full frame queue): drain anyway
+
     def _client_gone(self) -> bool:
         transport = self.request.transport
         return transport is None or transport.is_closing()
@@ -519,7 +603,13 @@ class _Session:
                 elif msg.type is WSMsgType.CLOSE:
                     put(_Frame("close", code=int(msg.data or 0), text=str(msg.extra or "")))
                     return
-                else:  # CLOSING (we are closing), CLOSED (EOF) or ERROR (bad frame; aiohttp replied)
+                elif msg.type is WSMsgType.ERROR:
+                    # a bad frame: aiohttp has sent its close frame (1009/1007/1002) and stopped reading frames
+                    code = int(getattr(msg.data, "code", 0) or 0)
+                    log.debug("session %s: protocol error, close %s sent: %s", self.request_id, code, msg.data)
+                    put(_Frame("error", code=code))
+                    return
+                else:  # CLOSING (we are closing) or CLOSED (EOF)
                     put(_Frame("end"))
                     return
         except (ConnectionError, aiohttp.ClientConnectionError):
@@ -587,6 +677,9 @@ class _Session:
         if frame.kind == "end":
             self.done = True
             return
+        if frame.kind == "error":
+            self._linger()
+            return
         if self.drain_until is not None:  # half-closed: whatever the client still sends is dropped
             return
         if frame.kind == "close":
@@ -595,6 +688,8 @@ class _Session:
                 self.wedged = True
                 return
             code = frame.code if frame.code in range(1000, 5000) and frame.code not in (1005, 1006, 1015) else 1000
+            if frame.code >= 5000:  # aiohttp lets these through; RFC 6455 7.4 has no such codes
+                code = 1002
             await self.ws.close(code=code)
             self.done = True
             return
@@ -616,10 +711,13 @@ class _Session:
 
     async def _on_text(self, text: str, now: float) -> None:
         stats = self.mock.stats
+        too_deep = False
         try:
             obj = json.loads(text)
         except ValueError:
             obj = None
+        except RecursionError:  # e.g. 100,000 '[': text we cannot use, like any other bad JSON
+            obj, too_deep = None, True
         kind = obj.get("type") if isinstance(obj, dict) else None
         if kind == ClientMessage.KEEPALIVE:
             stats.keepalives_received += 1
@@ -637,7 +735,14 @@ class _Session:
             span = self.cutter.flush() if self.cutter else audio.Span(0.0, 0.0, None)
             self._results(span, from_finalize=True)
         else:
-            what = "invalid JSON" if obj is None else f"unknown message type {kind!r}"
+            if too_deep:
+                what = "JSON nested too deeply"
+            elif obj is None:
+                what = "invalid JSON"
+            elif kind is None or isinstance(kind, str):  # never the repr of a client's nested value
+                what = f"unknown message type {kind if kind is None else kind[:64]!r}"
+            else:
+                what = f"message type is a JSON {type(kind).__name__}, not a string"
             self._send(messages.error_message(f"Could not process text message: {what}.", text[:1024]))
 
     async def _on_audio(self, data: bytes) -> None:
