@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import argparse
 import re
-import re._constants as sre_c
-import re._parser as sre_parse
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.test_explain_redos import literal_runs  # noqa: E402 - one walker for the test and the bench
 from wsdoctor.explain import MAX_LINE_BYTES, KnowledgeBase, explain_stream, load_kb  # noqa: E402
 
 MB = 1_000_000
@@ -49,38 +47,11 @@ NOISE = [
 RUN_CHARS = " \t:='\"(-_.a1/\\"
 
 
-def literal_fragments(pattern: str) -> list[str]:
-    """The runs of literal characters in ``pattern`` (in every branch and group)."""
-    out: list[str] = []
-
-    def walk(items: Any) -> None:
-        cur: list[str] = []
-        for op, av in items:
-            if op is sre_c.LITERAL:
-                cur.append(chr(av))
-                continue
-            if cur:
-                out.append("".join(cur))
-                cur = []
-            if op is sre_c.SUBPATTERN:
-                walk(av[3])
-            elif op is sre_c.BRANCH:
-                for branch in av[1]:
-                    walk(branch)
-            elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
-                walk(av[2])
-        if cur:
-            out.append("".join(cur))
-
-    walk(sre_parse.parse(pattern, re.IGNORECASE))
-    return list(dict.fromkeys(f for f in out if f.strip()))
-
-
 def bodies(pattern: re.Pattern[str], examples: tuple[str, ...], size: int) -> Iterator[str]:
     """Adversarial line bodies of ``size`` characters for one pattern, the nastiest kinds first."""
     matched = [m.group(0) for ex in examples if (m := pattern.search(ex))]
     runs = [c for c in RUN_CHARS if pattern.search(c * 8) is None]  # a run that is itself a match is no attack
-    fragments = literal_fragments(pattern.pattern)
+    fragments = literal_runs(pattern.pattern)
     for frag in fragments:  # a literal fragment, then a long run ("code" + 64 KiB of spaces)
         for c in runs:
             yield (frag + c * size)[:size]
