@@ -380,6 +380,10 @@ def _check_rows(results: Sequence[CheckResult]) -> list[_Row]:
     return rows
 
 
+_MIN_SPAN_S = 0.001
+_MAX_SPAN_S = 1e7
+
+
 def _ticks(span: float) -> tuple[float, list[float]]:
     """A 1-2-5 step giving at most :data:`_MAX_TICKS` intervals, and the tick times."""
     raw = span / _MAX_TICKS
@@ -396,7 +400,9 @@ def build_timeline(report: Report) -> Timeline:
     check_rows = _check_rows(results)
     ends = [row.end_s() for row in (*phase_rows, *check_rows)]
     span = max([e for e in ends if math.isfinite(e)] + [0.0])
-    span = span * 1.02 if span > 0 else 0.001
+    # A hand-edited or hostile report can hold any finite number: a subnormal span would underflow
+    # the tick arithmetic (log10 of 0), a huge one overflow it. A real run lasts 1 ms to a few hours.
+    span = min(max(span * 1.02, _MIN_SPAN_S), _MAX_SPAN_S)
     scale = _Scale(span)
     step, times = _ticks(span)
     ticks = tuple(

@@ -266,6 +266,21 @@ async def message_flood(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         return
 
 
+async def busy_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Valid messages just under the flood bound (~800 a second), for 20 s: the connection stays
+    open and the client busy, which is when a signal or a deadline must still be seen."""
+    request = await read_request(reader)
+    writer.write(switching(request))
+    batch = frame(0x1, b'{"type":"SpeechStarted","channel":[0,1],"timestamp":0.0}') * 40
+    try:
+        for _ in range(400):  # 40 messages every 50 ms: 800/s, for 20 s at most
+            writer.write(batch)
+            await asyncio.wait_for(writer.drain(), 2)
+            await asyncio.sleep(0.05)
+    except (OSError, TimeoutError):
+        return
+
+
 async def wrong_shapes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Valid JSON of the wrong shape: alternatives a list of lists, a string, a list at the top,
     JSON nested 100k deep; then a real Results so the stream otherwise works."""
@@ -331,6 +346,7 @@ SCENARIOS: dict[str, Handler] = {
     "empty-continuations": empty_continuations,
     "slow-continuations": slow_continuations,
     "message-flood": message_flood,
+    "busy-stream": busy_stream,
     "wrong-shapes": wrong_shapes,
     "unoffered-subprotocol": unoffered_subprotocol,
     "redirect-307": redirect_307,

@@ -224,17 +224,19 @@ def test_the_deadline_holds_against_every_slow_or_flooding_peer(scenario: str, t
     assert not [r["check_id"] for r in report["results"] if r["status"] == "error"]
 
 
-def test_sigterm_in_a_flood_still_writes_the_report(tmp_path: Path) -> None:
+def test_sigterm_in_a_busy_stream_still_writes_the_report(tmp_path: Path) -> None:
+    """~800 messages a second, just under the flood bound: the client is busy reading when the
+    signal comes, and must still see it, stop, and write its report."""
     import signal
 
     out = tmp_path / "r.json"
-    with serve("empty-continuations") as port:
+    with serve("busy-stream") as port:
         proc = subprocess.Popen(
             [sys.executable, "-m", "wsdoctor", "run", f"ws://127.0.0.1:{port}/v1/listen", "--api-key-env",
              "WSD_HOSTILE_KEY", "--json", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "WSD_HOSTILE_KEY": KEY},
         )
-        time.sleep(2.5)  # inside the stream, under the flood
+        time.sleep(2.5)  # inside the stream, under the message stream
         proc.send_signal(signal.SIGTERM)
         try:
             _out, err = proc.communicate(timeout=10)
