@@ -16,7 +16,6 @@ at ``duration + ramp time + 3 x connect timeout + 2 x close wait`` whatever happ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from wsdoctor.check import Context
 from wsdoctor.errors import UsageError
 from wsdoctor.model import Finding, JSONValue, Status
 from wsdoctor.probes.audio import CHUNK_S, load_wav
-from wsdoctor.probes.session import pump_until_end, wait_end
+from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import WsProbe
 
 __all__ = ["MAX_DURATION_S", "MAX_STREAMS", "analyze_load", "check_target_allowed", "percentiles", "run_load"]
@@ -114,9 +113,7 @@ async def _one_stream(
                     await wait_end(pump, ctx.options.close_wait_s)
         finally:
             active[0] -= 1
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await stop_pump(pump)
         results = [e for e in probe.events if e.msg_type == deepgram.ServerMessage.RESULTS]
         if results and probe.audio_first_t is not None:
             record["first_result_s"] = round(results[0].t_s - probe.audio_first_t, 4)

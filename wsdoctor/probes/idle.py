@@ -20,7 +20,6 @@ The KeepAlive and ping connections stop ``margin_s`` after the silent one ended 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import load_wav
-from wsdoctor.probes.session import pump_until_end, wait_end
+from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
 __all__ = ["IdleConnection", "IdleFamily", "run_idle_family"]
@@ -180,9 +179,7 @@ async def _watch(
             if name == "silent":
                 silent_end.append(loop.time())
                 silent_done.set()
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await stop_pump(pump)
         end = probe.terminal()
         return IdleConnection(
             name=name,

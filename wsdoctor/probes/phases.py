@@ -8,14 +8,13 @@ wait) and the transport is dropped. One sample per attempt; nothing judged here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import CHUNK_S, load_wav
 from wsdoctor.probes.lifecycle import phase_durations
-from wsdoctor.probes.session import pump_until_end, wait_end
+from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import WsProbe
 
 __all__ = ["repeat_phases"]
@@ -48,9 +47,7 @@ async def _one(ctx: Context, frames: list[bytes], first_result_wait_s: float) ->
             await probe.send_close(1000)
             await wait_end(pump, 1.0)
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await stop_pump(pump)
         return sample
 
 

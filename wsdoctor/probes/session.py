@@ -18,7 +18,6 @@ tell *when* a connection died: mid-stream, right after our close, or while idle.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import load_wav, stream_realtime
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
-__all__ = ["SessionObservation", "pump_until_end", "run_session", "wait_end"]
+__all__ = ["SessionObservation", "pump_until_end", "run_session", "stop_pump", "wait_end"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +84,19 @@ async def pump_until_end(probe: WsProbe) -> None:
         await probe.receive(0.5)
 
 
+async def stop_pump(pump: asyncio.Task[None]) -> None:
+    """Cancel a receive pump and wait for it to stop -- without swallowing a cancellation of our
+    own: ``suppress(CancelledError)`` around ``await pump`` would also eat the one a deadline or a
+    signal sends the check, which then runs on as if nothing happened."""
+    pump.cancel()
+    try:
+        await pump
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we were cancelled too, not only the pump
+
+
 async def wait_end(pump: asyncio.Task[None], seconds: float) -> bool:
     if not pump.done():
         await asyncio.wait({pump}, timeout=max(seconds, 0.0))
@@ -116,9 +128,7 @@ async def run_session(
                 await probe.send_close(1000)
             await wait_end(pump, close_wait_s)
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await stop_pump(pump)
         end = probe.terminal()
         audio_s = round(max(0, sum(len(c) for c in chunks[:sent]) - len(audio.header)) / audio.bytes_per_s, 3)
         return SessionObservation(

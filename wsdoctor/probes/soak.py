@@ -11,7 +11,6 @@ counters and the terminal event are kept, so an hour-long soak stays small.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import CHUNK_S, load_wav
-from wsdoctor.probes.session import pump_until_end, wait_end
+from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import WsProbe
 
 __all__ = ["SoakObservation", "run_soak"]
@@ -99,9 +98,7 @@ async def run_soak(ctx: Context, seconds: float) -> SoakObservation:
                         await probe.send_close(1000)
                         await wait_end(pump, ctx.options.close_wait_s)
             finally:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+                await stop_pump(pump)
             audio_s = round(sent * CHUNK_S, 3)
             total_audio += audio_s
             term = probe.terminal()
