@@ -22,6 +22,10 @@ from wsdoctor.errors import UsageError
 
 __all__ = [
     "LAYERS",
+    "PHASES",
+    "EndKind",
+    "Outcome",
+    "Phase",
     "SCHEMA",
     "CheckResult",
     "Finding",
@@ -69,6 +73,69 @@ def layer_of(code_or_id: str) -> str:
 def _layer_rank(code_or_id: str) -> int:
     layer = layer_of(code_or_id)
     return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One phase of a connection, in the one vocabulary metrics, JSON, the terminal and HTML share
+    (blackbox_exporter style: timestamps during, durations after; a phase not reached is ``None``)."""
+
+    id: str  # "resolve"
+    metric: str  # the CheckResult metric holding its duration: "resolve_s"
+    label: str  # its ``phase`` label in OpenMetrics (public, stable): "dns"
+    title: str  # for people: "DNS lookup"
+    exported: bool = True  # has a wsdoctor_phase_seconds series
+
+
+#: The phases of a connection, in order. Ids, metrics and labels are public: add, never rename.
+PHASES: tuple[Phase, ...] = (
+    Phase("resolve", "resolve_s", "dns", "DNS lookup"),
+    Phase("connect", "connect_s", "tcp", "TCP connect"),
+    Phase("proxy", "proxy_s", "proxy", "Proxy CONNECT", exported=False),
+    Phase("tls", "tls_s", "tls", "TLS handshake"),
+    Phase("upgrade", "upgrade_s", "upgrade", "HTTP upgrade"),
+    Phase("first_result", "first_result_s", "first_result", "First result"),
+    Phase("close", "closestream_to_close_s", "close", "Close handshake"),
+)
+
+
+class Outcome(enum.StrEnum):
+    """How one connection attempt ended, up to the answer to the Upgrade (a probe's fact)."""
+
+    UPGRADED = "upgraded"  # 101 with a valid handshake
+    HTTP_RESPONSE = "http-response"  # an HTTP answer other than a 101
+    BAD_101 = "bad-101"  # a 101 that breaks RFC 6455
+    PROXY_ERROR = "proxy-error"  # the proxy refused the CONNECT
+    PROTOCOL_ERROR = "protocol-error"  # not HTTP at all
+    EOF = "eof"
+    RESET = "reset"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+    TLS_VERIFY_FAILED = "tls-verify-failed"
+    TLS_ERROR = "tls-error"
+    DNS_ERROR = "dns-error"
+    OSERROR = "oserror"  # any other socket error; its errno name is in the observation's error
+
+    @classmethod
+    def of(cls, value: object) -> Outcome:
+        """The outcome named ``value``; an unknown name (an old report's errno name) is OSERROR."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.OSERROR
+
+
+class EndKind(enum.StrEnum):
+    """How an open connection ended: the kind of its last event."""
+
+    CLOSE = "close"  # a close frame arrived (the close handshake)
+    EOF = "eof"  # TCP ended without a close frame: the article's "no close frame received or sent"
+    RESET = "reset"  # TCP reset
+    ERROR = "error"  # a socket error
+    PROTOCOL_ERROR = "protocol-error"  # the peer broke RFC 6455
+    OVERSIZE = "oversize"  # a message past the size or fragment bound
+    FLOOD = "flood"  # frames or bytes past the rate bound
 
 
 class Status(enum.StrEnum):
