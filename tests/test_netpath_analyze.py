@@ -207,3 +207,53 @@ def test_env_fixtures_hold_no_password() -> None:
     text = (OBS / "env" / "disagreement.json").read_text()
     assert "hunter2" not in text
     assert "bob:***@lower.corp" in text
+
+
+def test_dns_outcomes() -> None:
+    ok = {"host": "api.deepgram.com", "source": "dns", "addresses": ["192.0.2.1"], "records": {}}
+    assert dns.analyze(ok) == []
+    nx = {
+        "host": "nope.invalid",
+        "source": "dns",
+        "addresses": [],
+        "resolver": "127.0.0.53",
+        "records": {"A": {"outcome": "nxdomain"}, "AAAA": {"outcome": "nxdomain"}},
+    }
+    assert codes(dns.analyze(nx)) == ["dns.nxdomain"]
+    sf = {**nx, "records": {"A": {"outcome": "servfail"}, "AAAA": {"outcome": "servfail"}}}
+    assert codes(dns.analyze(sf)) == ["dns.servfail"]
+    to = {**nx, "records": {"A": {"outcome": "timeout"}, "AAAA": {"outcome": "timeout"}}}
+    assert codes(dns.analyze(to)) == ["dns.timeout"]
+
+
+def test_tcp_outcomes() -> None:
+    ok = {"address": "192.0.2.1", "family": "ipv4", "outcome": "connected", "time_s": 0.01}
+    refused = {"address": "192.0.2.1", "family": "ipv4", "outcome": "refused", "time_s": 0.001}
+    blackhole = {"address": "2001:db8::1", "family": "ipv6", "outcome": "timeout", "time_s": 5.0}
+    assert tcp.analyze([ok], 443) == []
+    assert codes(tcp.analyze([refused], 443)) == ["tcp.refused"]
+    (f,) = tcp.analyze([ok, blackhole], 443)
+    assert f.code == "tcp.timeout"
+    assert f.severity is Status.WARN  # IPv4 works; IPv6-first clients stall
+
+
+@pytest.mark.parametrize(
+    ("host", "message", "expected"),
+    [
+        ("api.deepgram.com", "certificate has expired", "tls.expired"),
+        (
+            "api.deepgram.com",
+            "Hostname mismatch, certificate is not valid for 'api.deepgram.com'.",
+            "tls.hostname-mismatch",
+        ),
+        ("api.deepgram.com", "unable to get local issuer certificate", "tls.interception"),
+        ("onprem.example", "self-signed certificate in certificate chain", "tls.untrusted"),
+    ],
+)
+def test_tls_verification_failures(host: str, message: str, expected: str) -> None:
+    obs = {"outcome": "tls-verify-failed", "server_name": host, "verify_message": message}
+    assert codes(tls.analyze(obs)) == [expected]
+
+
+def test_tls_reset_during_handshake_is_sni_filtering() -> None:
+    assert codes(tls.analyze({"outcome": "reset", "server_name": "api.deepgram.com"})) == ["tls.sni-reset"]

@@ -1,0 +1,128 @@
+"""Observations from JSON, strictly: the one way a recorded observation becomes a typed one.
+
+Theory of operation. A probe's observation is a frozen dataclass; its ``to_dict()`` is what a report's
+evidence and a recorded fixture hold. :func:`from_json` is the way back, for every observation
+class, driven by the dataclass's own fields and type hints -- so the analyzers, which take typed
+observations, can be tested on recorded fixtures, and a fixture that drifts from the type fails
+loudly instead of being judged half-read:
+
+- an unknown key is an error (a renamed field shows up as one), except ``_note`` (a fixture's
+  comment) and the keys the class declares as ``derived`` (written for readers, recomputed);
+- a missing key takes the field's default, or is an error when the field has none;
+- values are checked against the hints: ``int``/``float``/``str``/``bool``, ``X | None``,
+  ``tuple[X, ...]``, ``list[X]``, ``dict[str, X]``, ``Literal[...]``, nested observation dataclasses
+  (their own ``from_dict``), enums (by value), and JSON blobs (``JSONValue``/``Any``) passed through
+  as data.
+
+Stdlib only; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Collection, Mapping
+from functools import cache
+from typing import Any, TypeVar
+
+from wsdoctor.model import JSONValue
+
+__all__ = ["FixtureError", "from_json"]
+
+T = TypeVar("T")
+
+
+class FixtureError(ValueError):
+    """A recorded observation does not match its type (a renamed, missing or mistyped field)."""
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_json(cls: type[T], data: Mapping[str, Any], *, derived: Collection[str] = ()) -> T:
+    """``cls`` rebuilt from its ``to_dict()`` form, strictly (see the module docstring)."""
+    if not isinstance(data, Mapping):
+        raise FixtureError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(fields) - set(derived) - {"_note"}
+    if unknown:
+        raise FixtureError(f"{cls.__name__}: unknown field(s) {sorted(unknown)} (renamed? not of this type?)")
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name not in data:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise FixtureError(f"{cls.__name__}: missing field {name!r}")
+            continue
+        kwargs[name] = _convert(hints[name], data[name], f"{cls.__name__}.{name}")
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if hint is Any or hint is object or hint == JSONValue:
+        return value  # data, as recorded
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, where)
+            except FixtureError as exc:
+                errors.append(str(exc))
+        raise FixtureError(errors[0] if len(errors) == 1 else f"{where}: {value!r:.60} fits none of {hint}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise FixtureError(f"{where}: expected a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise FixtureError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise FixtureError(f"{where}: {value!r:.60} is not one of {list(args)}")
+    if origin in (dict, collections.abc.Mapping) or hint in (dict, collections.abc.Mapping):
+        if not isinstance(value, Mapping):
+            raise FixtureError(f"{where}: expected an object, got {type(value).__name__}")
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(item, v, f"{where}[{k!r}]") for k, v in value.items()}
+    if origin in (list, collections.abc.Sequence) or hint is list:
+        if not isinstance(value, list | tuple):
+            raise FixtureError(f"{where}: expected a list, got {type(value).__name__}")
+        item = args[0] if args else Any
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise FixtureError(f"{where}: {value!r:.60} is not a {hint.__name__}") from None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        parse = getattr(hint, "from_dict", None)
+        return parse(value) if parse is not None else from_json(hint, value)
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise FixtureError(f"{where}: expected a number, got {type(value).__name__}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise FixtureError(f"{where}: expected an integer, got {type(value).__name__}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise FixtureError(f"{where}: expected true/false, got {type(value).__name__}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise FixtureError(f"{where}: expected a string, got {type(value).__name__}")
+    # JSONValue and other aliases that are unions of JSON types resolve above; anything else is data
+    return value
