@@ -101,10 +101,13 @@ PHASES: tuple[Phase, ...] = (
 
 class Outcome(enum.StrEnum):
     """How one connection attempt ended, as far as its probe went (a probe's fact): TCP
-    (``connected``), TLS (``ok``), or up to the answer to the Upgrade."""
+    (``connected``), TLS (``ok``), a proxy tunnel (``established``), a REST request (``answered``),
+    or up to the answer to the Upgrade."""
 
     CONNECTED = "connected"  # TCP opened (tcp.connect's probe)
     OK = "ok"  # the TLS handshake succeeded and verified (tls.handshake's probe)
+    ESTABLISHED = "established"  # the proxy answered CONNECT with 2xx (proxy.connect's probe)
+    ANSWERED = "answered"  # an HTTP request got its response (the REST probe)
     UPGRADED = "upgraded"  # 101 with a valid handshake
     HTTP_RESPONSE = "http-response"  # an HTTP answer other than a 101
     BAD_101 = "bad-101"  # a 101 that breaks RFC 6455
