@@ -543,8 +543,15 @@ async def sample_scheduling(
     raw: Any = None
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", SAMPLER_PATH, str(window_s), str(interval_s),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            sys.executable,
+            "-I",
+            "-S",
+            SAMPLER_PATH,
+            str(window_s),
+            str(interval_s),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), window_s + 5.0)

@@ -20,6 +20,7 @@ The KeepAlive and ping connections stop ``margin_s`` after the silent one ended 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import load_wav
+from wsdoctor.probes.record import from_json
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
@@ -68,21 +70,8 @@ class IdleConnection:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IdleConnection:
-        return cls(
-            name=str(d["name"]),
-            upgrade=UpgradeObservation.from_dict(d["upgrade"]),
-            open_t=d.get("open_t"),
-            idle_from_t=d.get("idle_from_t"),
-            keepalive_every_s=d.get("keepalive_every_s"),
-            ping_every_s=d.get("ping_every_s"),
-            keepalives_sent=int(d.get("keepalives_sent", 0)),
-            pings_sent=int(d.get("pings_sent", 0)),
-            ended_by=d.get("ended_by"),
-            closed_by_us=bool(d.get("closed_by_us", False)),
-            end_t=d.get("end_t"),
-            events=tuple(WireEvent.from_dict(e) for e in d.get("events", [])),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> IdleConnection:
+        return from_json(cls, d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +93,8 @@ class IdleFamily:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IdleFamily:
-        return cls(
-            idle_max_s=float(d["idle_max_s"]),
-            margin_s=float(d["margin_s"]),
-            wall_s=float(d["wall_s"]),
-            connections=tuple(IdleConnection.from_dict(c) for c in d.get("connections", [])),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> IdleFamily:
+        return from_json(cls, d)
 
 
 async def _watch(

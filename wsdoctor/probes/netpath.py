@@ -37,6 +37,7 @@ from typing import Any
 
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
+from wsdoctor.probes.record import from_json
 from wsdoctor.probes.wsclient import classify_oserror, tls_context
 
 __all__ = [
@@ -78,16 +79,8 @@ class DnsObservation:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DnsObservation:
-        return cls(
-            host=d["host"],
-            source=d["source"],
-            addresses=tuple(d.get("addresses", ())),
-            system_error=d.get("system_error"),
-            resolver=d.get("resolver"),
-            records=dict(d.get("records") or {}),
-            time_s=d.get("time_s"),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> DnsObservation:
+        return from_json(cls, d)
 
 
 def _resolver(server: tuple[str, int] | None, timeout: float) -> Any:
@@ -300,14 +293,8 @@ class TcpAttempt:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TcpAttempt:
-        return cls(
-            address=d["address"],
-            family=d["family"],
-            outcome=d["outcome"],
-            time_s=float(d["time_s"]),
-            error=d.get("error"),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> TcpAttempt:
+        return from_json(cls, d)
 
 
 async def connect_all(ctx: Context, addresses: tuple[str, ...], *, port: int | None = None) -> tuple[TcpAttempt, ...]:
@@ -371,18 +358,8 @@ class TlsObservation:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TlsObservation:
-        fields = ("time_s", "protocol", "cipher", "alpn", "verify_code", "verify_message", "error", "via_proxy")
-        optional: dict[str, Any] = {k: d.get(k) for k in fields}
-        return cls(
-            address=str(d["address"]),
-            server_name=str(d["server_name"]),
-            outcome=str(d["outcome"]),
-            peer=dict(d.get("peer") or {}),
-            chain=list(d.get("chain") or []),
-            stores=dict(d.get("stores") or {}),
-            **optional,
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> TlsObservation:
+        return from_json(cls, d)
 
 
 def _name(rdns: Any) -> str:

@@ -46,6 +46,7 @@ from typing import Any
 
 from wsdoctor.check import Context, Secret
 from wsdoctor.model import JSONValue, Target
+from wsdoctor.probes.record import from_json
 
 __all__ = [
     "PROXY_VARIABLES",
@@ -295,16 +296,7 @@ class RouteDecision:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RouteDecision:
-        return cls(
-            route=str(d["route"]),
-            reason=str(d.get("reason", "")),
-            source=d.get("source"),
-            proxy=d.get("proxy"),
-            no_proxy_entry=d.get("no_proxy_entry"),
-            variables=dict(d.get("variables") or {}),
-            disagreements=list(d.get("disagreements") or []),
-            error=d.get("error"),
-        )
+        return from_json(cls, d)
 
 
 def _disagreements(environ: Mapping[str, str]) -> list[JSONValue]:
@@ -339,8 +331,7 @@ def decide_route(
         order = ("wss", "https", "all") if target.tls else ("ws", "http", "all")
         key = next((k for k in order if effective.get(k)), None)
         if key is None:
-            return RouteDecision("direct", "no proxy variable applies to a "
-                                 f"{target.scheme}:// URL", **common), None
+            return RouteDecision("direct", f"no proxy variable applies to a {target.scheme}:// URL", **common), None
         value = effective[key]
         name = f"{key}_proxy"
         source = name if environ.get(name) else name.upper()
@@ -362,8 +353,14 @@ def decide_route(
         parsed = ProxyURL.parse(value)
     except ValueError as exc:
         return (
-            RouteDecision("unsupported", f"{source} does not parse as a proxy URL: {exc}", source=source,
-                          proxy=redact_proxy_text(value), error=str(exc), **common),
+            RouteDecision(
+                "unsupported",
+                f"{source} does not parse as a proxy URL: {exc}",
+                source=source,
+                proxy=redact_proxy_text(value),
+                error=str(exc),
+                **common,
+            ),
             None,
         )
     if parsed.scheme != "http":
@@ -432,20 +429,7 @@ class TunnelObservation:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TunnelObservation:
-        return cls(
-            proxy=str(d["proxy"]),
-            target=str(d["target"]),
-            outcome=str(d["outcome"]),
-            proxy_address=d.get("proxy_address"),
-            connect_s=d.get("connect_s"),
-            tunnel_s=d.get("tunnel_s"),
-            status=d.get("status"),
-            reason=d.get("reason"),
-            headers=tuple((str(k), str(v)) for k, v in d.get("headers") or ()),
-            body_excerpt=str(d.get("body_excerpt") or ""),
-            sent_credentials=bool(d.get("sent_credentials")),
-            error=d.get("error"),
-        )
+        return from_json(cls, d)
 
 
 _UNRECORDED_HEADERS = {"proxy-authorization"}
@@ -529,8 +513,12 @@ async def open_tunnel(
         if response is None:
             return (
                 TunnelObservation(
-                    **base, outcome="eof", proxy_address=proxy_address, connect_s=connect_s,
-                    tunnel_s=round(time.monotonic() - t1, 6), error="the proxy closed without answering CONNECT",
+                    **base,
+                    outcome="eof",
+                    proxy_address=proxy_address,
+                    connect_s=connect_s,
+                    tunnel_s=round(time.monotonic() - t1, 6),
+                    error="the proxy closed without answering CONNECT",
                 ),
                 None,
                 None,
@@ -555,17 +543,27 @@ async def open_tunnel(
         return obs, None, None
     except h11.RemoteProtocolError as exc:
         return (
-            TunnelObservation(**base, outcome="protocol-error", proxy_address=proxy_address, connect_s=connect_s,
-                              tunnel_s=round(time.monotonic() - t1, 6),
-                              error=f"the proxy's answer to CONNECT is not valid HTTP: {exc}"[:300]),
+            TunnelObservation(
+                **base,
+                outcome="protocol-error",
+                proxy_address=proxy_address,
+                connect_s=connect_s,
+                tunnel_s=round(time.monotonic() - t1, 6),
+                error=f"the proxy's answer to CONNECT is not valid HTTP: {exc}"[:300],
+            ),
             None,
             None,
         )
     except (OSError, TimeoutError) as exc:
         return (
-            TunnelObservation(**base, outcome=classify_oserror(exc), proxy_address=proxy_address,
-                              connect_s=connect_s, tunnel_s=round(time.monotonic() - t1, 6),
-                              error=(str(exc) or type(exc).__name__)[:300]),
+            TunnelObservation(
+                **base,
+                outcome=classify_oserror(exc),
+                proxy_address=proxy_address,
+                connect_s=connect_s,
+                tunnel_s=round(time.monotonic() - t1, 6),
+                error=(str(exc) or type(exc).__name__)[:300],
+            ),
             None,
             None,
         )

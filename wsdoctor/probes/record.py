@@ -25,7 +25,6 @@ import enum
 import types
 import typing
 from collections.abc import Collection, Mapping
-from functools import cache
 from typing import Any, TypeVar
 
 from wsdoctor.model import JSONValue
@@ -39,9 +38,14 @@ class FixtureError(ValueError):
     """A recorded observation does not match its type (a renamed, missing or mistyped field)."""
 
 
-@cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def from_json(cls: type[T], data: Mapping[str, Any], *, derived: Collection[str] = ()) -> T:

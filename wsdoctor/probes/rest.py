@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
+from wsdoctor.probes.record import from_json
 from wsdoctor.probes.wsclient import classify_oserror, tls_context
 
 __all__ = ["RestObservation", "post_audio"]
@@ -48,9 +50,8 @@ class RestObservation:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RestObservation:
-        fields: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__}
-        return cls(**fields)
+    def from_dict(cls, d: Mapping[str, Any]) -> RestObservation:
+        return from_json(cls, d)
 
 
 def rest_url(ctx: Context) -> str:

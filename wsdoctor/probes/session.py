@@ -18,6 +18,7 @@ tell *when* a connection died: mid-stream, right after our close, or while idle.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import load_wav, stream_realtime
+from wsdoctor.probes.record import from_json
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
 __all__ = ["SessionObservation", "pump_until_end", "run_session", "stop_pump", "wait_end"]
@@ -62,21 +64,8 @@ class SessionObservation:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SessionObservation:
-        return cls(
-            upgrade=UpgradeObservation.from_dict(d["upgrade"]),
-            ending=str(d["ending"]),
-            close_wait_s=float(d["close_wait_s"]),
-            audio_s=float(d.get("audio_s", 0.0)),
-            open_t=d.get("open_t"),
-            audio_first_t=d.get("audio_first_t"),
-            audio_last_t=d.get("audio_last_t"),
-            closestream_t=d.get("closestream_t"),
-            close_sent_t=d.get("close_sent_t"),
-            end_t=d.get("end_t"),
-            terminal=d.get("terminal"),
-            events=tuple(WireEvent.from_dict(e) for e in d.get("events", [])),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> SessionObservation:
+        return from_json(cls, d)
 
 
 async def pump_until_end(probe: WsProbe) -> None:

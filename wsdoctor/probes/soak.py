@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.audio import CHUNK_S, load_wav
+from wsdoctor.probes.record import from_json
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import WsProbe
 
@@ -43,13 +45,8 @@ class SoakObservation:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SoakObservation:
-        return cls(
-            soak_s=float(d["soak_s"]),
-            wall_s=float(d["wall_s"]),
-            audio_s=float(d["audio_s"]),
-            connections=tuple(d.get("connections", [])),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> SoakObservation:
+        return from_json(cls, d)
 
 
 async def run_soak(ctx: Context, seconds: float) -> SoakObservation:

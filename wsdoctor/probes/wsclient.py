@@ -41,6 +41,7 @@ from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue
 from wsdoctor.probes.lifecycle import Lifecycle, Stage
+from wsdoctor.probes.record import from_json
 
 __all__ = [
     "HttpAnswer",
@@ -139,13 +140,8 @@ class HttpAnswer:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HttpAnswer:
-        return cls(
-            status=int(d["status"]),
-            reason=str(d.get("reason", "")),
-            headers=tuple((str(k), str(v)) for k, v in d.get("headers", [])),
-            body_excerpt=str(d.get("body_excerpt", "")),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> HttpAnswer:
+        return from_json(cls, d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,19 +179,8 @@ class UpgradeObservation:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UpgradeObservation:
-        return cls(
-            url=str(d["url"]),
-            authenticated=bool(d["authenticated"]),
-            address=d.get("address"),
-            marks=tuple((str(s), float(t)) for s, t in d.get("marks", [])),
-            outcome=str(d["outcome"]),
-            error=d.get("error"),
-            answer=HttpAnswer.from_dict(d["answer"]) if d.get("answer") else None,
-            accept_ok=d.get("accept_ok"),
-            raw_excerpt=d.get("raw_excerpt"),
-            violations=tuple(str(v) for v in d.get("violations") or ()),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> UpgradeObservation:
+        return from_json(cls, d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,17 +209,8 @@ class WireEvent:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WireEvent:
-        return cls(
-            t_s=float(d["t_s"]),
-            direction=str(d["direction"]),
-            kind=str(d["kind"]),
-            size=int(d.get("size", 0)),
-            code=d.get("code"),
-            reason=d.get("reason"),
-            msg_type=d.get("msg_type"),
-            detail=dict(d.get("detail") or {}),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> WireEvent:
+        return from_json(cls, d)
 
 
 _TERMINAL_KINDS = frozenset({"eof", "reset", "protocol-error", "oversize", "flood", "error"})
