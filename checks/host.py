@@ -30,11 +30,19 @@ clock skew warn >= 5 s, fail >= 30 s. wsdoctor's own probe connections never cou
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
-from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.probes.host import (
+    ClockObservation,
+    EphemeralObservation,
+    FdObservation,
+    SchedulingObservation,
+    SocketObservation,
+)
+from wsdoctor.probes.record import FixtureError
 
 __all__ = [
     "CHECKS",
@@ -82,42 +90,42 @@ CLOCK_SKEW_WARN_S = 5.0
 CLOCK_SKEW_FAIL_S = 30.0
 
 
-def _finding(code: str, severity: Status, message: str, evidence: Mapping[str, Any]) -> Finding:
+def _finding(code: str, severity: Status, message: str, evidence: Mapping[str, JSONValue]) -> Finding:
     return Finding(code, cause_for(code), severity, message, dict(evidence))
 
 
-def _who(obs: Mapping[str, Any]) -> str:
-    if obs.get("scope") in ("pid", "self") and obs.get("pid") is not None:
-        name = obs.get("process_name")
-        return f"process {obs['pid']}" + (f" ({name})" if name else "")
+def _who(obs: SocketObservation | FdObservation) -> str:
+    if obs.scope in ("pid", "self") and obs.pid is not None:
+        name = obs.process_name
+        return f"process {obs.pid}" + (f" ({name})" if name else "")
     return "this host"
 
 
-def analyze_sockets(obs: Mapping[str, Any]) -> list[Finding]:
-    """Judge a :class:`~wsdoctor.probes.host.SocketObservation` (as a dict)."""
+def analyze_sockets(obs: SocketObservation) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.SocketObservation`."""
     findings = []
-    target = f"{'/'.join(obs.get('addresses') or ['?'])} port {obs.get('port')}"
-    leaked = int(obs.get("close_wait_persisting_count") or 0)
+    target = f"{'/'.join(obs.addresses or ['?'])} port {obs.port}"
+    leaked = obs.close_wait_persisting_count
     if leaked >= CLOSE_WAIT_WARN:
         severity = Status.FAIL if leaked >= CLOSE_WAIT_FAIL else Status.WARN
         findings.append(
             _finding(
                 "host.close-wait-leak",
                 severity,
-                f"{leaked} socket(s) of {_who(obs)} to {target} stayed in CLOSE_WAIT for {obs.get('gap_s')} s: the "
+                f"{leaked} socket(s) of {_who(obs)} to {target} stayed in CLOSE_WAIT for {obs.gap_s} s: the "
                 "server side closed them and the app never called close() (each one holds a file descriptor "
                 "until the process exits)",
                 {
                     "close_wait": leaked,
-                    "close_wait_first_sample": obs.get("close_wait_first"),
-                    "sockets": list(obs.get("close_wait_persisting") or []),
-                    "scope": obs.get("scope"),
-                    "pid": obs.get("pid"),
+                    "close_wait_first_sample": obs.close_wait_first,
+                    "sockets": [s.to_dict() for s in obs.close_wait_persisting],
+                    "scope": obs.scope,
+                    "pid": obs.pid,
                     "thresholds": {"warn": CLOSE_WAIT_WARN, "fail": CLOSE_WAIT_FAIL},
                 },
             )
         )
-    time_wait = int(obs.get("time_wait") or 0)
+    time_wait = obs.time_wait
     if time_wait >= TIME_WAIT_WARN:
         findings.append(
             _finding(
@@ -132,13 +140,13 @@ def analyze_sockets(obs: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
-def analyze_fds(obs: Mapping[str, Any]) -> list[Finding]:
-    """Judge a :class:`~wsdoctor.probes.host.FdObservation` (as a dict)."""
-    soft = obs.get("soft_limit")
-    open_fds = int(obs.get("open_fds") or 0)
-    if not soft:
+def analyze_fds(obs: FdObservation) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.FdObservation`."""
+    soft = obs.soft_limit
+    open_fds = obs.open_fds
+    if not soft:  # unlimited (None), or a limit of 0 that no process could run under
         return []
-    ratio = open_fds / int(soft)
+    ratio = open_fds / soft
     if ratio < FD_WARN:
         return []
     severity = Status.FAIL if ratio >= FD_FAIL else Status.WARN
@@ -152,22 +160,22 @@ def analyze_fds(obs: Mapping[str, Any]) -> list[Finding]:
             {
                 "open_fds": open_fds,
                 "soft_limit": soft,
-                "hard_limit": obs.get("hard_limit"),
+                "hard_limit": obs.hard_limit,
                 "ratio": round(ratio, 3),
-                "pid": obs.get("pid"),
+                "pid": obs.pid,
                 "thresholds": {"warn": FD_WARN, "fail": FD_FAIL},
             },
         )
     ]
 
 
-def analyze_ephemeral(obs: Mapping[str, Any]) -> list[Finding]:
-    """Judge an :class:`~wsdoctor.probes.host.EphemeralObservation` (as a dict)."""
-    low, high = int(obs["low"]), int(obs["high"])
-    size = max(1, high - low + 1)
-    to_target = int(obs.get("in_use_to_target") or 0)
-    total = int(obs.get("in_use_total") or 0)
-    ev = {
+def analyze_ephemeral(obs: EphemeralObservation) -> list[Finding]:
+    """Judge an :class:`~wsdoctor.probes.host.EphemeralObservation`."""
+    low, high = obs.low, obs.high
+    size = max(1, obs.size)  # a reversed range in /proc is no reason to divide by zero
+    to_target = obs.in_use_to_target
+    total = obs.in_use_total
+    ev: dict[str, JSONValue] = {
         "range": f"{low}-{high}",
         "size": size,
         "in_use_to_target": to_target,
@@ -198,8 +206,8 @@ def analyze_ephemeral(obs: Mapping[str, Any]) -> list[Finding]:
     return []
 
 
-def analyze_loop_lag(obs: Mapping[str, Any]) -> list[Finding]:
-    """Judge a :class:`~wsdoctor.probes.host.SchedulingObservation` (as a dict).
+def analyze_loop_lag(obs: SchedulingObservation) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.SchedulingObservation`.
 
     Only the *sampler* -- a separate process that only sleeps -- is judged: wsdoctor's own event
     loop is late whenever wsdoctor is busy, and a fairly scheduled busy host still wakes a sleeping
@@ -210,43 +218,41 @@ def analyze_loop_lag(obs: Mapping[str, Any]) -> list[Finding]:
     sampler (the fallback) shares wsdoctor's GIL, so there the kernel's run-delay must confirm that
     the lateness was time spent waiting for a CPU.
     """
-    wake = obs.get("wakeups") or {}
-    worst = float(wake.get("max_lag_s") or 0.0)
-    stalls = int(wake.get("stalls") or 0)
+    wake = obs.wakeups
+    worst = wake.max_lag_s
+    stalls = wake.stalls
     if worst < LOOP_LAG_FAIL_S and (worst < LOOP_LAG_WARN_S or stalls < LOOP_LAG_MIN_STALLS):
         return []
-    run_delay = obs.get("run_delay_s")
-    late_total = float(wake.get("mean_lag_s") or 0.0) * int(wake.get("samples") or 0)
-    if obs.get("sampler") == "thread" and not (
-        isinstance(run_delay, int | float) and run_delay >= RUN_DELAY_CONFIRMS * late_total
-    ):
+    run_delay = obs.run_delay_s
+    late_total = wake.mean_lag_s * wake.samples
+    if obs.sampler == "thread" and not (run_delay is not None and run_delay >= RUN_DELAY_CONFIRMS * late_total):
         return []  # late, but not runnable-and-waiting: our own GIL, not the host
     severity = Status.FAIL if worst >= LOOP_LAG_FAIL_S else Status.WARN
     host = []
-    if isinstance(obs.get("throttled_s"), int | float) and obs["throttled_s"] > 0:
-        host.append(f"the cgroup's CPU quota throttled it for {obs['throttled_s']:.2f} s")
-    if isinstance(obs.get("steal_pct"), int | float) and obs["steal_pct"] >= STEAL_NOTE_PCT:
-        host.append(f"the hypervisor stole {obs['steal_pct']:.0f} % of the CPU")
-    if isinstance(obs.get("load1"), int | float) and obs.get("cpus"):
-        host.append(f"load {obs['load1']:g} on {obs['cpus']} CPUs")
+    if obs.throttled_s is not None and obs.throttled_s > 0:
+        host.append(f"the cgroup's CPU quota throttled it for {obs.throttled_s:.2f} s")
+    if obs.steal_pct is not None and obs.steal_pct >= STEAL_NOTE_PCT:
+        host.append(f"the hypervisor stole {obs.steal_pct:.0f} % of the CPU")
+    if obs.load1 is not None and obs.cpus:
+        host.append(f"load {obs.load1:g} on {obs.cpus} CPUs")
     return [
         _finding(
             "host.loop-lag",
             severity,
             f"the host woke a process that only sleeps up to {worst * 1000:.0f} ms late ({stalls} of "
-            f"{wake.get('samples')} wake-ups >= {LOOP_LAG_WARN_S * 1000:.0f} ms late in {wake.get('window_s')} s"
+            f"{wake.samples} wake-ups >= {LOOP_LAG_WARN_S * 1000:.0f} ms late in {wake.window_s} s"
             + (f"; {', '.join(host)}" if host else "")
             + "): an app's keepalives, pongs and close replies are delayed as much, and websockets/aiohttp "
             "ping timeouts trip",
             {
                 "max_lag_s": worst,
                 "stalls": stalls,
-                "samples": wake.get("samples"),
-                "sampler": obs.get("sampler"),
+                "samples": wake.samples,
+                "sampler": obs.sampler,
                 "run_delay_s": run_delay,
-                "throttled_s": obs.get("throttled_s"),
-                "steal_pct": obs.get("steal_pct"),
-                "load1": obs.get("load1"),
+                "throttled_s": obs.throttled_s,
+                "steal_pct": obs.steal_pct,
+                "load1": obs.load1,
                 "thresholds_s": {"warn": LOOP_LAG_WARN_S, "fail": LOOP_LAG_FAIL_S},
                 "min_stalls": LOOP_LAG_MIN_STALLS,
             },
@@ -254,9 +260,9 @@ def analyze_loop_lag(obs: Mapping[str, Any]) -> list[Finding]:
     ]
 
 
-def analyze_clock(obs: Mapping[str, Any]) -> list[Finding]:
-    """Judge a :class:`~wsdoctor.probes.host.ClockObservation` (as a dict)."""
-    skew = float(obs.get("skew_s") or 0.0)
+def analyze_clock(obs: ClockObservation) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.host.ClockObservation`."""
+    skew = obs.skew_s
     if abs(skew) < CLOCK_SKEW_WARN_S:
         return []
     severity = Status.FAIL if abs(skew) >= CLOCK_SKEW_FAIL_S else Status.WARN
@@ -265,12 +271,12 @@ def analyze_clock(obs: Mapping[str, Any]) -> list[Finding]:
         _finding(
             "host.clock-skew",
             severity,
-            f"the local clock is {abs(skew):.0f} s {direction} the server's (Date: {obs.get('server_date')}): "
+            f"the local clock is {abs(skew):.0f} s {direction} the server's (Date: {obs.server_date}): "
             "temporary tokens (~30 s lifetime) and certificate validity are judged against this clock; "
             "enable NTP (timedatectl set-ntp true)",
             {
                 "skew_s": skew,
-                "server_date": obs.get("server_date"),
+                "server_date": obs.server_date,
                 "thresholds_s": {"warn": CLOCK_SKEW_WARN_S, "fail": CLOCK_SKEW_FAIL_S},
             },
         )
@@ -279,13 +285,36 @@ def analyze_clock(obs: Mapping[str, Any]) -> list[Finding]:
 
 def target_addresses(ctx: Context) -> tuple[str, ...]:
     """The addresses the target resolves to: dns.resolve's answer, else an IP literal / --resolve."""
+    from wsdoctor.probes.netpath import DnsObservation
+
     dns_ev = ctx.evidence_of("dns.resolve", "dns")
-    if isinstance(dns_ev, Mapping) and dns_ev.get("addresses"):
-        return tuple(str(a) for a in dns_ev["addresses"])
+    if isinstance(dns_ev, Mapping):
+        try:
+            dns = DnsObservation.from_dict(dns_ev)
+        except FixtureError:
+            dns = None  # not dns.resolve's own evidence (a third-party check's): fall back as if absent
+        if dns is not None and dns.addresses:
+            return dns.addresses
     override = ctx.options.resolve_for(ctx.target.host, ctx.target.port)
     if override:
         return (override,)
     return (ctx.target.host,) if ctx.target.is_ip_literal else ()
+
+
+def _upgrade_headers(ctx: Context) -> tuple[tuple[str, str], ...]:
+    """The headers of the answer http.upgrade received (none if it got no HTTP answer)."""
+    from wsdoctor.probes.wsclient import HttpAnswer
+
+    upgrade = ctx.evidence_of("http.upgrade", "upgrade")
+    # http.upgrade's evidence is an UpgradeObservation plus keys of its own (proxy, target): only
+    # the answer inside it is read, and rebuilt strictly.
+    answer = upgrade.get("answer") if isinstance(upgrade, Mapping) else None
+    if not isinstance(answer, Mapping):
+        return ()
+    try:
+        return HttpAnswer.from_dict(answer).headers
+    except FixtureError:
+        return ()
 
 
 def _unavailable(check: Check, exc: Exception) -> CheckResult:
@@ -312,7 +341,7 @@ class HostSockets(Check):
         counts = ", ".join(f"{n} {s}" for s, n in sorted(obs.counts.items())) or "none"
         scope = f"process {obs.pid}" if obs.pid is not None else "host-wide"
         return self.result(
-            analyze_sockets(d),
+            analyze_sockets(obs),
             summary=f"sockets to {ctx.target.host}:{ctx.target.port} ({scope}): {counts}; TIME_WAIT host-wide "
             f"{obs.time_wait}",
             metrics={"close_wait": obs.close_wait_persisting_count, "time_wait": obs.time_wait},
@@ -336,7 +365,7 @@ class HostFds(Check):
         limit = obs.soft_limit if obs.soft_limit is not None else "unlimited"
         who = f"process {obs.pid}" if obs.scope == "pid" else f"wsdoctor (pid {obs.pid})"
         return self.result(
-            analyze_fds(d),
+            analyze_fds(obs),
             summary=f"{who}: {obs.open_fds} open of {limit} (RLIMIT_NOFILE)",
             metrics={"open_fds": obs.open_fds, "fd_limit": obs.soft_limit},
             evidence={"fds": d},
@@ -359,7 +388,7 @@ class HostEphemeralPorts(Check):
             return _unavailable(self, exc)
         d = obs.to_dict()
         return self.result(
-            analyze_ephemeral(d),
+            analyze_ephemeral(obs),
             summary=f"range {obs.low}-{obs.high} ({obs.size} ports): {obs.in_use_to_target} in use to the target, "
             f"{obs.in_use_total} in total",
             metrics={"ephemeral_in_use": obs.in_use_total, "ephemeral_range": obs.size},
@@ -380,7 +409,7 @@ class HostLoopLag(Check):
         w = obs.wakeups
         own = f"; wsdoctor's own loop worst {obs.own_loop.max_lag_s * 1000:.0f} ms" if obs.own_loop else ""
         return self.result(
-            analyze_loop_lag(d),
+            analyze_loop_lag(obs),
             summary=f"a sleeping {obs.sampler} woke {w.samples} times in {w.window_s:g} s: worst "
             f"{w.max_lag_s * 1000:.0f} ms late, mean {w.mean_lag_s * 1000:.1f} ms{own}",
             metrics={"loop_lag_max_s": w.max_lag_s},
@@ -397,15 +426,12 @@ class HostClock(Check):
     async def run(self, ctx: Context) -> CheckResult:
         from wsdoctor.probes.host import clock_from_headers
 
-        upgrade = ctx.evidence_of("http.upgrade", "upgrade")
-        answer = upgrade.get("answer") if isinstance(upgrade, Mapping) else None
-        headers = answer.get("headers") if isinstance(answer, Mapping) else None
-        obs = clock_from_headers(headers or ())
+        obs = clock_from_headers(_upgrade_headers(ctx))
         if obs is None:
             return self.skip("the answer to the Upgrade carried no valid Date header")
         d = obs.to_dict()
         return self.result(
-            analyze_clock(d),
+            analyze_clock(obs),
             summary=f"local clock {obs.skew_s:+.1f} s against the server's Date ({obs.server_date})",
             metrics={"clock_skew_s": obs.skew_s},
             evidence={"clock": d},

@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,37 @@ from checks.dns import DnsResolve
 from wsdoctor.check import Check, Context, RunOptions
 from wsdoctor.cli import main
 from wsdoctor.model import CheckResult, Finding, Status, Target
+from wsdoctor.probes.host import (
+    ClockObservation,
+    EphemeralObservation,
+    FdObservation,
+    SchedulingObservation,
+    SocketObservation,
+)
+from wsdoctor.probes.record import FixtureError
 from wsdoctor.registry import load_checks
 from wsdoctor.runner import run_checks, select_checks
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations" / "host"
 
+#: A fixture's name says which probe recorded it: its stem's first word -> the observation's type.
+KINDS: dict[str, type[Any]] = {
+    "sockets": SocketObservation,
+    "fds": FdObservation,
+    "ephemeral": EphemeralObservation,
+    "loop": SchedulingObservation,
+    "clock": ClockObservation,
+}
 
-def load_obs(name: str) -> dict[str, Any]:
+
+def load_json(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((OBS / name).read_text())
     return data
+
+
+def load_obs(name: str) -> Any:
+    """A recorded fixture as the typed observation its probe returns (strictly: see probes.record)."""
+    return KINDS[name.split("-", 1)[0]].from_dict(load_json(name))
 
 
 def codes(findings: list[Finding]) -> list[tuple[str, str]]:
@@ -45,6 +68,49 @@ def codes(findings: list[Finding]) -> list[tuple[str, str]]:
 
 
 # -- analyze() on recorded observations ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in OBS.glob("*.json")))
+def test_every_fixture_is_its_observation_type(fixture: str) -> None:
+    """Each fixture loads as its typed observation and writes back the same JSON: a field renamed
+    in the probe, or a stale hand-cut value of a derived key, fails here."""
+    data = load_json(fixture)
+    obs = load_obs(fixture)
+    assert isinstance(obs, KINDS[fixture.split("-", 1)[0]])
+    assert obs.to_dict() == {k: v for k, v in data.items() if k != "_note"}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "renamed", "to"),
+    [
+        ("sockets-close-wait.json", "time_wait", "time_waits"),
+        ("fds-ok.json", "soft_limit", "soft"),
+        ("loop-lag.json", "sampler", "sampler_kind"),
+    ],
+)
+def test_a_renamed_field_is_an_error(fixture: str, renamed: str, to: str) -> None:
+    data = load_json(fixture)
+    data[to] = data.pop(renamed)
+    with pytest.raises(FixtureError, match=to):
+        KINDS[fixture.split("-", 1)[0]].from_dict(data)
+
+
+def test_a_renamed_nested_field_is_an_error() -> None:
+    data = load_json("loop-lag.json")
+    data["wakeups"]["max_lag"] = data["wakeups"].pop("max_lag_s")
+    with pytest.raises(FixtureError, match="max_lag"):
+        SchedulingObservation.from_dict(data)
+    data = load_json("sockets-close-wait.json")
+    data["close_wait_persisting"][0]["state"] = data["close_wait_persisting"][0].pop("status")
+    with pytest.raises(FixtureError, match="state"):
+        SocketObservation.from_dict(data)
+
+
+def test_closed_vocabularies_are_checked() -> None:
+    with pytest.raises(FixtureError, match="sampler"):
+        SchedulingObservation.from_dict(load_json("loop-ok.json") | {"sampler": "fiber"})
+    with pytest.raises(FixtureError, match="scope"):
+        FdObservation.from_dict(load_json("fds-ok.json") | {"scope": "host"})
 
 
 @pytest.mark.parametrize(
@@ -78,10 +144,20 @@ def test_finding_causes() -> None:
     (leak,) = host.analyze_sockets(load_obs("sockets-close-wait.json"))
     assert leak.cause == "connection-handling"
     assert leak.evidence["close_wait"] == 12
-    assert len(leak.evidence["sockets"]) == 12
+    assert leak.evidence["sockets"] == load_json("sockets-close-wait.json")["close_wait_persisting"]
     (fds,) = host.analyze_fds(load_obs("fds-pressure.json"))
     assert fds.cause == "local-host"
     assert "RLIMIT_NOFILE" in fds.message
+
+
+def test_a_thread_sampler_counts_when_the_kernel_saw_it_waiting() -> None:
+    """The GIL fixture with a run-delay that covers the lateness: the host did keep it waiting."""
+    obs = load_obs("loop-thread-gil.json")
+    late = obs.wakeups.mean_lag_s * obs.wakeups.samples
+    assert host.analyze_loop_lag(obs) == []
+    (finding,) = host.analyze_loop_lag(replace(obs, run_delay_s=late))
+    assert (finding.code, finding.severity) == ("host.loop-lag", Status.WARN)
+    assert finding.evidence["sampler"] == "thread"
 
 
 @pytest.mark.parametrize(
@@ -94,7 +170,7 @@ def test_finding_causes() -> None:
     ],
 )
 def test_close_wait_thresholds(leaked: int, expected: list[tuple[str, str]]) -> None:
-    obs = load_obs("sockets-healthy.json") | {"close_wait_persisting_count": leaked}
+    obs = replace(load_obs("sockets-healthy.json"), close_wait_persisting_count=leaked)
     assert codes(host.analyze_sockets(obs)) == expected
 
 
@@ -110,7 +186,7 @@ def test_close_wait_thresholds(leaked: int, expected: list[tuple[str, str]]) -> 
     ],
 )
 def test_clock_thresholds(skew: float, expected: list[tuple[str, str]]) -> None:
-    obs = load_obs("clock-ok.json") | {"skew_s": skew}
+    obs = replace(load_obs("clock-ok.json"), skew_s=skew)
     assert codes(host.analyze_clock(obs)) == expected
 
 

@@ -36,9 +36,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from wsdoctor.model import JSONValue
+from wsdoctor.probes.record import from_json
 
 __all__ = [
     "SOCKET_SAMPLE_GAP_S",
@@ -50,6 +51,7 @@ __all__ = [
     "SchedulingObservation",
     "SocketEntry",
     "SocketObservation",
+    "TcpState",
     "clock_from_headers",
     "normalize_ip",
     "parse_proc_limits",
@@ -85,25 +87,57 @@ def normalize_ip(addr: str) -> str:
     return str(ip)
 
 
+#: A TCP socket's state as psutil names it (its ``CONN_*`` constants: Linux, macOS, BSD, Windows'
+#: ``DELETE_TCB``, Solaris' ``IDLE``/``BOUND``). ``NONE`` is psutil's own "no state".
+TcpState = Literal[
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+    "NONE",
+    "DELETE_TCB",
+    "IDLE",
+    "BOUND",
+]
+_TCP_STATES: dict[str, TcpState] = {state: state for state in get_args(TcpState)}
+
+
+def _tcp_state(status: object) -> TcpState:
+    """psutil's state string as a :data:`TcpState`; anything it might add later reads as ``NONE``."""
+    return _TCP_STATES.get(str(status), "NONE")
+
+
 @dataclass(frozen=True, slots=True)
 class SocketEntry:
     local: str
     remote: str
-    status: str
+    status: TcpState
     pid: int | None
 
     def to_dict(self) -> dict[str, JSONValue]:
         return {"local": self.local, "remote": self.remote, "status": self.status, "pid": self.pid}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SocketEntry:
+        return from_json(cls, d)
+
 
 @dataclass(frozen=True, slots=True)
 class SocketObservation:
-    scope: str  # "host" (every process) or "pid"
+    scope: Literal["host", "pid"]  # every process, or the ``--pid`` one
     pid: int | None
     process_name: str | None
     addresses: tuple[str, ...]
     port: int
-    counts: Mapping[str, int]  # TCP state -> sockets to the target (second snapshot)
+    # TCP state -> sockets to the target (second snapshot); str keys: JSON object keys are strings
+    counts: Mapping[str, int]
     close_wait_first: int  # CLOSE_WAIT sockets to the target in the first snapshot
     close_wait_persisting: tuple[SocketEntry, ...]  # in both snapshots (listed up to MAX_LISTED)
     close_wait_persisting_count: int
@@ -125,16 +159,20 @@ class SocketObservation:
             "gap_s": self.gap_s,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SocketObservation:
+        return from_json(cls, d)
+
 
 @dataclass(frozen=True, slots=True)
 class FdObservation:
     pid: int
-    scope: str  # "self" or "pid"
+    scope: Literal["self", "pid"]  # wsdoctor's own process, or the ``--pid`` one
     process_name: str | None
     open_fds: int
     soft_limit: int | None  # None = unlimited
     hard_limit: int | None
-    limits_source: str  # "resource" | "psutil" | "/proc/PID/limits"
+    limits_source: str  # "resource" | "psutil" | "/proc/PID/limits" (with the pid: not a closed set)
 
     def to_dict(self) -> dict[str, JSONValue]:
         return {
@@ -146,6 +184,10 @@ class FdObservation:
             "hard_limit": self.hard_limit,
             "limits_source": self.limits_source,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FdObservation:
+        return from_json(cls, d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +213,10 @@ class EphemeralObservation:
             "addresses": list(self.addresses),
             "port": self.port,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EphemeralObservation:
+        return from_json(cls, d, derived=("size",))  # ``size`` is written for readers, recomputed
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +244,10 @@ class LoopLagObservation:
             "lags_s": list(self.lags_s),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LoopLagObservation:
+        return from_json(cls, d)
+
 
 @dataclass(frozen=True, slots=True)
 class ClockObservation:
@@ -205,7 +255,7 @@ class ClockObservation:
     server_epoch_s: float
     local_epoch_s: float
     skew_s: float  # local minus server: positive = our clock is ahead
-    source: str
+    source: str  # the check whose answer carried the Date header
 
     def to_dict(self) -> dict[str, JSONValue]:
         return {
@@ -215,6 +265,10 @@ class ClockObservation:
             "skew_s": self.skew_s,
             "source": self.source,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ClockObservation:
+        return from_json(cls, d)
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -268,7 +322,7 @@ def _to_target(conns: Iterable[Any], addresses: set[str], port: int, owner: int 
             continue
         local = f"{normalize_ip(c.laddr.ip)}:{c.laddr.port}" if c.laddr else "?"
         out.append(
-            SocketEntry(local, f"{normalize_ip(raddr.ip)}:{raddr.port}", str(c.status), getattr(c, "pid", owner))
+            SocketEntry(local, f"{normalize_ip(raddr.ip)}:{raddr.port}", _tcp_state(c.status), getattr(c, "pid", owner))
         )
     return out
 
@@ -461,7 +515,7 @@ async def sample_loop_lag(
 class SchedulingObservation:
     """How late the host wakes a process that only sleeps, with the host's own counters beside it."""
 
-    sampler: str  # "process" (a separate sleeping process) | "thread" (fallback, shares our GIL)
+    sampler: Literal["process", "thread"]  # a separate sleeping process | the fallback (shares our GIL)
     wakeups: LoopLagObservation  # the sampler's wake-ups
     #: kernel schedstat: seconds the sampler was runnable but not given a CPU (None: not Linux)
     run_delay_s: float | None = None
@@ -486,6 +540,10 @@ class SchedulingObservation:
             "own_loop": self.own_loop.to_dict() if self.own_loop else None,
             "error": self.error,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SchedulingObservation:
+        return from_json(cls, d)
 
 
 SAMPLER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedsampler.py")
@@ -539,7 +597,8 @@ async def sample_scheduling(
 
     cpu0, cg0 = await _in_thread(_host_counters)
     own = asyncio.ensure_future(sample_loop_lag(window_s=window_s, interval_s=interval_s, stall_s=stall_s))
-    kind, error = "process", None
+    kind: Literal["process", "thread"] = "process"
+    error: str | None = None
     raw: Any = None
     try:
         proc = await asyncio.create_subprocess_exec(
