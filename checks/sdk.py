@@ -20,18 +20,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import wsdoctor
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.probes.record import from_json
+from wsdoctor.probes.sdk import Ecosystem, Pin, SdkObservation, Tool
 
 __all__ = [
     "CHECKS",
     "KNOWN_ISSUES_PATH",
+    "KnownIssue",
+    "Requirement",
     "SdkAppPins",
     "SdkInstalled",
     "analyze",
@@ -43,14 +48,52 @@ KNOWN_ISSUES_PATH = Path(wsdoctor.__file__).resolve().parent / "data" / "sdk_kno
 #: How long parsing an app directory may take before the check gives up (big monorepos).
 SCAN_DEADLINE_S = 15.0
 
+#: Whether a row's ``requires`` holds for a pin: "unknown" when the other package is not pinned.
+RequirementMet = Literal["yes", "no", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """A row applies only to apps that also have ``package`` in ``range`` (e.g. websockets>=14)."""
+
+    package: str
+    range: str
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {"package": self.package, "range": self.range}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Requirement:
+        return from_json(cls, d)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownIssue:
+    """One row of ``sdk_known_issues.json``: a version range of a package with a known problem."""
+
+    ecosystem: Ecosystem
+    package: str
+    affected: str  # comparisons joined by commas: ">=3.0.0,<3.2.2"
+    fixed_in: str
+    area: Literal["keepalive", "close", "proxy", "compatibility"]
+    summary: str
+    source: str  # the release note, issue, pull request or commit this row comes from
+    release: str | None = None  # the tag that first shipped the fix
+    requires: Requirement | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> KnownIssue:
+        return from_json(cls, d)
+
 
 @lru_cache(maxsize=1)
-def _load(path: str) -> tuple[dict[str, Any], ...]:
+def _load(path: str) -> tuple[KnownIssue, ...]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return tuple(data["issues"])
+    # Strict, like a recorded observation: a mistyped row is our bug and fails loudly.
+    return tuple(KnownIssue.from_dict(row) for row in data["issues"])
 
 
-def load_known_issues(path: Path | None = None) -> tuple[dict[str, Any], ...]:
+def load_known_issues(path: Path | None = None) -> tuple[KnownIssue, ...]:
     """The known-problem table (rows: ecosystem, package, affected, fixed_in, area, summary, source)."""
     return _load(str(path or KNOWN_ISSUES_PATH))
 
@@ -66,7 +109,7 @@ def _display(version: str) -> str:
     return version[1:] if version[:1] in "vV" and version[1:2].isdigit() else version
 
 
-def upgrade_command(ecosystem: str, package: str, version: str, tool: str | None) -> str:
+def upgrade_command(ecosystem: str, package: str, version: str, tool: Tool | None) -> str:
     """The command that moves ``package`` to at least ``version`` with the tool that owns the pin."""
     v = _display(version)
     if ecosystem == "pypi":
@@ -88,64 +131,57 @@ def upgrade_command(ecosystem: str, package: str, version: str, tool: str | None
     return f"upgrade {package} to {v} or later"
 
 
-def _affected(pin: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+def _folder(pin: Pin) -> str:
+    return pin.file.rpartition("/")[0]
+
+
+def _affected(pin: Pin, row: KnownIssue) -> bool:
     from wsdoctor.probes.sdk import in_range, version_key
 
-    exact = pin.get("exact")
-    if exact:
-        return in_range(str(exact), str(row["affected"]))
-    upper = pin.get("upper")
-    if not upper:
+    if pin.exact:
+        return in_range(pin.exact, row.affected)
+    if not pin.upper:
         return False  # a floor (or nothing): the fix is reachable; the lockfile decides
-    fixed_key, upper_key = version_key(str(row["fixed_in"])), version_key(str(upper))
+    fixed_key, upper_key = version_key(row.fixed_in), version_key(pin.upper)
     if fixed_key is None or upper_key is None or upper_key > fixed_key:
         return False  # the fixing release is allowed by the constraint
     # Capped below the fix: affected if the allowed range overlaps the bad one (its lower bound).
-    lows = [p.strip()[2:] for p in str(row["affected"]).split(",") if p.strip().startswith(">=")]
+    lows = [p.strip()[2:] for p in row.affected.split(",") if p.strip().startswith(">=")]
     return not lows or (version_key(lows[0]) or ()) < upper_key
 
 
-def _requirement_state(row: Mapping[str, Any], pin: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> str:
+def _requirement_state(row: KnownIssue, pin: Pin, pins: Sequence[Pin]) -> RequirementMet:
     """For a row with ``requires``: "yes", "no", or "unknown" (the other package is not pinned)."""
     from wsdoctor.probes.sdk import in_range, normalize_name
 
-    req = row.get("requires")
-    if not req:
+    req = row.requires
+    if req is None:
         return "yes"
-    other = normalize_name(str(pin["ecosystem"]), str(req["package"]))
-    folder = str(pin.get("file", "")).rpartition("/")[0]
+    other = normalize_name(pin.ecosystem, req.package)
+    folder = _folder(pin)
     candidates = [
-        p
-        for p in pins
-        if p.get("package") == other
-        and p.get("exact")
-        and (p.get("kind") == "installed" or str(p.get("file", "")).rpartition("/")[0] == folder)
+        p.exact for p in pins if p.package == other and p.exact and (p.kind == "installed" or _folder(p) == folder)
     ]
     if not candidates:
         return "unknown"
-    return "yes" if any(in_range(str(p["exact"]), str(req["range"])) for p in candidates) else "no"
+    return "yes" if any(in_range(exact, req.range) for exact in candidates) else "no"
 
 
-def analyze(obs: Mapping[str, Any], issues: Sequence[Mapping[str, Any]] | None = None) -> list[Finding]:
-    """Judge a :class:`~wsdoctor.probes.sdk.SdkObservation` (as a dict) against the known issues."""
+def analyze(obs: SdkObservation, issues: Sequence[KnownIssue] | None = None) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.sdk.SdkObservation` against the known issues."""
     from wsdoctor.probes.sdk import version_key
 
     rows = list(issues if issues is not None else load_known_issues())
-    pins = [dict(p) for p in obs.get("pins") or []]
+    pins = obs.pins
     # The lockfile is the truth: skip manifest pins of a package that a lockfile in the same folder pins.
-    locked = {
-        (p["ecosystem"], p["package"], str(p.get("file", "")).rpartition("/")[0])
-        for p in pins
-        if p.get("kind") == "lock" and p.get("exact")
-    }
+    locked = {(p.ecosystem, p.package, _folder(p)) for p in pins if p.kind == "lock" and p.exact}
     findings = []
     for pin in pins:
-        folder = str(pin.get("file", "")).rpartition("/")[0]
-        if pin.get("kind") == "manifest" and (pin["ecosystem"], pin["package"], folder) in locked:
+        if pin.kind == "manifest" and (pin.ecosystem, pin.package, _folder(pin)) in locked:
             continue
-        problems = []
+        problems: list[tuple[KnownIssue, RequirementMet]] = []
         for row in rows:
-            if row["ecosystem"] != pin["ecosystem"] or row["package"].lower() != str(pin["package"]).lower():
+            if row.ecosystem != pin.ecosystem or row.package.lower() != pin.package.lower():
                 continue
             if not _affected(pin, row):
                 continue
@@ -155,25 +191,25 @@ def analyze(obs: Mapping[str, Any], issues: Sequence[Mapping[str, Any]] | None =
             problems.append((row, state))
         if not problems:
             continue
-        target = max((str(r["fixed_in"]) for r, _ in problems), key=lambda v: version_key(v) or ())
-        found = _display(str(pin["exact"])) if pin.get("exact") else str(pin.get("spec"))
-        areas = sorted({str(r["area"]) for r, _ in problems})
-        command = upgrade_command(str(pin["ecosystem"]), str(pin["package"]), target, pin.get("tool"))
+        target = max((r.fixed_in for r, _ in problems), key=lambda v: version_key(v) or ())
+        found = _display(pin.exact) if pin.exact else pin.spec
+        areas = sorted({r.area for r, _ in problems})
+        command = upgrade_command(pin.ecosystem, pin.package, target, pin.tool)
         what = "; ".join(
-            f"{r['summary']} (fixed in {_display(str(r['fixed_in']))}"
-            + (f", if {r['requires']['package']}{r['requires']['range']} is installed" if s == "unknown" else "")
+            f"{r.summary} (fixed in {_display(r.fixed_in)}"
+            + (f", if {r.requires.package}{r.requires.range} is installed" if s == "unknown" and r.requires else "")
             + ")"
             for r, s in problems
         )
         problem_list: list[JSONValue] = [
             {
-                "area": r["area"],
-                "summary": r["summary"],
-                "affected": r["affected"],
-                "fixed_in": r["fixed_in"],
-                "release": r.get("release"),
-                "source": r["source"],
-                "requires": r.get("requires"),
+                "area": r.area,
+                "summary": r.summary,
+                "affected": r.affected,
+                "fixed_in": r.fixed_in,
+                "release": r.release,
+                "source": r.source,
+                "requires": r.requires.to_dict() if r.requires else None,
                 "requirement_met": s,
             }
             for r, s in problems
@@ -183,19 +219,19 @@ def analyze(obs: Mapping[str, Any], issues: Sequence[Mapping[str, Any]] | None =
                 "sdk.outdated",
                 cause_for("sdk.outdated"),
                 Status.WARN,
-                f"{_pretty(str(pin['ecosystem']), str(pin['package']))} {found} ({pin.get('file')}) has known "
+                f"{_pretty(pin.ecosystem, pin.package)} {found} ({pin.file}) has known "
                 f"{'/'.join(areas)} problems fixed in "
                 f"{_display(target)}: {what}. Upgrade: {command}",
                 {
-                    "package": pin["package"],
-                    "ecosystem": pin["ecosystem"],
+                    "package": pin.package,
+                    "ecosystem": pin.ecosystem,
                     "found": found,
-                    "spec": pin.get("spec"),
-                    "where": pin.get("file"),
+                    "spec": pin.spec,
+                    "where": pin.file,
                     "fixed_in": _display(target),
                     "upgrade": command,
                     "problems": problem_list,
-                    "source": problems[0][0]["source"],
+                    "source": problems[0][0].source,
                 },
             )
         )
@@ -216,7 +252,7 @@ class SdkInstalled(Check):
         d = obs.to_dict()
         found = ", ".join(f"{p.package} {p.exact}" for p in obs.pins) or "none of deepgram-sdk, websockets, aiohttp"
         return self.result(
-            analyze(d),
+            analyze(obs),
             summary=f"in this Python environment ({obs.root}): {found}",
             evidence={"sdk": d},
         )
@@ -245,7 +281,7 @@ class SdkAppPins(Check):
         summary = f"{len(obs.files)} file(s) read: {pins or 'no Deepgram SDK or WebSocket library pinned'}"
         if obs.errors:
             summary += f"; {len(obs.errors)} could not be parsed"
-        return self.result(analyze(d), summary=summary, evidence={"sdk": d})
+        return self.result(analyze(obs), summary=summary, evidence={"sdk": d})
 
 
 CHECKS = (SdkInstalled, SdkAppPins)

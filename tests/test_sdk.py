@@ -13,7 +13,17 @@ from checks import sdk
 from wsdoctor.check import Context, RunOptions
 from wsdoctor.cli import main
 from wsdoctor.model import Status, Target
-from wsdoctor.probes.sdk import WATCHED, constraint, in_range, parse_file, scan_app_dir, version_key
+from wsdoctor.probes.record import FixtureError
+from wsdoctor.probes.sdk import (
+    WATCHED,
+    Pin,
+    SdkObservation,
+    constraint,
+    in_range,
+    parse_file,
+    scan_app_dir,
+    version_key,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "fixtures" / "apps"
@@ -21,9 +31,14 @@ OBS = ROOT / "fixtures" / "observations" / "sdk"
 ISSUES = sdk.load_known_issues()
 
 
-def load_obs(name: str) -> dict[str, Any]:
+def load_json(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((OBS / name).read_text())
     return data
+
+
+def load_obs(name: str) -> SdkObservation:
+    """A recorded fixture as the typed observation the probe returns (strictly: see probes.record)."""
+    return SdkObservation.from_dict(load_json(name))
 
 
 def outdated(findings: list[Any]) -> dict[tuple[str, str], str]:
@@ -38,17 +53,34 @@ def outdated(findings: list[Any]) -> dict[tuple[str, str], str]:
 def test_every_known_issue_is_sourced_and_consistent() -> None:
     assert len(ISSUES) >= 20
     for row in ISSUES:
-        assert row["source"].startswith("https://"), row
-        assert row["area"] in {"keepalive", "close", "proxy", "compatibility"}, row
-        assert row["ecosystem"] in WATCHED and row["package"].lower() in WATCHED[row["ecosystem"]], row
-        assert version_key(row["fixed_in"]) is not None, row
-        assert not in_range(row["fixed_in"], row["affected"]), f"the fix is inside its own bad range: {row}"
-        assert row["summary"], row
+        assert row.source.startswith("https://"), row
+        assert row.area in {"keepalive", "close", "proxy", "compatibility"}, row
+        assert row.ecosystem in WATCHED and row.package.lower() in WATCHED[row.ecosystem], row
+        assert version_key(row.fixed_in) is not None, row
+        assert not in_range(row.fixed_in, row.affected), f"the fix is inside its own bad range: {row}"
+        assert row.summary, row
 
 
 def test_every_ecosystem_has_rows() -> None:
-    assert {r["ecosystem"] for r in ISSUES} == {"pypi", "npm", "go", "nuget"}
-    assert {r["area"] for r in ISSUES} >= {"keepalive", "close", "proxy"}
+    assert {r.ecosystem for r in ISSUES} == {"pypi", "npm", "go", "nuget"}
+    assert {r.area for r in ISSUES} >= {"keepalive", "close", "proxy"}
+
+
+def test_a_mistyped_catalogue_row_is_an_error() -> None:
+    row = {
+        "ecosystem": "pypi",
+        "package": "websockets",
+        "affected": "<1",
+        "fixed_in": "1",
+        "area": "keepalive",
+        "summary": "s",
+        "source": "https://example.invalid/",
+    }
+    assert sdk.KnownIssue.from_dict(row).requires is None
+    with pytest.raises(FixtureError, match="fixed"):
+        sdk.KnownIssue.from_dict({**row, "fixed": row["fixed_in"]})
+    with pytest.raises(FixtureError, match="area"):
+        sdk.KnownIssue.from_dict({**row, "area": "latency"})
 
 
 # -- versions and constraints -----------------------------------------------------------------
@@ -112,6 +144,37 @@ def test_constraints(spec: str, style: str, exact: str | None, lower: str | None
 
 
 # -- analyze() on recorded observations ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in OBS.glob("*.json")))
+def test_every_fixture_is_an_sdk_observation(fixture: str) -> None:
+    """Each fixture loads as an SdkObservation and writes back the same JSON: a field renamed in
+    the probe fails here."""
+    data = load_json(fixture)
+    assert load_obs(fixture).to_dict() == {k: v for k, v in data.items() if k != "_note"}
+
+
+def test_a_renamed_field_is_an_error() -> None:
+    data = load_json("installed-current.json")
+    data["pinned"] = data.pop("pins")
+    with pytest.raises(FixtureError, match="pinned"):
+        SdkObservation.from_dict(data)
+    data = load_json("installed-current.json")
+    data["pins"][0]["version"] = data["pins"][0].pop("exact")
+    with pytest.raises(FixtureError, match="version"):
+        SdkObservation.from_dict(data)
+
+
+def test_a_pin_is_read_strictly() -> None:
+    """A pin missing its kind used to read as a manifest; an unknown tool as any string."""
+    pin = load_json("installed-current.json")["pins"][0]
+    assert Pin.from_dict(pin).kind == "installed"
+    with pytest.raises(FixtureError, match="kind"):
+        Pin.from_dict({k: v for k, v in pin.items() if k != "kind"})
+    with pytest.raises(FixtureError, match="tool"):
+        Pin.from_dict(pin | {"tool": "conda"})
+    with pytest.raises(FixtureError, match="ecosystem"):
+        Pin.from_dict(pin | {"ecosystem": "cargo"})
 
 
 def test_installed_old_sdk_with_websockets_14() -> None:
@@ -187,7 +250,7 @@ UPGRADES = {
 def test_old_pins_are_outdated(app: str) -> None:
     obs = scan_app_dir(APPS / app)
     assert obs.errors == ()
-    findings = sdk.analyze(obs.to_dict())
+    findings = sdk.analyze(obs)
     assert outdated(findings) == EXPECTED[app]
     if app in UPGRADES:
         assert any(UPGRADES[app] in f.message for f in findings), [f.message for f in findings]
@@ -197,7 +260,7 @@ def test_current_pins_have_no_finding() -> None:
     obs = scan_app_dir(APPS / "current")
     assert len(obs.files) == 7
     assert {p.package for p in obs.pins} >= {"deepgram-sdk", "websockets", "aiohttp", "@deepgram/sdk", "ws"}
-    assert sdk.analyze(obs.to_dict()) == []
+    assert sdk.analyze(obs) == []
 
 
 def test_nested_transitive_ws_is_ignored_but_the_sdks_own_is_read() -> None:
@@ -212,7 +275,7 @@ def test_nested_transitive_ws_is_ignored_but_the_sdks_own_is_read() -> None:
 def test_manifest_is_superseded_by_the_lockfile_in_the_same_folder() -> None:
     obs = scan_app_dir(APPS / "python-poetry")
     assert any(p.file == "pyproject.toml" and p.package == "deepgram-sdk" for p in obs.pins)
-    findings = sdk.analyze(obs.to_dict())
+    findings = sdk.analyze(obs)
     assert all(f.evidence["where"] == "poetry.lock" for f in findings)
 
 
@@ -278,4 +341,6 @@ async def test_installed_reads_this_environment() -> None:
 
     assert pins["aiohttp"]["exact"] == version("aiohttp")
     assert pins["websockets"]["exact"] == version("websockets")
-    assert r.findings == tuple(sdk.analyze(r.evidence["sdk"]))
+    evidence = r.evidence["sdk"]
+    assert isinstance(evidence, dict)
+    assert r.findings == tuple(sdk.analyze(SdkObservation.from_dict(evidence)))

@@ -30,18 +30,22 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from wsdoctor.model import JSONValue
+from wsdoctor.probes.record import from_json
 
 __all__ = [
     "WATCHED",
     "Constraint",
+    "Ecosystem",
     "Pin",
+    "PinKind",
     "SdkObservation",
+    "Tool",
     "constraint",
     "in_range",
     "installed_pins",
@@ -51,8 +55,15 @@ __all__ = [
     "version_key",
 ]
 
+#: The package ecosystems we read: PyPI, npm, Go modules, NuGet.
+Ecosystem = Literal["pypi", "npm", "go", "nuget"]
+#: Where a pin comes from: this interpreter's environment, a lockfile (exact), or a manifest (a range).
+PinKind = Literal["installed", "lock", "manifest"]
+#: The tool that owns a pin's file (and so the upgrade command to give).
+Tool = Literal["pip", "poetry", "uv", "npm", "go", "dotnet"]
+
 #: The packages whose versions we read, per ecosystem (names normalised).
-WATCHED: dict[str, frozenset[str]] = {
+WATCHED: dict[Ecosystem, frozenset[str]] = {
     "pypi": frozenset({"deepgram-sdk", "websockets", "aiohttp"}),
     "npm": frozenset({"@deepgram/sdk", "ws"}),
     "go": frozenset({"github.com/deepgram/deepgram-go-sdk", "github.com/gorilla/websocket"}),
@@ -261,15 +272,15 @@ def constraint(spec: str, style: str) -> Constraint:
 class Pin:
     """One declaration of a watched package: where, as written, and what it allows."""
 
-    ecosystem: str
-    package: str
+    ecosystem: Ecosystem
+    package: str  # normalised (normalize_name)
     spec: str  # as written ("==3.1.0", "^2.2.0", "v1.1.0", "installed")
     file: str  # relative to the app dir, or "installed: <python prefix>"
-    kind: str  # "installed" | "lock" | "manifest"
+    kind: PinKind
     exact: str | None = None
     lower: str | None = None
     upper: str | None = None
-    tool: str | None = None  # "pip" | "poetry" | "uv" | "npm" | "go" | "dotnet"
+    tool: Tool | None = None
 
     def to_dict(self) -> dict[str, JSONValue]:
         return {
@@ -286,24 +297,10 @@ class Pin:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Pin:
-        def opt(key: str) -> str | None:
-            value = d.get(key)
-            return None if value is None else str(value)
-
-        return cls(
-            ecosystem=str(d["ecosystem"]),
-            package=str(d["package"]),
-            spec=str(d.get("spec") or ""),
-            file=str(d.get("file") or ""),
-            kind=str(d.get("kind") or "manifest"),
-            exact=opt("exact"),
-            lower=opt("lower"),
-            upper=opt("upper"),
-            tool=opt("tool"),
-        )
+        return from_json(cls, d)
 
 
-def _pin(ecosystem: str, name: str, spec: str, style: str, file: str, kind: str, tool: str) -> Pin | None:
+def _pin(ecosystem: Ecosystem, name: str, spec: str, style: str, file: str, kind: PinKind, tool: Tool) -> Pin | None:
     package = normalize_name(ecosystem, name)
     if package not in WATCHED[ecosystem]:
         return None
@@ -313,7 +310,7 @@ def _pin(ecosystem: str, name: str, spec: str, style: str, file: str, kind: str,
 
 @dataclass(frozen=True, slots=True)
 class SdkObservation:
-    source: str  # "installed" | "app-dir"
+    source: Literal["installed", "app-dir"]  # this Python environment, or ``--app-dir``
     root: str | None
     pins: tuple[Pin, ...]
     files: tuple[str, ...] = ()  # manifests and lockfiles read
@@ -329,6 +326,10 @@ class SdkObservation:
             "errors": list(self.errors),
             "truncated": self.truncated,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SdkObservation:
+        return from_json(cls, d)
 
 
 def installed_pins() -> SdkObservation:
@@ -390,7 +391,7 @@ def _pyproject(text: str, file: str) -> Iterator[Pin]:
         strings.extend(group or [])
     for group in (data.get("dependency-groups") or {}).values():
         strings.extend(s for s in group or [] if isinstance(s, str))
-    tool = "uv" if "uv" in (data.get("tool") or {}) else "pip"
+    tool: Tool = "uv" if "uv" in (data.get("tool") or {}) else "pip"
     for s in strings:
         parsed = _pep508(str(s))
         if parsed:
@@ -408,7 +409,7 @@ def _pyproject(text: str, file: str) -> Iterator[Pin]:
                 yield pin
 
 
-def _toml_lock(text: str, file: str, tool: str) -> Iterator[Pin]:
+def _toml_lock(text: str, file: str, tool: Tool) -> Iterator[Pin]:
     import tomllib
 
     for pkg in tomllib.loads(text).get("package") or []:
@@ -500,7 +501,7 @@ def _msbuild(text: str, file: str) -> Iterator[Pin]:
                 yield pin
 
 
-def _parser_for(name: str) -> Any:
+def _parser_for(name: str) -> Callable[[str, str], Iterator[Pin]] | None:
     lower = name.lower()
     if lower.startswith("requirements") and lower.endswith(".txt"):
         return _requirements
@@ -585,9 +586,3 @@ def scan_app_dir(root: str | os.PathLike[str]) -> SdkObservation:
         errors=tuple(errors),
         truncated=truncated,
     )
-
-
-def iter_pins(obs: Mapping[str, Any]) -> Iterable[Pin]:
-    """Pins of an observation dict (a recorded fixture or a report's evidence)."""
-    for d in obs.get("pins") or []:
-        yield Pin.from_dict(d)
