@@ -10,47 +10,66 @@ a wide spread (p99 far above p50) in the phase where the trouble is, and failed 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 from checks.ws import AuthenticatedCheck
 from wsdoctor.check import Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
+from wsdoctor.probes.phases import REPEAT_PHASES, PhaseSample, RepeatObservation
 
-__all__ = ["CHECKS", "PHASE_NAMES", "PhasesRepeat", "analyze", "phase_stats"]
+__all__ = ["CHECKS", "PhaseStats", "PhasesRepeat", "analyze", "phase_stats"]
 
-PHASE_NAMES = ("resolve", "connect", "proxy", "tls", "upgrade", "first_result")
 FIRST_RESULT_WAIT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStats:
+    """One phase's durations over the samples that reached it (all ``None`` when none did)."""
+
+    n: int
+    min: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {"n": self.n, "min": self.min, "p50": self.p50, "p95": self.p95, "p99": self.p99, "max": self.max}
 
 
 def _rank(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.999999) - 1))]
 
 
-def phase_stats(samples: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
-    stats: dict[str, dict[str, float | None]] = {}
-    for phase in PHASE_NAMES:
-        values = sorted(float(s[f"{phase}_s"]) for s in samples if s.get(f"{phase}_s") is not None)
+def phase_stats(samples: Sequence[PhaseSample]) -> dict[str, PhaseStats]:
+    """Phase id -> its statistics, for every phase a sample times (in connection order)."""
+    stats: dict[str, PhaseStats] = {}
+    for phase in REPEAT_PHASES:
+        values = sorted(d for s in samples if (d := s.duration(phase)) is not None)
         if not values:
-            stats[phase] = {"n": 0, "min": None, "p50": None, "p95": None, "p99": None, "max": None}
+            stats[phase.id] = PhaseStats(n=0)
             continue
-        stats[phase] = {
-            "n": len(values),
-            "min": round(values[0], 4),
-            "p50": round(_rank(values, 0.5), 4),
-            "p95": round(_rank(values, 0.95), 4),
-            "p99": round(_rank(values, 0.99), 4),
-            "max": round(values[-1], 4),
-        }
+        stats[phase.id] = PhaseStats(
+            n=len(values),
+            min=round(values[0], 4),
+            p50=round(_rank(values, 0.5), 4),
+            p95=round(_rank(values, 0.95), 4),
+            p99=round(_rank(values, 0.99), 4),
+            max=round(values[-1], 4),
+        )
     return stats
 
 
-def analyze(obs: Mapping[str, Any]) -> list[Finding]:
-    samples = list(obs.get("samples", []))
+def analyze(obs: RepeatObservation) -> list[Finding]:
+    """Judge the samples of ``--repeat N``: failed attempts, connections without Results, and
+    phases whose p99 is far above their p50."""
+    samples = obs.samples
     findings: list[Finding] = []
-    failed = [s for s in samples if s.get("outcome") != "upgraded"]
+    failed = [s for s in samples if s.outcome is not Outcome.UPGRADED]
     if failed:
-        kinds = Counter(str(s.get("outcome")) for s in failed)
+        kinds = Counter(s.outcome.value for s in failed)  # plain strings: the message and the JSON
         findings.append(
             Finding(
                 "phases.failures",
@@ -60,7 +79,7 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 {"outcomes": dict(kinds)},
             )
         )
-    no_result = [s for s in samples if s.get("outcome") == "upgraded" and s.get("first_result_s") is None]
+    no_result = [s for s in samples if s.outcome is Outcome.UPGRADED and s.first_result_s is None]
     if no_result:
         findings.append(
             Finding(
@@ -72,7 +91,7 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
             )
         )
     for phase, st in phase_stats(samples).items():
-        p50, p99 = st["p50"], st["p99"]
+        p50, p99 = st.p50, st.p99
         if p50 is not None and p99 is not None and p99 > 0.25 and p99 > 4 * max(p50, 0.01):
             findings.append(
                 Finding(
@@ -80,8 +99,8 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                     "network-instability",
                     Status.WARN,
                     f"the {phase} phase is erratic: p50 {p50 * 1000:.0f} ms but p99 {p99 * 1000:.0f} ms over "
-                    f"{st['n']} connections",
-                    {"phase": phase, **{k: v for k, v in st.items()}},
+                    f"{st.n} connections",
+                    {"phase": phase, **st.to_dict()},
                 )
             )
     return findings
@@ -107,20 +126,21 @@ class PhasesRepeat(AuthenticatedCheck):
             return skipped
         from wsdoctor.probes.phases import repeat_phases
 
-        samples = await repeat_phases(ctx, ctx.options.repeat, FIRST_RESULT_WAIT_S)
-        obs: dict[str, JSONValue] = {"samples": samples}
-        stats = phase_stats(samples)
+        obs = await repeat_phases(ctx, ctx.options.repeat, FIRST_RESULT_WAIT_S)
+        stats = phase_stats(obs.samples)
         metrics: dict[str, float | int | None] = {}
         for phase, st in stats.items():
-            for k in ("p50", "p95", "p99"):
-                metrics[f"{phase}_{k}_s"] = st[k]
+            metrics[f"{phase}_p50_s"] = st.p50
+            metrics[f"{phase}_p95_s"] = st.p95
+            metrics[f"{phase}_p99_s"] = st.p99
         parts = [
-            f"{p} p50 {st['p50'] * 1000:.1f} ms / p99 {st['p99'] * 1000:.1f} ms"
+            f"{p} p50 {st.p50 * 1000:.1f} ms / p99 {st.p99 * 1000:.1f} ms"
             for p, st in stats.items()
-            if st["p50"] is not None and st["p99"] is not None
+            if st.p50 is not None and st.p99 is not None
         ]
-        summary = f"{len(samples)} connections: " + "; ".join(parts)
-        return self.result(analyze(obs), summary=summary, metrics=metrics, evidence={"phases": stats, **obs})
+        summary = f"{len(obs.samples)} connections: " + "; ".join(parts)
+        evidence: dict[str, JSONValue] = {"phases": {p: st.to_dict() for p, st in stats.items()}, **obs.to_dict()}
+        return self.result(analyze(obs), summary=summary, metrics=metrics, evidence=evidence)
 
 
 CHECKS = (PhasesRepeat,)
