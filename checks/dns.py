@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, Status
 
-__all__ = ["CHECKS", "DnsResolve", "analyze"]
+if TYPE_CHECKING:  # the probes (dnspython, h11) load when a check runs, not when checks are listed
+    from wsdoctor.probes.netpath import DnsObservation, DnsOutcome, DnsRecord
+    from wsdoctor.probes.proxy import RouteDecision
+
+__all__ = ["CHECKS", "DnsResolve", "analyze", "observed"]
 
 _CODES = {
     "nxdomain": "dns.nxdomain",
@@ -28,54 +32,73 @@ _CODES = {
     "unreachable": "dns.resolver-unreachable",
     "blocked": "dns.blocked",
 }
+#: The record outcomes that explain an empty answer, the most telling first.
+_FAILURES = ("nxdomain", "unreachable", "blocked", "servfail", "timeout")
 
 
-def _waited_s(records: Mapping[str, Any]) -> float | None:
-    times = [r.get("time_s") for r in records.values() if isinstance(r, Mapping)]
-    waited = [float(t) for t in times if isinstance(t, int | float)]
+def _waited_s(records: Mapping[str, DnsRecord]) -> float | None:
+    waited = [r.time_s for r in records.values() if r.time_s is not None]
     return max(waited) if waited else None
 
 
-def analyze(obs: Mapping[str, Any]) -> list[Finding]:
-    """Judge a recorded :class:`~wsdoctor.probes.netpath.DnsObservation` (as a dict)."""
-    addresses = list(obs.get("addresses") or [])
-    records = obs.get("records") or {}
-    assert isinstance(records, dict)
-    outcomes = {rd: (r or {}).get("outcome") for rd, r in records.items()}
-    host = obs.get("host")
-    if addresses:
+def _failed(outcomes: set[DnsOutcome]) -> str | None:
+    return next((o for o in _FAILURES if o in outcomes), None)
+
+
+def analyze(obs: DnsObservation, route: RouteDecision | None = None) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.netpath.DnsObservation`. ``route`` is the app's route
+    (env.proxy's fact): through a proxy, the proxy resolves the name, so a failure here only warns."""
+    findings = _findings(obs)
+    if route is not None and route.route == "proxy":
+        # The app hands the name to the proxy, which resolves it: a local failure is a note.
+        findings = [
+            replace(
+                f,
+                severity=Status.WARN,
+                message=f"{f.message}; the app connects through the proxy {route.proxy}, which resolves "
+                "the name itself, so this does not block it",
+            )
+            for f in findings
+        ]
+    return findings
+
+
+def _findings(obs: DnsObservation) -> list[Finding]:
+    if obs.addresses:
         return []
-    waited = _waited_s(records)
-    for outcome in ("nxdomain", "unreachable", "blocked", "servfail", "timeout"):
-        if outcome in outcomes.values():
-            code = _CODES[outcome]
-            words = {
-                "nxdomain": "does not exist (NXDOMAIN)",
-                "servfail": "could not be resolved: SERVFAIL",
-                "unreachable": "could not be looked up: the DNS resolver cannot be reached from this machine "
-                "(network unreachable / no route): there is no working network path at all",
-                "blocked": "could not be looked up: a firewall on this machine refuses to send DNS queries "
-                "(EPERM: an OUTPUT rule or a container's egress policy), so no resolver was ever asked",
-                "timeout": f"got no DNS answer within {waited:.1f} s" if waited else "got no DNS answer in time",
-            }[outcome]
-            return [
-                Finding(
-                    code,
-                    cause_for(code),
-                    Status.FAIL,
-                    f"{host} {words} (resolver {obs.get('resolver')})",
-                    {"records": records, "system_error": obs.get("system_error"), "waited_s": waited},
-                )
-            ]
-    system_error = str(obs.get("system_error") or "")
+    host = obs.host
+    records = obs.to_dict()["records"]  # the evidence, as the report holds it
+    waited = _waited_s(obs.records)
+    outcome = _failed({r.outcome for r in obs.records.values()})
+    if outcome is not None:
+        code = _CODES[outcome]
+        words = {
+            "nxdomain": "does not exist (NXDOMAIN)",
+            "servfail": "could not be resolved: SERVFAIL",
+            "unreachable": "could not be looked up: the DNS resolver cannot be reached from this machine "
+            "(network unreachable / no route): there is no working network path at all",
+            "blocked": "could not be looked up: a firewall on this machine refuses to send DNS queries "
+            "(EPERM: an OUTPUT rule or a container's egress policy), so no resolver was ever asked",
+            "timeout": f"got no DNS answer within {waited:.1f} s" if waited else "got no DNS answer in time",
+        }[outcome]
+        return [
+            Finding(
+                code,
+                cause_for(code),
+                Status.FAIL,
+                f"{host} {words} (resolver {obs.resolver})",
+                {"records": records, "system_error": obs.system_error, "waited_s": waited},
+            )
+        ]
+    system_error = obs.system_error or ""
     if "timeout" in system_error:
         return [
             Finding(
                 "dns.timeout",
                 cause_for("dns.timeout"),
                 Status.FAIL,
-                f"{host}: the system resolver did not answer within {obs.get('time_s') or 0:.1f} s",
-                {"system_error": system_error, "waited_s": obs.get("time_s")},
+                f"{host}: the system resolver did not answer within {obs.time_s or 0:.1f} s",
+                {"system_error": system_error, "waited_s": obs.time_s},
             )
         ]
     return [
@@ -89,6 +112,21 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     ]
 
 
+def observed(ctx: Context) -> DnsObservation | None:
+    """dns.resolve's observation, typed again from its evidence; None if it has none (skipped,
+    failed before resolving, or evidence that is not a DnsObservation)."""
+    from wsdoctor.probes.netpath import DnsObservation
+    from wsdoctor.probes.record import FixtureError
+
+    evidence = ctx.evidence_of("dns.resolve", "dns")
+    if evidence is None:
+        return None
+    try:
+        return DnsObservation.from_dict(evidence)
+    except FixtureError:
+        return None
+
+
 class DnsResolve(Check):
     id = "dns.resolve"
     title = "The target's host name resolves to addresses"
@@ -99,19 +137,8 @@ class DnsResolve(Check):
         from wsdoctor.probes.proxy import route_for
 
         obs = await resolve(ctx)
-        findings = analyze(obs.to_dict())
-        decision, proxy = route_for(ctx)
-        if proxy is not None:
-            # The app hands the name to the proxy, which resolves it: a local failure is a note.
-            findings = [
-                replace(
-                    f,
-                    severity=Status.WARN,
-                    message=f"{f.message}; the app connects through the proxy {decision.proxy}, which resolves "
-                    "the name itself, so this does not block it",
-                )
-                for f in findings
-            ]
+        decision, _proxy = route_for(ctx)
+        findings = analyze(obs, decision)
         how = {
             "ip-literal": "IP literal, no lookup needed",
             "resolve-override": "from --resolve",

@@ -12,42 +12,42 @@ setting that cannot work (an unparseable URL, a scheme the app cannot tunnel thr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, Status
 
+if TYPE_CHECKING:  # the probes load when a check runs, not when checks are listed
+    from wsdoctor.probes.proxy import RouteDecision
+
 __all__ = ["CHECKS", "EnvProxy", "analyze"]
 
 
-def analyze(decision: Mapping[str, Any]) -> list[Finding]:
-    """Judge a recorded :class:`~wsdoctor.probes.proxy.RouteDecision` (as a dict)."""
+def analyze(decision: RouteDecision) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.proxy.RouteDecision`."""
     findings: list[Finding] = []
-    for d in decision.get("disagreements") or []:
-        if not isinstance(d, Mapping):
-            continue
+    for d in decision.disagreements:
         findings.append(
             Finding(
                 "env.proxy-disagreement",
                 cause_for("env.proxy-disagreement"),
                 Status.WARN,
-                f"{d.get('upper')}={d.get('upper_value')!s} and {d.get('lower')}={d.get('lower_value')!s} "
-                f"differ: Python (urllib, websockets, aiohttp, httpx) uses {d.get('used_by_urllib')}, other "
+                f"{d.upper}={d.upper_value} and {d.lower}={d.lower_value} "
+                f"differ: Python (urllib, websockets, aiohttp, httpx) uses {d.used_by_urllib}, other "
                 "tools may use the other one; set both to the same value",
-                dict(d),
+                d.to_dict(),
             )
         )
-    if decision.get("route") == "unsupported":
+    if decision.route == "unsupported":
         findings.append(
             Finding(
                 "proxy.misconfigured",
                 cause_for("proxy.misconfigured"),
                 Status.FAIL,
-                f"{decision.get('reason')}: set {decision.get('source')} to http://[user:password@]host:port "
+                f"{decision.reason}: set {decision.source} to http://[user:password@]host:port "
                 "of the proxy, or unset it if no proxy is needed",
-                {"source": decision.get("source"), "proxy": decision.get("proxy"), "error": decision.get("error")},
+                {"source": decision.source, "proxy": decision.proxy, "error": decision.error},
             )
         )
     return findings
@@ -62,10 +62,9 @@ class EnvProxy(Check):
         from wsdoctor.probes.proxy import route_for
 
         decision, _proxy = route_for(ctx)
-        d = decision.to_dict()
         where = f"through {decision.proxy}" if decision.route == "proxy" else decision.route
         summary = f"{where}: {decision.reason}"
-        return self.result(analyze(d), summary=summary, evidence={"route": d})
+        return self.result(analyze(decision), summary=summary, evidence={"route": decision.to_dict()})
 
 
 CHECKS = (EnvProxy,)

@@ -16,13 +16,16 @@ long-lived connections.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.netpath import ProxyConnectObservation
 
 __all__ = ["CHECKS", "ProxyConnect", "analyze", "connect_finding", "proxy_by"]
 
@@ -32,15 +35,19 @@ ALLOW = (
 )
 
 
-def _header(headers: Sequence[Any], name: str) -> str | None:
+#: An HTTP answer's headers, in order, as (name, value) pairs.
+Headers = Sequence[tuple[str, str]]
+
+
+def _header(headers: Headers, name: str) -> str | None:
     return next((str(v) for k, v in headers if str(k).lower() == name), None)
 
 
-def _headers_all(headers: Sequence[Any], name: str) -> list[str]:
+def _headers_all(headers: Headers, name: str) -> list[str]:
     return [str(v) for k, v in headers if str(k).lower() == name]
 
 
-def proxy_by(headers: Sequence[Any]) -> str:
+def proxy_by(headers: Headers) -> str:
     """The proxy's self-description from its headers (Server, Via, X-Squid-Error)."""
     parts = [
         f"{n}: {_header(headers, n)}" for n in ("server", "via", "x-squid-error", "proxy-agent") if _header(headers, n)
@@ -50,7 +57,7 @@ def proxy_by(headers: Sequence[Any]) -> str:
 
 def connect_finding(
     status: int | None,
-    headers: Sequence[Any],
+    headers: Headers,
     *,
     proxy: str,
     target: str,
@@ -110,41 +117,42 @@ def connect_finding(
     )
 
 
-def analyze(obs: Mapping[str, Any], direct: Mapping[str, Any] | None = None) -> list[Finding]:
-    """Judge a recorded :class:`~wsdoctor.probes.proxy.TunnelObservation` (as a dict); ``direct``
-    is the direct TCP attempt beside it (a :class:`~wsdoctor.probes.netpath.TcpAttempt` dict)."""
-    outcome = obs.get("outcome")
-    proxy, target = str(obs.get("proxy")), str(obs.get("target"))
-    if outcome == "established":
+def analyze(obs: ProxyConnectObservation) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.netpath.ProxyConnectObservation`: the CONNECT through the
+    proxy, and the direct TCP attempt beside it (in the evidence, for comparison)."""
+    tunnel, direct = obs.tunnel, obs.direct_tcp
+    outcome = tunnel.outcome
+    proxy, target = tunnel.proxy, tunnel.target
+    if outcome is Outcome.ESTABLISHED:
         return []
-    headers = obs.get("headers") or []
-    if outcome == "http-response":
+    if outcome is Outcome.HTTP_RESPONSE:
         finding = connect_finding(
-            obs.get("status"),
-            headers,
+            tunnel.status,
+            tunnel.headers,
             proxy=proxy,
             target=target,
-            sent_credentials=bool(obs.get("sent_credentials")),
-            body_excerpt=str(obs.get("body_excerpt") or ""),
+            sent_credentials=tunnel.sent_credentials,
+            body_excerpt=tunnel.body_excerpt,
         )
         if direct is not None:  # Findings are frozen: a new one with the direct attempt added
-            finding = replace(finding, evidence={**finding.evidence, "direct_tcp": dict(direct)})
+            finding = replace(finding, evidence={**finding.evidence, "direct_tcp": direct.to_dict()})
         return [finding]
     ev: dict[str, JSONValue] = {
         "proxy": proxy,
-        "proxy_address": obs.get("proxy_address"),
-        "outcome": outcome,
-        "error": obs.get("error"),
+        "proxy_address": tunnel.proxy_address,
+        "outcome": outcome.value,
+        "error": tunnel.error,
     }
     if direct is not None:
-        ev["direct_tcp"] = dict(direct)
-    if outcome in ("refused", "timeout", "unreachable") or str(obs.get("error") or "").startswith("connecting"):
+        ev["direct_tcp"] = direct.to_dict()
+    unreachable = (Outcome.REFUSED, Outcome.TIMEOUT, Outcome.UNREACHABLE)
+    if outcome in unreachable or (tunnel.error or "").startswith("connecting"):
         return [
             Finding(
                 "proxy.unreachable",
                 cause_for("proxy.unreachable"),
                 Status.FAIL,
-                f"the proxy {proxy} ({obs.get('proxy_address')}) does not accept TCP: {outcome}; check the "
+                f"the proxy {proxy} ({tunnel.proxy_address}) does not accept TCP: {outcome}; check the "
                 "proxy address in HTTPS_PROXY/--proxy and that the proxy is running",
                 ev,
             )
@@ -154,29 +162,29 @@ def analyze(obs: Mapping[str, Any], direct: Mapping[str, Any] | None = None) -> 
             "proxy.bad-answer",
             cause_for("proxy.bad-answer"),
             Status.FAIL,
-            f"the proxy {proxy} did not answer CONNECT to {target} properly: {outcome} ({obs.get('error')})",
+            f"the proxy {proxy} did not answer CONNECT to {target} properly: {outcome} ({tunnel.error})",
             ev,
         )
     ]
 
 
-def compare(obs: Mapping[str, Any], direct: Mapping[str, Any] | None) -> str:
+def compare(obs: ProxyConnectObservation) -> str:
     """Direct vs proxied, in words."""
-    proxied = (
-        "open" if obs.get("outcome") == "established" else f"{obs.get('outcome')} {obs.get('status') or ''}".strip()
-    )
+    tunnel, direct = obs.tunnel, obs.direct_tcp
+    opened = tunnel.outcome is Outcome.ESTABLISHED
+    proxied = "open" if opened else f"{tunnel.outcome} {tunnel.status or ''}".strip()
     if direct is None:
         return f"proxied: {proxied}; direct: not tried (no address known)"
-    d = str(direct.get("outcome"))
-    if d == "connected" and proxied == "open":
+    connected = direct.outcome is Outcome.CONNECTED
+    if connected and opened:
         note = "both work; the app uses the proxy"
-    elif d == "connected":
+    elif connected:
         note = "the direct path works where the proxy fails: exempting the host (NO_PROXY) would work"
-    elif proxied == "open":
+    elif opened:
         note = "the direct path is blocked: the proxy is needed"
     else:
         note = "neither path works"
-    return f"proxied: {proxied}; direct TCP: {d}: {note}"
+    return f"proxied: {proxied}; direct TCP: {direct.outcome}: {note}"
 
 
 class ProxyConnect(Check):
@@ -192,7 +200,8 @@ class ProxyConnect(Check):
         import asyncio
         import contextlib
 
-        from wsdoctor.probes.netpath import connect_all, proxy_address
+        from checks.dns import observed as dns_observed
+        from wsdoctor.probes.netpath import ProxyConnectObservation, TcpAttempt, connect_all, proxy_address
         from wsdoctor.probes.proxy import open_tunnel, route_for
 
         decision, proxy = route_for(ctx)
@@ -205,16 +214,16 @@ class ProxyConnect(Check):
         direct_addr = opts.resolve_for(target.host, target.port)
         if direct_addr is None and target.is_ip_literal:
             direct_addr = target.host
-        dns_ev = ctx.evidence_of("dns.resolve", "dns")
-        if direct_addr is None and isinstance(dns_ev, dict) and dns_ev.get("addresses"):
-            direct_addr = str(dns_ev["addresses"][0])
+        dns = dns_observed(ctx)
+        if direct_addr is None and dns is not None and dns.addresses:
+            direct_addr = dns.addresses[0]
 
-        async def direct() -> dict[str, JSONValue] | None:
+        async def direct() -> TcpAttempt | None:
             if direct_addr is None:
                 return None
-            return (await connect_all(ctx, (direct_addr,)))[0].to_dict()
+            return (await connect_all(ctx, (direct_addr,)))[0]
 
-        (tunnel, _reader, writer), direct_d = await asyncio.gather(
+        (tunnel, _reader, writer), direct_tcp = await asyncio.gather(
             open_tunnel(
                 proxy,
                 target.host,
@@ -228,18 +237,23 @@ class ProxyConnect(Check):
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-        d = tunnel.to_dict()
-        findings = analyze(d, direct_d)
-        comparison = compare(d, direct_d)
-        if tunnel.outcome == "established":
+        obs = ProxyConnectObservation(tunnel, direct_tcp)
+        recorded = obs.to_dict()
+        comparison = compare(obs)
+        if tunnel.outcome is Outcome.ESTABLISHED:
             summary = f"CONNECT {tunnel.target} via {tunnel.proxy}: {tunnel.status} ({decision.reason}); {comparison}"
         else:
             summary = comparison
         return self.result(
-            findings,
+            analyze(obs),
             summary=summary,
             metrics={"proxy_connect_s": tunnel.connect_s, "proxy_s": tunnel.tunnel_s},
-            evidence={"tunnel": d, "route": decision.to_dict(), "direct_tcp": direct_d, "comparison": comparison},
+            evidence={
+                "tunnel": recorded["tunnel"],
+                "route": decision.to_dict(),
+                "direct_tcp": recorded["direct_tcp"],
+                "comparison": comparison,
+            },
         )
 
 

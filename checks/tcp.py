@@ -10,37 +10,45 @@ instead (proxy.connect then tries the target through it, and directly for compar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.model import CheckResult, Finding, Outcome, Status
 
-__all__ = ["CHECKS", "TcpConnect", "analyze"]
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.netpath import TcpAttempt, TcpObservation
 
-_CODE = {"refused": "tcp.refused", "timeout": "tcp.timeout", "unreachable": "tcp.unreachable"}
+__all__ = ["CHECKS", "TcpConnect", "analyze", "observed"]
+
+_CODE = {Outcome.REFUSED: "tcp.refused", Outcome.TIMEOUT: "tcp.timeout", Outcome.UNREACHABLE: "tcp.unreachable"}
 
 
-def _seconds(value: JSONValue) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
-def analyze(attempts: Sequence[dict[str, JSONValue]], port: int, *, proxy: str | None = None) -> list[Finding]:
-    """Judge recorded :class:`~wsdoctor.probes.netpath.TcpAttempt` dicts. With ``proxy`` (the
-    redacted proxy URL) the attempts went to the proxy, the app's first hop."""
-    failed = [a for a in attempts if a.get("outcome") != "connected"]
+def analyze(obs: TcpObservation) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.netpath.TcpObservation`. With ``via_proxy`` (the redacted
+    proxy URL) the attempts went to the proxy, the app's first hop."""
+    proxy, port = obs.via_proxy, obs.port
+    if obs.proxy_dns_error is not None:
+        return [
+            Finding(
+                "proxy.unreachable",
+                cause_for("proxy.unreachable"),
+                Status.FAIL,
+                f"the proxy host of {proxy} does not resolve: {obs.proxy_dns_error}",
+                {"proxy": proxy},
+            )
+        ]
+    failed = [a for a in obs.attempts if a.outcome is not Outcome.CONNECTED]
     if not failed:
         return []
-    ok = len(failed) < len(attempts)
+    ok = len(failed) < len(obs.attempts)
     findings = []
     for a in failed:
-        code = _CODE.get(str(a.get("outcome")), "tcp.unreachable")
+        code = _CODE.get(a.outcome, "tcp.unreachable")
         what = {
             "tcp.refused": "refused the connection (the port is closed or rejected by a firewall)",
-            "tcp.timeout": f"got no SYN-ACK within {_seconds(a.get('time_s')):.1f} s (SYNs dropped: blackholed, "
-            "typical of a firewall)",
-            "tcp.unreachable": f"is unreachable ({a.get('outcome')})",
+            "tcp.timeout": f"got no SYN-ACK within {a.time_s:.1f} s (SYNs dropped: blackholed, typical of a firewall)",
+            "tcp.unreachable": f"is unreachable ({_failure(a)})",
         }[code]
         if proxy is not None:
             advice = f"the app's proxy {proxy} is not reachable: check the proxy address and that it runs"
@@ -60,11 +68,34 @@ def analyze(attempts: Sequence[dict[str, JSONValue]], port: int, *, proxy: str |
                 code,
                 cause_for(code),
                 severity,
-                f"{hop}{a.get('address')} port {port} {what}: {advice}",
-                {"attempt": dict(a), "other_addresses_work": ok, "via_proxy": proxy},
+                f"{hop}{a.address} port {port} {what}: {advice}",
+                {"attempt": a.to_dict(), "other_addresses_work": ok, "via_proxy": proxy},
             )
         )
     return findings
+
+
+def _failure(attempt: TcpAttempt) -> str:
+    """How an attempt failed, in a word: its outcome, or for OSERROR (no name of its own) its
+    error, which starts with the errno's name."""
+    if attempt.outcome is Outcome.OSERROR and attempt.error:
+        return attempt.error
+    return attempt.outcome.value
+
+
+def observed(ctx: Context) -> TcpObservation | None:
+    """tcp.connect's observation, typed again from its evidence; None if it has none (skipped,
+    or evidence that is not a TcpObservation)."""
+    from wsdoctor.probes.netpath import TcpObservation
+    from wsdoctor.probes.record import FixtureError
+
+    result = ctx.result_of("tcp.connect")
+    if result is None or not result.evidence:
+        return None
+    try:
+        return TcpObservation.from_dict(result.evidence)
+    except FixtureError:
+        return None
 
 
 class TcpConnect(Check):
@@ -77,46 +108,35 @@ class TcpConnect(Check):
         return options.connect_timeout_s + 5.0
 
     async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.netpath import connect_all, resolve_host
+        from checks.dns import observed as dns_observed
+        from wsdoctor.probes.netpath import TcpObservation, connect_all, resolve_host
         from wsdoctor.probes.proxy import route_for
 
         decision, proxy = route_for(ctx)
-        port = ctx.target.port
         if proxy is not None:
             # The app's first hop is the proxy: its addresses, its port.
-            port = proxy.port
             try:
                 addresses: tuple[str, ...] = tuple(await resolve_host(ctx, proxy.host, proxy.port))
             except (OSError, TimeoutError) as exc:
-                return self.result(
-                    [
-                        Finding(
-                            "proxy.unreachable",
-                            cause_for("proxy.unreachable"),
-                            Status.FAIL,
-                            f"the proxy host of {decision.proxy} does not resolve: {exc}",
-                            {"proxy": decision.proxy},
-                        )
-                    ],
-                    summary="",
-                )
+                obs = TcpObservation((), proxy.port, via_proxy=decision.proxy, proxy_dns_error=str(exc))
+            else:
+                attempts = await connect_all(ctx, addresses, port=proxy.port)
+                obs = TcpObservation(attempts, proxy.port, via_proxy=decision.proxy)
         else:
-            dns_ev = ctx.evidence_of("dns.resolve", "dns")
-            addresses = tuple(str(a) for a in dns_ev.get("addresses") or ()) if isinstance(dns_ev, dict) else ()
-            if not addresses:
+            dns = dns_observed(ctx)
+            if dns is None or not dns.addresses:
                 return self.skip("no address to connect to", blocked_by="dns.resolve")
-        attempts = await connect_all(ctx, addresses, port=port)
-        dicts = [a.to_dict() for a in attempts]
-        findings = analyze(dicts, port, proxy=decision.proxy if proxy is not None else None)
-        times = [a.time_s for a in attempts if a.outcome == "connected"]
-        summary = ", ".join(f"{a.address} {a.outcome} in {a.time_s * 1000:.0f} ms" for a in attempts)
-        if proxy is not None:
-            summary = f"to the proxy {decision.proxy}: {summary}"
+            port = ctx.target.port
+            obs = TcpObservation(await connect_all(ctx, dns.addresses, port=port), port)
+        times = [a.time_s for a in obs.attempts if a.outcome is Outcome.CONNECTED]
+        summary = ", ".join(f"{a.address} {a.outcome} in {a.time_s * 1000:.0f} ms" for a in obs.attempts)
+        if obs.via_proxy is not None:
+            summary = f"to the proxy {obs.via_proxy}: {summary}"
         return self.result(
-            findings,
+            analyze(obs),
             summary=summary,
             metrics={"connect_s": min(times) if times else None},
-            evidence={"attempts": dicts, "port": port, "via_proxy": decision.proxy if proxy is not None else None},
+            evidence=obs.to_dict(),
         )
 
 

@@ -15,13 +15,15 @@ or antivirus). A reset during the handshake, after TCP worked, is SNI filtering.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.netpath import TlsObservation
 
 __all__ = ["CHECKS", "TlsHandshake", "analyze"]
 
@@ -55,12 +57,10 @@ _FIX_INTERCEPTION = (
 )
 
 
-def _issuers(obs: Mapping[str, JSONValue]) -> list[str]:
-    chain = obs.get("chain") or []
-    out = [str(c.get("issuer", "")) for c in chain if isinstance(c, dict)] if isinstance(chain, list) else []
-    peer = obs.get("peer")
-    if not out and isinstance(peer, dict) and peer.get("issuer"):
-        out = [str(peer["issuer"])]
+def _issuers(obs: TlsObservation) -> list[str]:
+    out = [c.issuer for c in obs.chain]
+    if not out and obs.peer is not None and obs.peer.issuer:
+        out = [obs.peer.issuer]
     return out
 
 
@@ -72,17 +72,16 @@ def _public_issuer(issuers: list[str]) -> bool | None:
     return any(org in top for org in PUBLIC_CA_ORGS)
 
 
-def _store_findings(obs: Mapping[str, JSONValue], host: str) -> list[Finding]:
-    stores = obs.get("stores")
-    if not isinstance(stores, dict):
-        return []
-    outcome = {k: (v or {}).get("outcome") if isinstance(v, dict) else None for k, v in stores.items()}
-    certifi_ok, system_ok = outcome.get("certifi") == "ok", outcome.get("system") == "ok"
-    failed = [k for k in ("certifi", "system") if outcome.get(k) == "tls-verify-failed"]
+def _store_findings(obs: TlsObservation, host: str) -> list[Finding]:
+    stores = obs.stores
+    certifi, system = stores.get("certifi"), stores.get("system")
+    certifi_ok = certifi is not None and certifi.outcome is Outcome.OK
+    system_ok = system is not None and system.outcome is Outcome.OK
+    failed = [k for k in ("certifi", "system") if k in stores and stores[k].outcome is Outcome.TLS_VERIFY_FAILED]
     if certifi_ok == system_ok or not failed:
         return []
     good, bad = ("certifi", "system") if certifi_ok else ("system", "certifi")
-    bad_msg = stores[bad].get("verify_message") if isinstance(stores[bad], dict) else None
+    bad_msg = stores[bad].verify_message
     fix = (
         "update the OS CA store (ca-certificates; on macOS python.org builds run 'Install Certificates.command')"
         if bad == "system"
@@ -95,19 +94,23 @@ def _store_findings(obs: Mapping[str, JSONValue], host: str) -> list[Finding]:
             Status.WARN,
             f"the chain of {host} is trusted by the {good} store but not by the {bad} store ({bad_msg}): "
             f"apps that use the {bad} store fail with 'certificate verify failed'; {fix}",
-            {"stores": dict(stores)},
+            {"stores": obs.to_dict()["stores"]},
         )
     ]
 
 
-def analyze(obs: Mapping[str, JSONValue]) -> list[Finding]:
-    outcome = obs.get("outcome")
-    host = str(obs.get("server_name"))
-    evidence = {k: obs.get(k) for k in ("verify_code", "verify_message", "error", "address", "peer", "chain", "stores")}
+def analyze(obs: TlsObservation) -> list[Finding]:
+    """Judge a :class:`~wsdoctor.probes.netpath.TlsObservation`."""
+    outcome = obs.outcome
+    host = obs.server_name
+    recorded = obs.to_dict()  # the evidence, as the report holds it
+    evidence: dict[str, JSONValue] = {
+        k: recorded[k] for k in ("verify_code", "verify_message", "error", "address", "peer", "chain", "stores")
+    }
     issuers = _issuers(obs)
     public = _public_issuer(issuers)
     issuer_text = issuers[-1] if issuers else "unknown issuer"
-    if outcome == "ok":
+    if outcome is Outcome.OK:
         findings = _store_findings(obs, host)
         if deepgram.is_deepgram_host(host) and public is False:
             findings.append(
@@ -122,13 +125,12 @@ def analyze(obs: Mapping[str, JSONValue]) -> list[Finding]:
                 )
             )
         return findings
-    if outcome == "tls-verify-failed":
-        message = str(obs.get("verify_message") or "").lower()
+    if outcome is Outcome.TLS_VERIFY_FAILED:
+        message = (obs.verify_message or "").lower()
         if "expired" in message:
             code, text = "tls.expired", f"the certificate for {host} has expired (issuer {issuer_text})"
         elif "hostname mismatch" in message or "ip address mismatch" in message:
-            peer = obs.get("peer")
-            names = peer.get("san") if isinstance(peer, Mapping) else None
+            names = list(obs.peer.san) if obs.peer is not None else None
             code, text = (
                 "tls.hostname-mismatch",
                 f"the certificate presented does not name {host} (it names {names or 'other hosts'}; issuer "
@@ -147,15 +149,15 @@ def analyze(obs: Mapping[str, JSONValue]) -> list[Finding]:
                 "CA with --ca-file if it is a private CA, or update the local CA bundle",
             )
         return [Finding(code, cause_for(code), Status.FAIL, text, evidence), *_store_findings(obs, host)]
-    if outcome == "proxy-error":
+    if outcome is Outcome.PROXY_ERROR:
         return []  # the proxy refused the tunnel: proxy.connect reports it
-    if outcome in ("reset", "eof"):
+    if outcome in (Outcome.RESET, Outcome.EOF):
         return [
             Finding(
                 "tls.sni-reset",
                 cause_for("tls.sni-reset"),
                 Status.FAIL,
-                f"the connection was {'reset' if outcome == 'reset' else 'closed'} during the TLS handshake "
+                f"the connection was {'reset' if outcome is Outcome.RESET else 'closed'} during the TLS handshake "
                 f"for {host}: typical of SNI filtering by a firewall; ask the network team to allow TLS to "
                 f"{host} on port 443",
                 evidence,
@@ -166,7 +168,7 @@ def analyze(obs: Mapping[str, JSONValue]) -> list[Finding]:
             "tls.handshake-failed",
             cause_for("tls.handshake-failed"),
             Status.FAIL,
-            f"the TLS handshake with {host} failed: {obs.get('error')}",
+            f"the TLS handshake with {host} failed: {obs.error}",
             evidence,
         )
     ]
@@ -184,25 +186,27 @@ class TlsHandshake(Check):
     async def run(self, ctx: Context) -> CheckResult:
         if not ctx.target.tls:
             return self.skip("not applicable: ws:// has no TLS")
+        from checks.tcp import observed as tcp_observed
         from wsdoctor.probes.netpath import tls_handshake
 
-        attempts = ctx.evidence_of("tcp.connect", "attempts")
-        connected = [a for a in attempts or [] if isinstance(a, Mapping) and a.get("outcome") == "connected"]
+        tcp = tcp_observed(ctx)
+        connected = [a for a in tcp.attempts if a.outcome is Outcome.CONNECTED] if tcp is not None else []
         if not connected:
             return self.skip("no address accepted TCP", blocked_by="tcp.connect")
-        obs = await tls_handshake(ctx, str(connected[0]["address"]))
-        d = obs.to_dict()
-        stores = ", ".join(f"{k} {(v or {}).get('outcome')}" for k, v in obs.stores.items() if isinstance(v, dict))
+        obs = await tls_handshake(ctx, connected[0].address)
+        if obs.outcome is Outcome.PROXY_ERROR:  # no TLS to judge: the proxy refused the tunnel
+            return self.skip(f"the proxy did not open a tunnel ({obs.error})", blocked_by="proxy.connect")
+        stores = ", ".join(f"{k} {v.outcome}" for k, v in obs.stores.items())
         via = f" via {obs.via_proxy}" if obs.via_proxy else ""
+        issuer = obs.peer.issuer if obs.peer is not None else "?"
         summary = (
-            f"{obs.protocol}, {obs.cipher}, ALPN {obs.alpn or 'none'}, issuer {obs.peer.get('issuer', '?')}"
-            f"{via} (stores: {stores})"
-            if obs.outcome == "ok"
+            f"{obs.protocol}, {obs.cipher}, ALPN {obs.alpn or 'none'}, issuer {issuer}{via} (stores: {stores})"
+            if obs.outcome is Outcome.OK
             else f"{obs.outcome}{via}: {obs.error}"
         )
-        if obs.outcome == "proxy-error":
-            return self.skip(f"the proxy did not open a tunnel ({obs.error})", blocked_by="proxy.connect")
-        return self.result(analyze(d), summary=summary, metrics={"tls_s": obs.time_s}, evidence={"tls": d})
+        return self.result(
+            analyze(obs), summary=summary, metrics={"tls_s": obs.time_s}, evidence={"tls": obs.to_dict()}
+        )
 
 
 CHECKS = (TlsHandshake,)

@@ -1,26 +1,56 @@
 """The network-path analyzers (dns, tcp, tls, proxy, env) judged on recorded observations in
 fixtures/observations/{dns,tcp,tls,proxy,env}/ -- no network. Most were recorded from real runs
 against the system tier's services (a DNS server on 127.0.0.1, closed ports, trustme TLS servers,
-squid); the few cut by hand say so in their ``_note``."""
+squid); the few cut by hand say so in their ``_note``. Every fixture is read back into its typed
+observation strictly (``from_dict``): a renamed or mistyped field fails here, not in a report."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from checks import dns, env, proxy, tcp, tls
 from wsdoctor.causes import CAUSES, FINDING_CODES
-from wsdoctor.model import Finding, Status
+from wsdoctor.model import Finding, Outcome, Status
+from wsdoctor.probes.netpath import (
+    CertInfo,
+    DnsObservation,
+    DnsOutcome,
+    DnsRecord,
+    ProxyConnectObservation,
+    StoreResult,
+    TcpAttempt,
+    TcpObservation,
+    TlsObservation,
+)
+from wsdoctor.probes.proxy import RouteDecision
+from wsdoctor.probes.record import FixtureError
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
 
+#: Each family's observation type: what its fixtures hold and its analyzer takes.
+TYPES: dict[str, Any] = {
+    "dns": DnsObservation,
+    "tcp": TcpObservation,
+    "tls": TlsObservation,
+    "proxy": ProxyConnectObservation,
+    "env": RouteDecision,
+}
+T = TypeVar("T")
 
-def load(name: str) -> dict[str, Any]:
+
+def raw(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((OBS / name).read_text())
     return data
+
+
+def load(name: str, cls: type[T]) -> T:
+    obs: T = cls.from_dict(raw(name))  # type: ignore[attr-defined]
+    return obs
 
 
 def codes(findings: list[Finding]) -> list[str]:
@@ -45,7 +75,7 @@ def known(findings: list[Finding]) -> None:
     ],
 )
 def test_dns(fixture: str, expected: list[str]) -> None:
-    findings = dns.analyze(load(fixture))
+    findings = dns.analyze(load(fixture, DnsObservation))
     assert codes(findings) == expected
     known(findings)
     if findings:  # which resolver was asked is named: the --dns-server recordings, or the system's
@@ -62,8 +92,7 @@ def test_dns(fixture: str, expected: list[str]) -> None:
     ],
 )
 def test_tcp(fixture: str, expected: list[str], severity: Status | None) -> None:
-    obs = load(fixture)
-    findings = tcp.analyze(obs["attempts"], obs["port"])
+    findings = tcp.analyze(load(fixture, TcpObservation))
     assert codes(findings) == expected
     known(findings)
     if findings:
@@ -71,19 +100,29 @@ def test_tcp(fixture: str, expected: list[str], severity: Status | None) -> None
 
 
 def test_tcp_timeout_says_what_to_ask_for() -> None:
-    finding = tcp.analyze(load("tcp/timeout.json")["attempts"], 4433)[0]
+    finding = tcp.analyze(load("tcp/timeout.json", TcpObservation))[0]
     assert finding.cause == "proxy-firewall"
     assert "blackholed" in finding.message
     assert "allow outbound TCP port 4433" in finding.message
 
 
 def test_tcp_to_the_proxy_names_the_proxy() -> None:
-    obs = load("tcp/proxy-refused.json")
-    finding = tcp.analyze(obs["attempts"], obs["port"], proxy=obs["proxy"])[0]
+    obs = load("tcp/proxy-refused.json", TcpObservation)
+    finding = tcp.analyze(obs)[0]
     assert finding.code == "tcp.refused"
     assert finding.message.startswith("proxy ")
-    assert finding.evidence["via_proxy"] == obs["proxy"]
+    assert finding.evidence["via_proxy"] == obs.via_proxy == "http://127.0.0.1:37343"
     assert "not reachable" in finding.message
+
+
+def test_tcp_a_proxy_host_that_does_not_resolve_is_proxy_unreachable() -> None:
+    # Nothing was tried: the proxy's name did not resolve (judged in analyze, not in run()).
+    obs = TcpObservation((), 3128, via_proxy="http://proxy.corp:3128", proxy_dns_error="[Errno -2] Name unknown")
+    (finding,) = tcp.analyze(obs)
+    assert (finding.code, finding.severity) == ("proxy.unreachable", Status.FAIL)
+    assert finding.message == "the proxy host of http://proxy.corp:3128 does not resolve: [Errno -2] Name unknown"
+    assert finding.evidence == {"proxy": "http://proxy.corp:3128"}
+    assert TcpObservation.from_dict(obs.to_dict()) == obs
 
 
 @pytest.mark.parametrize(
@@ -100,7 +139,7 @@ def test_tcp_to_the_proxy_names_the_proxy() -> None:
     ],
 )
 def test_tls(fixture: str, expected: list[str], cause: str | None) -> None:
-    findings = tls.analyze(load(fixture))
+    findings = tls.analyze(load(fixture, TlsObservation))
     assert codes(findings) == expected
     known(findings)
     if findings:
@@ -108,7 +147,7 @@ def test_tls(fixture: str, expected: list[str], cause: str | None) -> None:
 
 
 def test_tls_interception_names_the_issuer_and_the_fix() -> None:
-    finding = tls.analyze(load("tls/interception.json"))[0]
+    finding = tls.analyze(load("tls/interception.json", TlsObservation))[0]
     assert finding.severity is Status.FAIL
     assert "Corp Inspecting Proxy CA" in finding.message
     assert "exempt api.deepgram.com from TLS inspection" in finding.message
@@ -117,20 +156,20 @@ def test_tls_interception_names_the_issuer_and_the_fix() -> None:
 
 def test_tls_interception_trusted_locally_is_a_warning() -> None:
     # The corporate CA is in the app's trust: it works here, but TLS is still inspected.
-    finding = tls.analyze(load("tls/interception-trusted.json"))[0]
+    finding = tls.analyze(load("tls/interception-trusted.json", TlsObservation))[0]
     assert finding.severity is Status.WARN
 
 
 def test_tls_stale_store_says_which_store() -> None:
-    finding = tls.analyze(load("tls/stale-system-store.json"))[0]
+    finding = tls.analyze(load("tls/stale-system-store.json", TlsObservation))[0]
     assert "trusted by the certifi store but not by the system store" in finding.message
     assert finding.severity is Status.WARN
 
 
 def test_tls_private_ca_with_ca_file_is_not_a_stale_store() -> None:
-    obs = load("tls/valid-ca-file.json")
-    assert obs["stores"]["ca_file"]["outcome"] == "ok"
-    assert obs["stores"]["certifi"]["outcome"] == obs["stores"]["system"]["outcome"] == "tls-verify-failed"
+    obs = load("tls/valid-ca-file.json", TlsObservation)
+    assert obs.stores["ca_file"].outcome is Outcome.OK
+    assert obs.stores["certifi"].outcome is obs.stores["system"].outcome is Outcome.TLS_VERIFY_FAILED
     assert tls.analyze(obs) == []
 
 
@@ -145,8 +184,7 @@ def test_tls_private_ca_with_ca_file_is_not_a_stale_store() -> None:
     ],
 )
 def test_proxy(fixture: str, expected: list[str]) -> None:
-    obs = load(fixture)
-    findings = proxy.analyze(obs["tunnel"], obs["direct_tcp"])
+    findings = proxy.analyze(load(fixture, ProxyConnectObservation))
     assert codes(findings) == expected
     known(findings)
     for f in findings:
@@ -154,7 +192,9 @@ def test_proxy(fixture: str, expected: list[str]) -> None:
 
 
 def test_proxy_denied_says_who_and_what_to_allow() -> None:
-    finding = proxy.analyze(load("proxy/denied-403.json")["tunnel"])[0]
+    obs = load("proxy/denied-403.json", ProxyConnectObservation)
+    finding = proxy.analyze(replace(obs, direct_tcp=None))[0]
+    assert "direct_tcp" not in finding.evidence  # nothing tried directly, nothing claimed
     assert "squid" in str(finding.evidence["answered_by"])
     assert "ERR_ACCESS_DENIED" in str(finding.evidence["answered_by"])
     assert "ask the network team to allow CONNECT" in finding.message
@@ -163,25 +203,29 @@ def test_proxy_denied_says_who_and_what_to_allow() -> None:
 
 
 def test_proxy_auth_reports_the_scheme_and_whether_we_sent_credentials() -> None:
-    none = proxy.analyze(load("proxy/auth-407.json")["tunnel"])[0]
-    wrong = proxy.analyze(load("proxy/auth-407-wrong.json")["tunnel"])[0]
+    none = proxy.analyze(load("proxy/auth-407.json", ProxyConnectObservation))[0]
+    wrong = proxy.analyze(load("proxy/auth-407-wrong.json", ProxyConnectObservation))[0]
     assert none.evidence["proxy_authenticate"] == ["Basic"]
     assert "requires credentials and none were given" in none.message
     assert "rejected the credentials" in wrong.message
-    assert "wrong-pass" not in json.dumps(load("proxy/auth-407-wrong.json"))
+    assert "wrong-pass" not in json.dumps(raw("proxy/auth-407-wrong.json"))
 
 
 def test_proxy_compare_direct_and_proxied() -> None:
-    obs = load("proxy/denied-403.json")
-    assert "exempting the host (NO_PROXY) would work" in proxy.compare(obs["tunnel"], obs["direct_tcp"])
-    ok = load("proxy/established.json")
-    assert "both work" in proxy.compare(ok["tunnel"], ok["direct_tcp"])
+    obs = load("proxy/denied-403.json", ProxyConnectObservation)
+    assert "exempting the host (NO_PROXY) would work" in proxy.compare(obs)
+    ok = load("proxy/established.json", ProxyConnectObservation)
+    assert "both work" in proxy.compare(ok)
+    assert "not tried" in proxy.compare(load("proxy/unreachable.json", ProxyConnectObservation))
 
 
 def test_proxy_407_with_negotiate_needs_another_client() -> None:
     finding = proxy.connect_finding(
-        407, [["Proxy-Authenticate", "Negotiate"], ["Proxy-Authenticate", "NTLM"]],
-        proxy="http://proxy.corp:3128", target="api.deepgram.com:443", sent_credentials=False,
+        407,
+        [("Proxy-Authenticate", "Negotiate"), ("Proxy-Authenticate", "NTLM")],
+        proxy="http://proxy.corp:3128",
+        target="api.deepgram.com:443",
+        sent_credentials=False,
     )
     assert finding.evidence["proxy_authenticate"] == ["Negotiate", "NTLM"]
     assert "speaks Negotiate, NTLM" in finding.message
@@ -198,7 +242,7 @@ def test_proxy_407_with_negotiate_needs_another_client() -> None:
     ],
 )
 def test_env(fixture: str, expected: list[str]) -> None:
-    findings = env.analyze(load(fixture))
+    findings = env.analyze(load(fixture, RouteDecision))
     assert codes(findings) == expected
     known(findings)
 
@@ -210,31 +254,49 @@ def test_env_fixtures_hold_no_password() -> None:
 
 
 def test_dns_outcomes() -> None:
-    ok = {"host": "api.deepgram.com", "source": "dns", "addresses": ["192.0.2.1"], "records": {}}
+    ok = DnsObservation("api.deepgram.com", "dns", addresses=("192.0.2.1",))
     assert dns.analyze(ok) == []
-    nx = {
-        "host": "nope.invalid",
-        "source": "dns",
-        "addresses": [],
-        "resolver": "127.0.0.53",
-        "records": {"A": {"outcome": "nxdomain"}, "AAAA": {"outcome": "nxdomain"}},
-    }
+
+    def both(outcome: DnsOutcome) -> dict[str, DnsRecord]:
+        return {"A": DnsRecord(outcome), "AAAA": DnsRecord(outcome)}
+
+    nx = DnsObservation("nope.invalid", "dns", resolver="127.0.0.53", records=both(DnsOutcome.NXDOMAIN))
     assert codes(dns.analyze(nx)) == ["dns.nxdomain"]
-    sf = {**nx, "records": {"A": {"outcome": "servfail"}, "AAAA": {"outcome": "servfail"}}}
+    sf = replace(nx, records=both(DnsOutcome.SERVFAIL))
     assert codes(dns.analyze(sf)) == ["dns.servfail"]
-    to = {**nx, "records": {"A": {"outcome": "timeout"}, "AAAA": {"outcome": "timeout"}}}
+    to = replace(nx, records=both(DnsOutcome.TIMEOUT))
     assert codes(dns.analyze(to)) == ["dns.timeout"]
 
 
+def test_dns_through_a_proxy_only_warns() -> None:
+    # The app hands the name to its proxy, which resolves it: a local NXDOMAIN does not block it.
+    route = load("env/proxy.json", RouteDecision)
+    (finding,) = dns.analyze(load("dns/nxdomain.json", DnsObservation), route)
+    assert (finding.code, finding.severity) == ("dns.nxdomain", Status.WARN)
+    assert finding.message.endswith(
+        "the app connects through the proxy http://proxy.corp:3128, which resolves the name itself, so this "
+        "does not block it"
+    )
+    direct = load("env/direct.json", RouteDecision)
+    assert dns.analyze(load("dns/nxdomain.json", DnsObservation), direct)[0].severity is Status.FAIL
+
+
 def test_tcp_outcomes() -> None:
-    ok = {"address": "192.0.2.1", "family": "ipv4", "outcome": "connected", "time_s": 0.01}
-    refused = {"address": "192.0.2.1", "family": "ipv4", "outcome": "refused", "time_s": 0.001}
-    blackhole = {"address": "2001:db8::1", "family": "ipv6", "outcome": "timeout", "time_s": 5.0}
-    assert tcp.analyze([ok], 443) == []
-    assert codes(tcp.analyze([refused], 443)) == ["tcp.refused"]
-    (f,) = tcp.analyze([ok, blackhole], 443)
+    ok = TcpAttempt("192.0.2.1", "ipv4", Outcome.CONNECTED, 0.01)
+    refused = TcpAttempt("192.0.2.1", "ipv4", Outcome.REFUSED, 0.001)
+    blackhole = TcpAttempt("2001:db8::1", "ipv6", Outcome.TIMEOUT, 5.0)
+    assert tcp.analyze(TcpObservation((ok,), 443)) == []
+    assert codes(tcp.analyze(TcpObservation((refused,), 443))) == ["tcp.refused"]
+    (f,) = tcp.analyze(TcpObservation((ok, blackhole), 443))
     assert f.code == "tcp.timeout"
     assert f.severity is Status.WARN  # IPv4 works; IPv6-first clients stall
+
+
+def test_tcp_an_unnamed_socket_error_says_its_errno() -> None:
+    aborted = TcpAttempt("192.0.2.1", "ipv4", Outcome.OSERROR, 0.2, "ECONNABORTED: [Errno 103] Software caused")
+    (f,) = tcp.analyze(TcpObservation((aborted,), 443))
+    assert f.code == "tcp.unreachable"
+    assert "is unreachable (ECONNABORTED: [Errno 103] Software caused)" in f.message
 
 
 @pytest.mark.parametrize(
@@ -251,9 +313,100 @@ def test_tcp_outcomes() -> None:
     ],
 )
 def test_tls_verification_failures(host: str, message: str, expected: str) -> None:
-    obs = {"outcome": "tls-verify-failed", "server_name": host, "verify_message": message}
+    obs = TlsObservation("192.0.2.1", host, Outcome.TLS_VERIFY_FAILED, verify_message=message)
     assert codes(tls.analyze(obs)) == [expected]
 
 
 def test_tls_reset_during_handshake_is_sni_filtering() -> None:
-    assert codes(tls.analyze({"outcome": "reset", "server_name": "api.deepgram.com"})) == ["tls.sni-reset"]
+    obs = TlsObservation("192.0.2.1", "api.deepgram.com", Outcome.RESET)
+    assert codes(tls.analyze(obs)) == ["tls.sni-reset"]
+
+
+def test_tls_mismatch_names_the_certificate_s_names() -> None:
+    peer = CertInfo("CN=other", "CN=Some CA", "Jan  1 00:00:00 2000 GMT", "Jan  1 00:00:00 3000 GMT", ("DNS:other",))
+    obs = TlsObservation(
+        "192.0.2.1", "x.example", Outcome.TLS_VERIFY_FAILED, verify_message="Hostname mismatch", peer=peer
+    )
+    (finding,) = tls.analyze(obs)
+    assert "(it names ['DNS:other']; issuer CN=Some CA)" in finding.message
+    assert finding.evidence["peer"] == peer.to_dict()
+
+
+def test_tls_stale_certifi_is_the_other_way_round() -> None:
+    stores = {
+        "certifi": StoreResult(Outcome.TLS_VERIFY_FAILED, verify_code=20, verify_message="unable to get"),
+        "system": StoreResult(Outcome.OK, time_s=0.01),
+    }
+    (finding,) = tls.analyze(TlsObservation("192.0.2.1", "x.example", Outcome.OK, stores=stores))
+    assert "trusted by the system store but not by the certifi store (unable to get)" in finding.message
+    assert "pip install -U certifi" in finding.message
+
+
+# -- the fixtures are the typed observations' JSON form ------------------------------------------
+
+
+FIXTURES = sorted(p.relative_to(OBS).as_posix() for family in TYPES for p in (OBS / family).glob("*.json"))
+
+
+def test_every_family_has_fixtures() -> None:
+    assert {name.split("/")[0] for name in FIXTURES} == set(TYPES)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_every_fixture_loads_strictly_and_round_trips(name: str) -> None:
+    # to_dict() is what a report's evidence holds: a fixture read back writes exactly what it read
+    data = raw(name)
+    obs = TYPES[name.split("/")[0]].from_dict(data)
+    data.pop("_note", None)
+    assert obs.to_dict() == data
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "renamed"),
+    [
+        ("dns/healthy.json", (), ("addresses", "address_list")),
+        ("dns/healthy.json", ("records", "A"), ("answers", "answer")),
+        ("tcp/healthy.json", (), ("port", "target_port")),
+        ("tcp/proxy-refused.json", ("attempts", 0), ("outcome", "result")),
+        ("tls/expired.json", (), ("verify_message", "verify_msg")),
+        ("tls/expired.json", ("chain", 0), ("issuer", "issued_by")),
+        ("tls/expired.json", ("stores", "certifi"), ("verify_code", "code")),
+        ("proxy/denied-403.json", (), ("direct_tcp", "direct")),
+        ("proxy/denied-403.json", ("tunnel",), ("status", "status_code")),
+        ("env/disagreement.json", (), ("route", "way")),
+        ("env/disagreement.json", ("disagreements", 0), ("used_by_urllib", "urllib_uses")),
+    ],
+)
+def test_a_renamed_field_is_a_fixture_error(name: str, path: tuple[str | int, ...], renamed: tuple[str, str]) -> None:
+    data = raw(name)
+    node: Any = data
+    for step in path:
+        node = node[step]
+    old, new = renamed
+    node[new] = node.pop(old)
+    with pytest.raises(FixtureError, match=new):
+        TYPES[name.split("/")[0]].from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "key", "value"),
+    [
+        ("dns/healthy.json", ("records", "A"), "outcome", "okay"),
+        ("dns/healthy.json", (), "source", "hosts-file"),
+        ("tcp/refused.json", ("attempts", 0), "outcome", "ECONNREFUSED"),
+        ("tcp/refused.json", ("attempts", 0), "family", "ipv5"),
+        ("tls/sni-reset.json", (), "outcome", "handshake-failed"),
+        ("proxy/established.json", ("tunnel",), "status", "200"),
+        ("env/direct.json", (), "route", "socks"),
+    ],
+)
+def test_a_value_outside_the_vocabulary_is_a_fixture_error(
+    name: str, path: tuple[str | int, ...], key: str, value: str
+) -> None:
+    data = raw(name)
+    node: Any = data
+    for step in path:
+        node = node[step]
+    node[key] = value
+    with pytest.raises(FixtureError):
+        TYPES[name.split("/")[0]].from_dict(data)

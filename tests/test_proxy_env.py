@@ -3,11 +3,13 @@ plus the CLI's flags: --proxy / --no-proxy / --dns-server parsing and password r
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from wsdoctor.cli import main
 from wsdoctor.model import Target
-from wsdoctor.probes.proxy import ProxyURL, decide_route, no_proxy_match, proxy_env
+from wsdoctor.probes.proxy import ProxyURL, RouteDecision, decide_route, no_proxy_match, proxy_env
 
 WSS = Target.parse("wss://api.deepgram.com/v1/listen")
 WS = Target.parse("ws://10.1.2.3:8080/v1/listen")
@@ -18,7 +20,16 @@ def test_lower_case_wins_and_both_are_reported() -> None:
     decision, proxy = decide_route(env, WSS)
     assert proxy is not None and proxy.host == "lower"
     assert decision.source == "https_proxy"
-    assert "'used_by_urllib': 'https_proxy'" in str(decision.disagreements)
+    (both,) = decision.disagreements
+    assert (both.upper, both.lower, both.used_by_urllib) == ("HTTPS_PROXY", "https_proxy", "https_proxy")
+    assert both.to_dict()["used_by_urllib"] == "https_proxy"  # the report's form is unchanged
+
+
+def test_a_decision_reads_back_from_its_json_form() -> None:
+    env = {"HTTPS_PROXY": "http://bob:hunter2@upper:3128", "https_proxy": "http://lower:3128", "NO_PROXY": "x"}
+    decision, _ = decide_route(env, WSS)
+    assert RouteDecision.from_dict(decision.to_dict()) == decision
+    assert RouteDecision.from_dict(json.loads(json.dumps(decision.to_dict()))) == decision
 
 
 def test_an_empty_lower_case_variable_unsets_the_upper_case_one() -> None:

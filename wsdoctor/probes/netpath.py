@@ -28,23 +28,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import socket
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue
+from wsdoctor.model import JSONValue, Outcome
+from wsdoctor.probes.proxy import TunnelObservation
 from wsdoctor.probes.record import from_json
-from wsdoctor.probes.wsclient import classify_oserror, tls_context
+from wsdoctor.probes.wsclient import classify_oserror, describe_oserror, tls_context
 
 __all__ = [
+    "CertInfo",
     "DnsObservation",
+    "DnsOutcome",
+    "DnsRecord",
+    "DnsSource",
+    "ProxyConnectObservation",
     "ProxyRefused",
+    "StoreResult",
     "TcpAttempt",
+    "TcpObservation",
     "TlsObservation",
+    "TrustStore",
     "connect_all",
     "open_path",
     "proxy_address",
@@ -57,14 +67,57 @@ __all__ = [
 _LOCAL_NAMES = ("localhost",)
 
 
+class DnsOutcome(enum.StrEnum):
+    """How one DNS query (one record type) ended, as dnspython reported it."""
+
+    OK = "ok"
+    NXDOMAIN = "nxdomain"  # the name does not exist
+    NOANSWER = "noanswer"  # the name exists, without records of this type
+    SERVFAIL = "servfail"  # a resolver answered that it failed
+    BLOCKED = "blocked"  # EPERM: a local firewall refused to send the query
+    UNREACHABLE = "unreachable"  # no route to the resolver
+    TIMEOUT = "timeout"
+    ERROR = "error"  # any other DNSException
+    NO_RESOLVER_CONFIGURED = "no-resolver-configured"  # no resolv.conf nameserver: nothing was asked
+
+
+@dataclass(frozen=True, slots=True)
+class DnsRecord:
+    """One record type's query (``A`` or ``AAAA``). ``to_dict`` writes only the keys that apply
+    (answers for ``ok``, error for failures, no time when nothing was asked): the report's form."""
+
+    outcome: DnsOutcome
+    answers: tuple[str, ...] | None = None
+    time_s: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        d: dict[str, JSONValue] = {"outcome": self.outcome.value}
+        if self.answers is not None:
+            d["answers"] = list(self.answers)
+        if self.error is not None:
+            d["error"] = self.error
+        if self.time_s is not None:
+            d["time_s"] = self.time_s
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DnsRecord:
+        return from_json(cls, d)
+
+
+#: Where a DnsObservation's addresses came from.
+DnsSource = Literal["ip-literal", "resolve-override", "dns", "local-name"]
+
+
 @dataclass(frozen=True, slots=True)
 class DnsObservation:
     host: str
-    source: str  # "ip-literal" | "resolve-override" | "dns" | "local-name"
+    source: DnsSource
     addresses: tuple[str, ...] = ()  # what the connection will use, system order
     system_error: str | None = None  # getaddrinfo failure, as a fact
     resolver: str | None = None  # nameserver(s) dnspython asked
-    records: dict[str, JSONValue] = field(default_factory=dict)  # {"A": {"outcome","answers","time_s"}}
+    records: dict[str, DnsRecord] = field(default_factory=dict)  # by record type: "A", "AAAA"
     time_s: float | None = None
 
     def to_dict(self) -> dict[str, JSONValue]:
@@ -74,7 +127,7 @@ class DnsObservation:
             "addresses": list(self.addresses),
             "system_error": self.system_error,
             "resolver": self.resolver,
-            "records": dict(self.records),
+            "records": {rd: r.to_dict() for rd, r in self.records.items()},
             "time_s": self.time_s,
         }
 
@@ -107,25 +160,28 @@ def _server_name(server: tuple[str, int] | None, resolver: Any) -> str:
 
 async def _dns_records(
     host: str, timeout: float, server: tuple[str, int] | None = None
-) -> tuple[str | None, dict[str, JSONValue]]:
+) -> tuple[str | None, dict[str, DnsRecord]]:
     import dns.exception
     import dns.resolver
 
     try:
         resolver = _resolver(server, timeout)
     except dns.resolver.NoResolverConfiguration:
-        return None, {"A": {"outcome": "no-resolver-configured"}, "AAAA": {"outcome": "no-resolver-configured"}}
+        none = DnsRecord(DnsOutcome.NO_RESOLVER_CONFIGURED)
+        return None, {"A": none, "AAAA": none}
     nameservers = _server_name(server, resolver)
 
-    async def one(rdtype: str) -> dict[str, JSONValue]:
+    async def one(rdtype: str) -> DnsRecord:
         t0 = time.monotonic()
+        answers: tuple[str, ...] | None = None
+        error: str | None = None
         try:
             answer = await resolver.resolve(host, rdtype, search=False)
-            result: dict[str, JSONValue] = {"outcome": "ok", "answers": [r.to_text() for r in answer][:20]}
+            outcome, answers = DnsOutcome.OK, tuple(r.to_text() for r in answer)[:20]
         except dns.resolver.NXDOMAIN:
-            result = {"outcome": "nxdomain"}
+            outcome = DnsOutcome.NXDOMAIN
         except dns.resolver.NoAnswer:
-            result = {"outcome": "noanswer"}
+            outcome = DnsOutcome.NOANSWER
         except dns.resolver.NoNameservers as exc:
             # dnspython says "no nameserver answered" both for a SERVFAIL and for a resolver it could
             # not even reach; the socket error in its message tells them apart.
@@ -134,14 +190,15 @@ async def _dns_records(
             # EPERM: a firewall on this host (netfilter OUTPUT, a container's egress policy) refused
             # to send the query at all -- nothing reached a resolver, so it is not a SERVFAIL either.
             blocked = "Operation not permitted" in text
-            outcome = "blocked" if blocked else ("unreachable" if unreachable else "servfail")
-            result = {"outcome": outcome, "error": text[:300]}
+            outcome = (
+                DnsOutcome.BLOCKED if blocked else (DnsOutcome.UNREACHABLE if unreachable else DnsOutcome.SERVFAIL)
+            )
+            error = text[:300]
         except dns.exception.Timeout:
-            result = {"outcome": "timeout"}
+            outcome = DnsOutcome.TIMEOUT
         except dns.exception.DNSException as exc:
-            result = {"outcome": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
-        result["time_s"] = round(time.monotonic() - t0, 6)
-        return result
+            outcome, error = DnsOutcome.ERROR, f"{type(exc).__name__}: {exc}"[:300]
+        return DnsRecord(outcome, answers=answers, time_s=round(time.monotonic() - t0, 6), error=error)
 
     a, aaaa = await asyncio.gather(one("A"), one("AAAA"))
     return nameservers, {"A": a, "AAAA": aaaa}
@@ -152,13 +209,8 @@ def _is_local_name(host: str) -> bool:
     return host in _LOCAL_NAMES or host.endswith(".localhost")
 
 
-def _answers(records: dict[str, JSONValue]) -> list[str]:
-    out: list[str] = []
-    for rd in ("A", "AAAA"):
-        rec = records.get(rd)
-        if isinstance(rec, dict) and isinstance(rec.get("answers"), list):
-            out += [str(a) for a in rec["answers"] if isinstance(a, str)]
-    return out
+def _answers(records: Mapping[str, DnsRecord]) -> list[str]:
+    return [a for rd in ("A", "AAAA") if rd in records for a in records[rd].answers or ()]
 
 
 async def system_getaddrinfo(host: str, port: int, timeout: float) -> list[str]:
@@ -209,7 +261,7 @@ async def resolve_host(ctx: Context, host: str, port: int) -> list[str]:
         _ns, records = await _dns_records(host, ctx.timeout(options.connect_timeout_s), options.dns_server)
         found = _answers(records)
         if not found:
-            outcomes = "/".join(str((r or {}).get("outcome")) for r in records.values() if isinstance(r, dict))
+            outcomes = "/".join(r.outcome.value for r in records.values())
             raise socket.gaierror(socket.EAI_NONAME, f"{host}: no address from the DNS server ({outcomes})")
         return found
     return await system_getaddrinfo(host, port, ctx.timeout(options.connect_timeout_s))
@@ -251,7 +303,8 @@ async def resolve(ctx: Context) -> DnsObservation:
             found = await system_getaddrinfo(target.host, target.port, timeout)
             return found, None, round(ctx.clock() - t0, 6)
         except (OSError, TimeoutError) as exc:
-            return [], f"{classify_oserror(exc)}: {exc}"[:300], round(ctx.clock() - t0, 6)
+            outcome = classify_oserror(exc)
+            return [], f"{outcome}: {_error_text(exc, outcome)}"[:300], round(ctx.clock() - t0, 6)
 
     if _is_local_name(target.host):
         # RFC 6761: never sent to DNS; the hosts file answers.
@@ -278,8 +331,8 @@ async def resolve(ctx: Context) -> DnsObservation:
 @dataclass(frozen=True, slots=True)
 class TcpAttempt:
     address: str
-    family: str  # "ipv4" | "ipv6"
-    outcome: str  # "connected" | "refused" | "timeout" | "unreachable" | errno name
+    family: Literal["ipv4", "ipv6"]
+    outcome: Outcome  # CONNECTED, or how the connect failed (REFUSED, TIMEOUT, UNREACHABLE, OSERROR ...)
     time_s: float
     error: str | None = None
 
@@ -287,7 +340,7 @@ class TcpAttempt:
         return {
             "address": self.address,
             "family": self.family,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "time_s": self.time_s,
             "error": self.error,
         }
@@ -297,34 +350,137 @@ class TcpAttempt:
         return from_json(cls, d)
 
 
+@dataclass(frozen=True, slots=True)
+class TcpObservation:
+    """tcp.connect's facts: one attempt per address, all to ``port`` -- the target's, or, when the
+    app's route is a proxy, the proxy's (``via_proxy``, its redacted URL: the app's first hop)."""
+
+    attempts: tuple[TcpAttempt, ...]
+    port: int
+    via_proxy: str | None = None
+    #: the proxy's host name did not resolve, so nothing was tried (the resolver's words)
+    proxy_dns_error: str | None = None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        d: dict[str, JSONValue] = {
+            "attempts": [a.to_dict() for a in self.attempts],
+            "port": self.port,
+            "via_proxy": self.via_proxy,
+        }
+        if self.proxy_dns_error is not None:  # only then: a report of a resolved proxy keeps its form
+            d["proxy_dns_error"] = self.proxy_dns_error
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TcpObservation:
+        return from_json(cls, d)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConnectObservation:
+    """proxy.connect's facts: one CONNECT through the app's proxy and, when the target's address is
+    known, one direct TCP attempt beside it (does the app *need* the proxy, or is it in the way?)."""
+
+    tunnel: TunnelObservation
+    direct_tcp: TcpAttempt | None = None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "tunnel": self.tunnel.to_dict(),
+            "direct_tcp": self.direct_tcp.to_dict() if self.direct_tcp is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProxyConnectObservation:
+        return from_json(cls, d)
+
+
+def _error_text(exc: BaseException, outcome: Outcome, limit: int = 300) -> str:
+    """An observation's ``error``: the exception's words; for an OSERROR outcome, which has no
+    name of its own, with the errno's name in front (:func:`describe_oserror`)."""
+    text = describe_oserror(exc) if outcome is Outcome.OSERROR else (str(exc) or type(exc).__name__)
+    return text[:limit]
+
+
 async def connect_all(ctx: Context, addresses: tuple[str, ...], *, port: int | None = None) -> tuple[TcpAttempt, ...]:
     """One bounded TCP connect per address (default port: the target's), side by side."""
     port = ctx.target.port if port is None else port
     timeout = ctx.timeout(ctx.options.connect_timeout_s)
 
     async def one(addr: str) -> TcpAttempt:
-        family = "ipv6" if ":" in addr else "ipv4"
+        family: Literal["ipv4", "ipv6"] = "ipv6" if ":" in addr else "ipv4"
         t0 = ctx.clock()
         try:
             _r, writer = await asyncio.wait_for(asyncio.open_connection(addr, port), timeout)
         except (OSError, TimeoutError) as exc:
-            return TcpAttempt(
-                addr, family, classify_oserror(exc), round(ctx.clock() - t0, 6), (str(exc) or type(exc).__name__)[:200]
-            )
+            outcome = classify_oserror(exc)
+            return TcpAttempt(addr, family, outcome, round(ctx.clock() - t0, 6), _error_text(exc, outcome, 200))
         elapsed = round(ctx.clock() - t0, 6)
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 1.0)
-        return TcpAttempt(addr, family, "connected", elapsed)
+        return TcpAttempt(addr, family, Outcome.CONNECTED, elapsed)
 
     return tuple(await asyncio.gather(*(one(a) for a in addresses[:16])))
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    """One certificate as ssl decodes it: the peer's, or one of the chain's."""
+
+    subject: str
+    issuer: str
+    not_before: str
+    not_after: str
+    san: tuple[str, ...] = ()  # "DNS:api.deepgram.com", "IP Address:127.0.0.1"
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "san": list(self.san),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CertInfo:
+        return from_json(cls, d)
+
+
+#: The trust stores tls.handshake verifies against, one handshake each.
+TrustStore = Literal["certifi", "system", "ca_file"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """One verified handshake against one trust store. ``to_dict`` writes only the keys that apply
+    (time for ``ok``, OpenSSL's code and words for a failed verification, else the error)."""
+
+    outcome: Outcome  # OK, TLS_VERIFY_FAILED, or how the connection failed
+    time_s: float | None = None
+    verify_code: int | None = None
+    verify_message: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        d: dict[str, JSONValue] = {"outcome": self.outcome.value}
+        for key in ("time_s", "verify_code", "verify_message", "error"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StoreResult:
+        return from_json(cls, d)
 
 
 @dataclass(frozen=True, slots=True)
 class TlsObservation:
     address: str
     server_name: str
-    outcome: str  # "ok" | "tls-verify-failed" | "tls-error" | "reset" | "eof" | "timeout" | "proxy-error" ...
+    outcome: Outcome  # OK, TLS_VERIFY_FAILED, TLS_ERROR, RESET, EOF, TIMEOUT, PROXY_ERROR ...
     time_s: float | None = None
     protocol: str | None = None
     cipher: str | None = None
@@ -332,18 +488,18 @@ class TlsObservation:
     verify_code: int | None = None
     verify_message: str | None = None
     error: str | None = None
-    peer: dict[str, JSONValue] = field(default_factory=dict)  # subject, issuer, notBefore, notAfter, san
-    #: the chain as the server sent it (leaf first), read without verifying: [{subject, issuer, ...}]
-    chain: list[JSONValue] = field(default_factory=list)
-    #: one verified handshake per trust store: {"certifi": {...}, "system": {...}, "ca_file": {...}}
-    stores: dict[str, JSONValue] = field(default_factory=dict)
+    peer: CertInfo | None = None  # written as {} when there is none
+    #: the chain as the server sent it (leaf first), read without verifying
+    chain: tuple[CertInfo, ...] = ()
+    #: one verified handshake per trust store: "certifi", "system", and "ca_file" with --ca-file
+    stores: dict[str, StoreResult] = field(default_factory=dict)
     via_proxy: str | None = None  # the (redacted) proxy the handshake was tunnelled through
 
     def to_dict(self) -> dict[str, JSONValue]:
         return {
             "address": self.address,
             "server_name": self.server_name,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "time_s": self.time_s,
             "protocol": self.protocol,
             "cipher": self.cipher,
@@ -351,14 +507,16 @@ class TlsObservation:
             "verify_code": self.verify_code,
             "verify_message": self.verify_message,
             "error": self.error,
-            "peer": dict(self.peer),
-            "chain": list(self.chain),
-            "stores": dict(self.stores),
+            "peer": self.peer.to_dict() if self.peer is not None else {},
+            "chain": [c.to_dict() for c in self.chain],
+            "stores": {k: v.to_dict() for k, v in self.stores.items()},
             "via_proxy": self.via_proxy,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TlsObservation:
+        if isinstance(d, Mapping) and d.get("peer") == {}:
+            d = {**d, "peer": None}  # no peer certificate is written as {} (the report's form)
         return from_json(cls, d)
 
 
@@ -369,17 +527,17 @@ def _name(rdns: Any) -> str:
         return str(rdns)
 
 
-def _cert_info(cert: Mapping[str, Any]) -> dict[str, JSONValue]:
-    return {
-        "subject": _name(cert.get("subject", ())),
-        "issuer": _name(cert.get("issuer", ())),
-        "not_before": str(cert.get("notBefore")),
-        "not_after": str(cert.get("notAfter")),
-        "san": [f"{k}:{v}" for k, v in cert.get("subjectAltName", ())][:50],
-    }
+def _cert_info(cert: Mapping[str, Any]) -> CertInfo:
+    return CertInfo(
+        subject=_name(cert.get("subject", ())),
+        issuer=_name(cert.get("issuer", ())),
+        not_before=str(cert.get("notBefore")),
+        not_after=str(cert.get("notAfter")),
+        san=tuple(f"{k}:{v}" for k, v in cert.get("subjectAltName", ()))[:50],
+    )
 
 
-def _chain_of(sslobj: Any) -> list[dict[str, JSONValue]]:
+def _chain_of(sslobj: Any) -> list[CertInfo]:
     """The chain the server sent, leaf first. CPython 3.10-3.12 have it as the private
     ``_sslobj.get_unverified_chain()`` (public from 3.13); without it, the leaf alone, decoded from
     its DER by ssl's own test decoder -- no third-party X.509 parser needed."""
@@ -406,7 +564,7 @@ def _chain_of(sslobj: Any) -> list[dict[str, JSONValue]]:
             os.unlink(path)
 
 
-def store_context(store: str, ca_file: str | None) -> ssl.SSLContext:
+def store_context(store: TrustStore, ca_file: str | None) -> ssl.SSLContext:
     """A verifying context that trusts one store only: ``certifi``, ``system`` or ``ca_file``."""
     ctx = ssl.create_default_context(cafile=None)
     if store == "system":
@@ -458,7 +616,7 @@ class ProxyRefused(OSError):
         self.status = status
 
 
-async def _verify_with(ctx: Context, address: str, store: str) -> dict[str, JSONValue]:
+async def _verify_with(ctx: Context, address: str, store: TrustStore) -> StoreResult:
     timeout = ctx.timeout(ctx.options.connect_timeout_s)
     writer = None
     t0 = time.monotonic()
@@ -466,11 +624,12 @@ async def _verify_with(ctx: Context, address: str, store: str) -> dict[str, JSON
         sslctx = store_context(store, ctx.options.ca_file)
         _r, writer, _via = await open_path(ctx, address, timeout)
         await asyncio.wait_for(writer.start_tls(sslctx, server_hostname=ctx.target.host), ctx.timeout(timeout))
-        return {"outcome": "ok", "time_s": round(time.monotonic() - t0, 6)}
+        return StoreResult(Outcome.OK, time_s=round(time.monotonic() - t0, 6))
     except ssl.SSLCertVerificationError as exc:
-        return {"outcome": "tls-verify-failed", "verify_code": exc.verify_code, "verify_message": exc.verify_message}
+        return StoreResult(Outcome.TLS_VERIFY_FAILED, verify_code=exc.verify_code, verify_message=exc.verify_message)
     except (OSError, TimeoutError, ssl.SSLError) as exc:
-        return {"outcome": classify_oserror(exc), "error": (str(exc) or type(exc).__name__)[:200]}
+        outcome = classify_oserror(exc)
+        return StoreResult(outcome, error=_error_text(exc, outcome, 200))
     finally:
         if writer is not None:
             writer.close()
@@ -478,7 +637,7 @@ async def _verify_with(ctx: Context, address: str, store: str) -> dict[str, JSON
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
-async def _unverified_chain(ctx: Context, address: str) -> list[dict[str, JSONValue]]:
+async def _unverified_chain(ctx: Context, address: str) -> list[CertInfo]:
     timeout = ctx.timeout(ctx.options.connect_timeout_s)
     writer = None
     try:
@@ -503,11 +662,12 @@ async def tls_handshake(ctx: Context, address: str) -> TlsObservation:
     connection; then, side by side, the chain read without verification and one verified
     handshake per trust store, so a chain trusted by one store and not another shows up."""
     target, timeout = ctx.target, ctx.timeout(ctx.options.connect_timeout_s)
-    stores = ["certifi", "system"] + (["ca_file"] if ctx.options.ca_file else [])
-    extra = asyncio.gather(_unverified_chain(ctx, address), *(_verify_with(ctx, address, s) for s in stores))
+    stores: list[TrustStore] = ["certifi", "system", "ca_file"] if ctx.options.ca_file else ["certifi", "system"]
+    chain_and_stores = asyncio.gather(_unverified_chain(ctx, address), _verify_all(ctx, address, stores))
     t0 = ctx.clock()
     writer = None
     via: str | None = None
+    outcome = Outcome.OK
     base: dict[str, Any] = {}
     try:
         _r, writer, via = await open_path(ctx, address, timeout)
@@ -519,44 +679,44 @@ async def tls_handshake(ctx: Context, address: str) -> TlsObservation:
         cert = sslobj.getpeercert() if sslobj else None
         cipher = sslobj.cipher() if sslobj else None
         base = {
-            "outcome": "ok",
             "time_s": elapsed,
             "protocol": sslobj.version() if sslobj else None,
             "cipher": cipher[0] if cipher else None,
             "alpn": sslobj.selected_alpn_protocol() if sslobj else None,
-            "peer": _cert_info(cert) if cert else {},
+            "peer": _cert_info(cert) if cert else None,
         }
     except ProxyRefused as exc:
-        base = {"outcome": "proxy-error", "time_s": round(ctx.clock() - t0, 6), "error": str(exc)[:300]}
+        outcome = Outcome.PROXY_ERROR
+        base = {"time_s": round(ctx.clock() - t0, 6), "error": str(exc)[:300]}
     except ssl.SSLCertVerificationError as exc:
+        outcome = Outcome.TLS_VERIFY_FAILED
         base = {
-            "outcome": "tls-verify-failed",
             "time_s": round(ctx.clock() - t0, 6),
             "verify_code": exc.verify_code,
             "verify_message": exc.verify_message,
             "error": str(exc)[:300],
         }
     except (OSError, TimeoutError, ssl.SSLError) as exc:
-        base = {
-            "outcome": classify_oserror(exc),
-            "time_s": round(ctx.clock() - t0, 6),
-            "error": (str(exc) or type(exc).__name__)[:300],
-        }
+        outcome = classify_oserror(exc)
+        base = {"time_s": round(ctx.clock() - t0, 6), "error": _error_text(exc, outcome)}
     finally:
         if writer is not None:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-    results = await extra
-    chain: list[dict[str, JSONValue]] = results[0]  # type: ignore[assignment]
-    per_store: list[JSONValue] = list(results[1:])  # type: ignore[arg-type]
-    if not base.get("peer") and chain:
+    chain, per_store = await chain_and_stores
+    if base.get("peer") is None and chain:
         base["peer"] = chain[0]
     return TlsObservation(
         address=address,
         server_name=target.host,
-        chain=list(chain),
+        outcome=outcome,
+        chain=tuple(chain),
         stores=dict(zip(stores, per_store, strict=True)),
         via_proxy=via,
         **base,
     )
+
+
+async def _verify_all(ctx: Context, address: str, stores: list[TrustStore]) -> list[StoreResult]:
+    return list(await asyncio.gather(*(_verify_with(ctx, address, s) for s in stores)))

@@ -42,15 +42,17 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from wsdoctor.check import Context, Secret
-from wsdoctor.model import JSONValue, Target
+from wsdoctor.model import JSONValue, Outcome, Target
 from wsdoctor.probes.record import from_json
 
 __all__ = [
     "PROXY_VARIABLES",
+    "ProxyDisagreement",
     "ProxyURL",
+    "Route",
     "RouteDecision",
     "TunnelObservation",
     "decide_route",
@@ -204,11 +206,11 @@ def redact_proxy_text(value: str) -> str:
         return redact_url(value)
 
 
-def proxy_env(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, JSONValue]]:
+def proxy_env(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """urllib's reading of the environment: ``{"https": value, "no": value, ...}`` (lower case
     wins), plus every relevant variable as set, redacted, by its exact name."""
     effective: dict[str, str] = {}
-    seen: dict[str, JSONValue] = {}
+    seen: dict[str, str] = {}
     # Pass 1: any case; pass 2: lower case only, so it wins and an empty one unsets (urllib).
     for name, value in environ.items():
         lname = name.lower()
@@ -269,17 +271,47 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+#: Which way the app goes: straight to the target, through an HTTP proxy, or nowhere -- a proxy
+#: setting it cannot use (a SOCKS proxy, a value that does not parse).
+Route = Literal["direct", "proxy", "unsupported"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyDisagreement:
+    """The upper- and lower-case spellings of one proxy variable are both set, to different values
+    (both redacted); urllib reads the lower-case one, other tools may not."""
+
+    upper: str  # "HTTPS_PROXY"
+    upper_value: str
+    lower: str  # "https_proxy"
+    lower_value: str
+    used_by_urllib: str
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "upper": self.upper,
+            "upper_value": self.upper_value,
+            "lower": self.lower,
+            "lower_value": self.lower_value,
+            "used_by_urllib": self.used_by_urllib,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProxyDisagreement:
+        return from_json(cls, d)
+
+
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
     """Which way the app would go, and why. Holds no password (``proxy`` is the redacted URL)."""
 
-    route: str  # "direct" | "proxy" | "unsupported"
+    route: Route
     reason: str
     source: str | None = None  # "--proxy" | "HTTPS_PROXY" | "https_proxy" | ... | None
     proxy: str | None = None  # redacted display URL
     no_proxy_entry: str | None = None
-    variables: dict[str, JSONValue] = field(default_factory=dict)  # as set, redacted
-    disagreements: list[JSONValue] = field(default_factory=list)  # [{"upper":..,"lower":..,...}]
+    variables: dict[str, str] = field(default_factory=dict)  # as set, redacted
+    disagreements: tuple[ProxyDisagreement, ...] = ()
     error: str | None = None  # the chosen value does not parse
 
     def to_dict(self) -> dict[str, JSONValue]:
@@ -290,7 +322,7 @@ class RouteDecision:
             "proxy": self.proxy,
             "no_proxy_entry": self.no_proxy_entry,
             "variables": dict(self.variables),
-            "disagreements": list(self.disagreements),
+            "disagreements": [d.to_dict() for d in self.disagreements],
             "error": self.error,
         }
 
@@ -299,21 +331,18 @@ class RouteDecision:
         return from_json(cls, d)
 
 
-def _disagreements(environ: Mapping[str, str]) -> list[JSONValue]:
-    out: list[JSONValue] = []
-    for lname in PROXY_VARIABLES:
-        uname = lname.upper()
-        if uname in environ and lname in environ and environ[uname] != environ[lname]:
-            out.append(
-                {
-                    "upper": uname,
-                    "upper_value": redact_proxy_text(environ[uname]),
-                    "lower": lname,
-                    "lower_value": redact_proxy_text(environ[lname]),
-                    "used_by_urllib": lname,
-                }
-            )
-    return out
+def _disagreements(environ: Mapping[str, str]) -> tuple[ProxyDisagreement, ...]:
+    return tuple(
+        ProxyDisagreement(
+            upper=lname.upper(),
+            upper_value=redact_proxy_text(environ[lname.upper()]),
+            lower=lname,
+            lower_value=redact_proxy_text(environ[lname]),
+            used_by_urllib=lname,
+        )
+        for lname in PROXY_VARIABLES
+        if lname.upper() in environ and lname in environ and environ[lname.upper()] != environ[lname]
+    )
 
 
 def decide_route(
@@ -396,7 +425,7 @@ class TunnelObservation:
 
     proxy: str  # redacted display URL
     target: str  # "host:port" asked for
-    outcome: str  # "established" | "http-response" | "refused" | "timeout" | "eof" | "protocol-error" | ...
+    outcome: Outcome  # ESTABLISHED, HTTP_RESPONSE, or how it failed: REFUSED, TIMEOUT, EOF, PROTOCOL_ERROR ...
     proxy_address: str | None = None
     connect_s: float | None = None  # TCP to the proxy
     tunnel_s: float | None = None  # CONNECT sent -> answer
@@ -415,7 +444,7 @@ class TunnelObservation:
         return {
             "proxy": self.proxy,
             "target": self.target,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "proxy_address": self.proxy_address,
             "connect_s": self.connect_s,
             "tunnel_s": self.tunnel_s,
@@ -433,6 +462,14 @@ class TunnelObservation:
 
 
 _UNRECORDED_HEADERS = {"proxy-authorization"}
+
+
+def _error_text(exc: BaseException, outcome: Outcome) -> str:
+    """The exception's words; for an OSERROR outcome, which has no name of its own, with the
+    errno's name in front (wsclient's ``describe_oserror``)."""
+    from wsdoctor.probes.wsclient import describe_oserror
+
+    return describe_oserror(exc) if outcome is Outcome.OSERROR else (str(exc) or type(exc).__name__)
 
 
 async def open_tunnel(
@@ -462,13 +499,14 @@ async def open_tunnel(
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(connect_to, proxy.port), timeout)
     except (OSError, TimeoutError) as exc:
+        outcome = classify_oserror(exc)
         return (
             TunnelObservation(
                 **base,
-                outcome=classify_oserror(exc),
+                outcome=outcome,
                 proxy_address=proxy_address,
                 connect_s=round(time.monotonic() - t0, 6),
-                error=f"connecting to the proxy: {(str(exc) or type(exc).__name__)}"[:300],
+                error=f"connecting to the proxy: {_error_text(exc, outcome)}"[:300],
             ),
             None,
             None,
@@ -514,7 +552,7 @@ async def open_tunnel(
             return (
                 TunnelObservation(
                     **base,
-                    outcome="eof",
+                    outcome=Outcome.EOF,
                     proxy_address=proxy_address,
                     connect_s=connect_s,
                     tunnel_s=round(time.monotonic() - t1, 6),
@@ -525,7 +563,7 @@ async def open_tunnel(
             )
         obs = TunnelObservation(
             **base,
-            outcome="established" if keep_open else "http-response",
+            outcome=Outcome.ESTABLISHED if keep_open else Outcome.HTTP_RESPONSE,
             proxy_address=proxy_address,
             connect_s=connect_s,
             tunnel_s=round(time.monotonic() - t1, 6),
@@ -545,7 +583,7 @@ async def open_tunnel(
         return (
             TunnelObservation(
                 **base,
-                outcome="protocol-error",
+                outcome=Outcome.PROTOCOL_ERROR,
                 proxy_address=proxy_address,
                 connect_s=connect_s,
                 tunnel_s=round(time.monotonic() - t1, 6),
@@ -555,14 +593,15 @@ async def open_tunnel(
             None,
         )
     except (OSError, TimeoutError) as exc:
+        outcome = classify_oserror(exc)
         return (
             TunnelObservation(
                 **base,
-                outcome=classify_oserror(exc),
+                outcome=outcome,
                 proxy_address=proxy_address,
                 connect_s=connect_s,
                 tunnel_s=round(time.monotonic() - t1, 6),
-                error=(str(exc) or type(exc).__name__)[:300],
+                error=_error_text(exc, outcome)[:300],
             ),
             None,
             None,
