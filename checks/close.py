@@ -19,20 +19,25 @@ audio, 1011 NET-0000) and otherwise by its code (1011 / 1012 / 1013 transient se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.model import CheckResult, EndKind, Finding, Outcome, Status
 from wsdoctor.sanitize import printable
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.session import SessionObservation
+    from wsdoctor.probes.wsclient import WireEvent
 
 __all__ = [
     "CHECKS",
     "CloseHandshake",
     "analyze",
+    "close_metrics",
     "is_idle_timeout",
     "judge_close_code",
     "judge_ending",
@@ -92,15 +97,20 @@ def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding
     )
 
 
-def is_idle_timeout(close: Mapping[str, Any] | None) -> bool:
+def is_idle_timeout(close: WireEvent | None) -> bool:
     """A recorded close event that is Deepgram's NET-0001 idle close."""
-    return close is not None and deepgram.identify_close(close.get("code"), close.get("reason")) is deepgram.NET_0001
+    return close is not None and deepgram.identify_close(close.code, close.reason) is deepgram.NET_0001
 
 
-def judge_ending(kind: str | None, event: Mapping[str, Any] | None, when: str) -> Finding | None:
+def judge_ending(kind: EndKind | None, event: WireEvent | None, when: str) -> Finding | None:
     """How a connection ended, as a finding (``None`` for a clean close or still open)."""
-    ev: dict[str, Any] = {"ended_by": kind, "when": when, "event": dict(event) if event else None}
-    if kind == "eof":
+    ev: dict[str, Any] = {
+        "ended_by": kind.value if kind else None,
+        "when": when,
+        "event": event.to_dict() if event else None,
+    }
+    reason = event.reason if event else None
+    if kind is EndKind.EOF:
         return Finding(
             "close.no-close-frame",
             cause_for("close.no-close-frame"),
@@ -109,8 +119,8 @@ def judge_ending(kind: str | None, event: Mapping[str, Any] | None, when: str) -
             "'no close frame received or sent', code 1006)",
             ev,
         )
-    if kind in ("reset", "error"):
-        detail = f" ({event.get('reason')})" if event and event.get("reason") else ""
+    if kind in (EndKind.RESET, EndKind.ERROR):
+        detail = f" ({reason})" if reason else ""
         return Finding(
             "stream.reset",
             cause_for("stream.reset"),
@@ -118,133 +128,142 @@ def judge_ending(kind: str | None, event: Mapping[str, Any] | None, when: str) -
             f"the connection was reset {when}{detail} (code 1006 in most clients)",
             ev,
         )
-    if kind == "flood":
+    if kind is EndKind.FLOOD:
         return Finding(
             "stream.flood",
             cause_for("stream.flood"),
             Status.FAIL,
-            f"the server flooded the connection {when}: {event.get('reason') if event else 'too many frames'}; "
+            f"the server flooded the connection {when}: {reason or 'too many frames'}; "
             "wsdoctor cut it (Deepgram sends a few messages a second)",
             ev,
         )
-    if kind in ("protocol-error", "oversize"):
-        what = event.get("reason") if event else kind
+    if kind in (EndKind.PROTOCOL_ERROR, EndKind.OVERSIZE):
         return Finding(
             "stream.protocol-error",
             cause_for("stream.protocol-error"),
             Status.FAIL,
-            f"the server broke the WebSocket protocol {when}: {what}",
+            f"the server broke the WebSocket protocol {when}: {reason or kind}",
             ev,
         )
-    if kind == "close" and event is not None:
-        return judge_close_code(event.get("code"), event.get("reason"), when)
+    if kind is EndKind.CLOSE and event is not None:
+        return judge_close_code(event.code, event.reason, when)
     return None
 
 
-def terminal_event(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return next(
-        (
-            e
-            for e in reversed(obs.get("events", []))
-            if e.get("direction") == "in"
-            and e.get("kind") in ("eof", "reset", "error", "close", "protocol-error", "oversize", "flood")
-        ),
-        None,
-    )
+def terminal_event(events: Sequence[WireEvent]) -> WireEvent | None:
+    """The incoming event that ended the connection (a close frame, EOF, reset, ...), if any."""
+    return next((e for e in reversed(events) if e.direction == "in" and e.end_kind is not None), None)
 
 
-def _after(obs: Mapping[str, Any], t: float | None, msg_type: str) -> float | None:
+def _after(obs: SessionObservation, t: float | None, msg_type: str) -> float | None:
     if t is None:
         return None
-    hit = next(
-        (
-            e["t_s"]
-            for e in obs.get("events", [])
-            if e.get("direction") == "in" and e.get("msg_type") == msg_type and e["t_s"] >= t
-        ),
-        None,
-    )
+    hit = next((e.t_s for e in obs.events if e.direction == "in" and e.msg_type == msg_type and e.t_s >= t), None)
     return round(hit - t, 3) if hit is not None else None
 
 
-def analyze_closestream(obs: Mapping[str, Any]) -> list[Finding]:
-    if obs["upgrade"]["outcome"] != "upgraded":
+def _not_opened(obs: SessionObservation) -> Finding:
+    """The stream this check needs could not be opened although ws.auth got through: a flaky path."""
+    up = obs.upgrade
+    return Finding(
+        "http.no-response",
+        cause_for("http.no-response"),
+        Status.FAIL,
+        f"the stream could not be opened: {up.outcome}" + (f" ({up.error})" if up.error else ""),
+        {"outcome": up.outcome.value, "error": up.error},
+    )
+
+
+def analyze_closestream(obs: SessionObservation) -> list[Finding]:
+    if obs.upgrade.outcome is not Outcome.UPGRADED:
         return []
-    term = terminal_event(obs)
-    cs_t = obs.get("closestream_t")
-    if cs_t is None or (term is not None and term["t_s"] < cs_t):
-        f = judge_ending(obs.get("terminal"), term, f"{_since_open(obs, term)} into the stream, before CloseStream")
+    term = terminal_event(obs.events)
+    cs_t = obs.closestream_t
+    if cs_t is None or (term is not None and term.t_s < cs_t):
+        f = judge_ending(obs.terminal, term, f"{_since_open(obs, term)} into the stream, before CloseStream")
         return [f] if f else []
-    if obs.get("close_sent_t") is not None:
+    if obs.close_sent_t is not None:
         # CloseStream went unanswered for the whole wait, so we sent our own close frame.
         if term is None:
             return [
                 _no_reply(
                     obs,
                     Status.FAIL,
-                    f"no close after CloseStream within {obs['close_wait_s']} s, and our "
-                    f"close frame got no reply within {obs['close_wait_s']} s either: the server or a hop "
+                    f"no close after CloseStream within {obs.close_wait_s} s, and our "
+                    f"close frame got no reply within {obs.close_wait_s} s either: the server or a hop "
                     "holds the connection open",
                 )
             ]
-        if term.get("kind") == "close":
+        if term.kind is EndKind.CLOSE:
             return [
                 _no_reply(
                     obs,
                     Status.WARN,
-                    f"CloseStream got no close within {obs['close_wait_s']} s; only our "
-                    "own close frame ended the stream",
+                    f"CloseStream got no close within {obs.close_wait_s} s; only our own close frame ended the stream",
                 )
             ]
     if term is None:
         return []
-    when = "right after our CloseStream" if obs.get("close_sent_t") is None else "right after our close frame"
-    f = judge_ending(term.get("kind"), term, when)
+    when = "right after our CloseStream" if obs.close_sent_t is None else "right after our close frame"
+    f = judge_ending(term.end_kind, term, when)
     return [f] if f else []
 
 
-def _no_reply(obs: Mapping[str, Any], severity: Status, message: str) -> Finding:
+def _no_reply(obs: SessionObservation, severity: Status, message: str) -> Finding:
     return Finding(
         "close.no-close-reply",
         cause_for("close.no-close-reply"),
         severity,
         message,
-        {"close_wait_s": obs["close_wait_s"]},
+        {"close_wait_s": obs.close_wait_s},
     )
 
 
-def analyze_client_close(obs: Mapping[str, Any]) -> list[Finding]:
-    if obs["upgrade"]["outcome"] != "upgraded":
+def analyze_client_close(obs: SessionObservation) -> list[Finding]:
+    if obs.upgrade.outcome is not Outcome.UPGRADED:
         return []
-    term = terminal_event(obs)
+    term = terminal_event(obs.events)
     if term is None:
-        return [_no_reply(obs, Status.FAIL, f"our close frame got no reply within {obs['close_wait_s']} s")]
-    if term.get("kind") == "close":
+        return [_no_reply(obs, Status.FAIL, f"our close frame got no reply within {obs.close_wait_s} s")]
+    if term.kind is EndKind.CLOSE:
         return []  # any echoed code completes the handshake
-    f = judge_ending(term.get("kind"), term, "right after our close frame")
+    f = judge_ending(term.end_kind, term, "right after our close frame")
     return [f] if f else []
 
 
-def _since_open(obs: Mapping[str, Any], term: Mapping[str, Any] | None) -> str:
-    if term is None or obs.get("open_t") is None:
+def _since_open(obs: SessionObservation, term: WireEvent | None) -> str:
+    if term is None or obs.open_t is None:
         return "?"
-    return f"{term['t_s'] - obs['open_t']:.1f} s"
+    return f"{term.t_s - obs.open_t:.1f} s"
 
 
-def analyze(closestream: Mapping[str, Any], client_close: Mapping[str, Any]) -> list[Finding]:
+def analyze(closestream: SessionObservation, client_close: SessionObservation) -> list[Finding]:
+    """Both connections' endings; a stream that could not be opened at all is a finding of its own."""
     findings = analyze_closestream(closestream)
     seen = {f.code for f in findings}
-    return findings + [f for f in analyze_client_close(client_close) if f.code not in seen]
+    findings += [f for f in analyze_client_close(client_close) if f.code not in seen]
+    if not findings and closestream.upgrade.outcome is not Outcome.UPGRADED:
+        findings.append(_not_opened(closestream))
+    return findings
 
 
-def close_metrics(obs: Mapping[str, Any]) -> dict[str, float | None]:
-    cs = obs.get("closestream_t")
-    term = terminal_event(obs)
-    close_t = term["t_s"] if term and term.get("kind") == "close" else None
-    return {
-        "closestream_to_metadata_s": _after(obs, cs, deepgram.ServerMessage.METADATA),
+def close_metrics(
+    closestream: SessionObservation, client_close: SessionObservation | None = None
+) -> dict[str, float | None]:
+    cs = closestream.closestream_t
+    term = terminal_event(closestream.events)
+    close_t = term.t_s if term and term.kind is EndKind.CLOSE else None
+    metrics: dict[str, float | None] = {
+        "closestream_to_metadata_s": _after(closestream, cs, deepgram.ServerMessage.METADATA),
         "closestream_to_close_s": round(close_t - cs, 3) if close_t is not None and cs is not None else None,
     }
+    if client_close is not None:
+        reply = terminal_event(client_close.events)
+        sent = client_close.close_sent_t
+        metrics["close_reply_s"] = (
+            round(reply.t_s - sent, 3) if reply and reply.kind is EndKind.CLOSE and sent is not None else None
+        )
+    return metrics
 
 
 class CloseHandshake(AuthenticatedCheck):
@@ -265,30 +284,18 @@ class CloseHandshake(AuthenticatedCheck):
             run_session(ctx, audio_seconds=1.0, ending="closestream", close_wait_s=wait),
             run_session(ctx, audio_seconds=0.0, ending="close", close_wait_s=wait),
         )
-        da, db = a.to_dict(), b.to_dict()
-        findings = analyze(da, db)
-        metrics: dict[str, float | None] = dict(close_metrics(da))
-        term_b = terminal_event(db)
-        metrics["close_reply_s"] = (
-            round(term_b["t_s"] - b.close_sent_t, 3)
-            if term_b and term_b.get("kind") == "close" and b.close_sent_t is not None
-            else None
-        )
-        if a.upgrade.outcome != "upgraded":
-            findings = findings or [
-                Finding(
-                    "http.no-response",
-                    cause_for("http.no-response"),
-                    Status.FAIL,
-                    f"the stream could not be opened: {a.upgrade.outcome}",
-                    {},
-                )
-            ]
+        findings = analyze(a, b)
+        metrics = close_metrics(a, b)
         summary = (
             f"CloseStream -> Metadata {_fmt(metrics['closestream_to_metadata_s'])}, close 1000 "
             f"{_fmt(metrics['closestream_to_close_s'])}; our close answered {_fmt(metrics['close_reply_s'])}"
         )
-        return self.result(findings, summary=summary, metrics=metrics, evidence={"closestream": da, "client_close": db})
+        return self.result(
+            findings,
+            summary=summary,
+            metrics=metrics,
+            evidence={"closestream": a.to_dict(), "client_close": b.to_dict()},
+        )
 
 
 def _fmt(v: float | None) -> str:

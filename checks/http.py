@@ -12,70 +12,69 @@ the evidence names the proxy, and the hop that answered (Server, Via, X-Squid-Er
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
-from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.model import CheckResult, Finding, Outcome, Status
+from wsdoctor.probes.lifecycle import Stage
 
-__all__ = ["CHECKS", "HttpUpgrade", "analyze", "answered_by"]
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.wsclient import HttpAnswer, UpgradeObservation
+
+__all__ = ["CHECKS", "HttpUpgrade", "analyze", "answered_by", "keyed_findings", "summarize"]
 
 _PATH_FAILURES = {
-    "eof": "the connection was closed before any HTTP answer to the Upgrade",
-    "reset": "the connection was reset before any HTTP answer to the Upgrade",
-    "timeout": "no HTTP answer to the Upgrade in time",
+    Outcome.EOF: "the connection was closed before any HTTP answer to the Upgrade",
+    Outcome.RESET: "the connection was reset before any HTTP answer to the Upgrade",
+    Outcome.TIMEOUT: "no HTTP answer to the Upgrade in time",
 }
+_CONNECT_FAILURES = {Outcome.REFUSED: "tcp.refused", Outcome.UNREACHABLE: "tcp.unreachable"}
 
 
-def _header(answer: Mapping[str, Any] | None, name: str) -> str | None:
-    if not answer:
-        return None
-    return next((str(v) for k, v in answer.get("headers", []) if str(k).lower() == name), None)
-
-
-def answered_by(answer: Mapping[str, Any] | None) -> str:
+def answered_by(answer: HttpAnswer | None) -> str:
     """Which hop wrote the answer, in words, from the headers it carries."""
-    if not answer:
+    if answer is None:
         return "nobody"
     parts = []
-    if _header(answer, deepgram.HEADER_REQUEST_ID):
-        parts.append(f"Deepgram (dg-request-id {_header(answer, 'dg-request-id')})")
-    else:
-        parts.append("not Deepgram (no dg-request-id)")
+    rid = answer.header(deepgram.HEADER_REQUEST_ID)
+    parts.append(f"Deepgram (dg-request-id {rid})" if rid else "not Deepgram (no dg-request-id)")
     for name in ("server", "via", "x-cache", "x-squid-error", "proxy-agent"):
-        value = _header(answer, name)
+        value = answer.header(name)
         if value:
             parts.append(f"{name}: {value}")
     return "; ".join(parts)
 
 
-def analyze(obs: Mapping[str, Any]) -> list[Finding]:
-    outcome = obs.get("outcome")
-    answer = obs.get("answer")
-    status = answer.get("status") if answer else None
+def analyze(obs: UpgradeObservation) -> list[Finding]:
+    outcome = obs.outcome
+    answer = obs.answer
+    status = answer.status if answer else None
     ev: dict[str, Any] = {
-        "outcome": outcome,
+        "outcome": outcome.value,
         "status": status,
         "answered_by": answered_by(answer),
-        "error": obs.get("error"),
+        "error": obs.error,
     }
     if answer:
-        ev["headers"] = answer.get("headers")
-        ev["body_excerpt"] = str(answer.get("body_excerpt", ""))[:500]
-    from_deepgram = _header(answer, deepgram.HEADER_REQUEST_ID) is not None
-    if outcome == "upgraded":
+        ev["headers"] = [[k, v] for k, v in answer.headers]
+        ev["body_excerpt"] = answer.body_excerpt[:500]
+    from_deepgram = answer is not None and answer.header(deepgram.HEADER_REQUEST_ID) is not None
+    if outcome is Outcome.UPGRADED:
         return []
-    if outcome == "bad-101":
-        violations = [str(v) for v in obs.get("violations") or ()]
+    if outcome is Outcome.BAD_101:
+        violations = list(obs.violations)
         if not violations:  # recorded before violations were listed one by one
-            violations = ["Sec-WebSocket-Accept does not match our key" if not obs.get("accept_ok") else
-                          "the Upgrade header is not 'websocket'"]
+            violations = [
+                "Sec-WebSocket-Accept does not match our key"
+                if not obs.accept_ok
+                else "the Upgrade header is not 'websocket'"
+            ]
         ev["violations"] = violations
         # A wrong accept key or a lost Upgrade header is a hop rewriting the handshake; the rest is a
         # server (or hop) that negotiates what was never offered.
-        if not obs.get("accept_ok") or any("Upgrade header" in v for v in violations):
+        if not obs.accept_ok or any("Upgrade header" in v for v in violations):
             why = "; ".join(violations)
             return [
                 Finding(
@@ -96,9 +95,9 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 ev,
             )
         ]
-    if outcome == "http-response" and isinstance(status, int) and 300 <= status < 400:
-        return [_redirect_finding(obs, status, ev)]
-    if outcome == "http-response":
+    if outcome is Outcome.HTTP_RESPONSE and answer is not None:
+        if 300 <= answer.status < 400:
+            return [_redirect_finding(obs, answer, ev)]
         if not from_deepgram:
             return [
                 Finding(
@@ -110,7 +109,7 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                     ev,
                 )
             ]
-        if status in (426, 200) or (status == 400 and "upgrade" in str(ev.get("body_excerpt", "")).lower()):
+        if status in (426, 200) or (status == 400 and "upgrade" in answer.body_excerpt.lower()):
             return [
                 Finding(
                     "http.upgrade-stripped",
@@ -122,8 +121,8 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 )
             ]
         return []  # Deepgram answered: the path works; ws.auth judges the status
-    if outcome == "protocol-error":
-        ev["raw_excerpt"] = str(obs.get("raw_excerpt") or "")[:300]
+    if outcome is Outcome.PROTOCOL_ERROR:
+        ev["raw_excerpt"] = (obs.raw_excerpt or "")[:300]
         return [
             Finding(
                 "http.intermediary-response",
@@ -134,22 +133,20 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 ev,
             )
         ]
-    if outcome == "proxy-error":
+    if outcome is Outcome.PROXY_ERROR:
         from checks.proxy import connect_finding
 
-        headers = answer.get("headers", []) if answer else []
         return [
             connect_finding(
                 status,
-                headers,
-                proxy=str(obs.get("proxy") or "the proxy"),
-                target=str(obs.get("target") or "?"),
-                sent_credentials=bool(obs.get("proxy_credentials")),
+                list(answer.headers) if answer else [],
+                proxy=obs.proxy or "the proxy",
+                target=obs.target or "?",
+                sent_credentials=obs.proxy_credentials,
             )
         ]
     if outcome in _PATH_FAILURES:
-        stages = [str(m[0]) for m in obs.get("marks", []) if m]
-        if "tunneling" in stages:
+        if any(stage == Stage.TUNNELING.value for stage, _t in obs.marks):
             # The tunnel was granted, then died before the server could answer: the proxy (or a
             # filter behind it) dropped the WebSocket, not the open internet.
             ev["via_proxy"] = True
@@ -158,7 +155,7 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                     "http.no-response",
                     "proxy-firewall",
                     Status.FAIL,
-                    f"{_PATH_FAILURES[str(outcome)]}, inside a CONNECT tunnel the proxy had granted: "
+                    f"{_PATH_FAILURES[outcome]}, inside a CONNECT tunnel the proxy had granted: "
                     "the proxy or a filter behind it drops WebSocket traffic",
                     ev,
                 )
@@ -168,29 +165,25 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
                 "http.no-response",
                 cause_for("http.no-response"),
                 Status.FAIL,
-                f"{_PATH_FAILURES[str(outcome)]} (last stage reached: {obs.get('furthest') or 'connect'})",
+                f"{_PATH_FAILURES[outcome]} (last stage reached: {obs.furthest or 'connect'})",
                 ev,
             )
         ]
-    if str(outcome).startswith("tls"):
+    if outcome in (Outcome.TLS_VERIFY_FAILED, Outcome.TLS_ERROR):
         return [
             Finding(
                 "tls.handshake-failed",
                 cause_for("tls.handshake-failed"),
                 Status.FAIL,
-                f"TLS failed while opening the WebSocket: {obs.get('error')}",
+                f"TLS failed while opening the WebSocket: {obs.error}",
                 ev,
             )
         ]
-    code = {"refused": "tcp.refused", "unreachable": "tcp.unreachable"}.get(str(outcome), "http.no-response")
-    return [
-        Finding(
-            code, cause_for(code), Status.FAIL, f"could not open the connection: {outcome} ({obs.get('error')})", ev
-        )
-    ]
+    code = _CONNECT_FAILURES.get(outcome, "http.no-response")
+    return [Finding(code, cause_for(code), Status.FAIL, f"could not open the connection: {outcome} ({obs.error})", ev)]
 
 
-def _where(location: str, obs: Mapping[str, Any]) -> tuple[str, bool]:
+def _where(location: str, obs: UpgradeObservation) -> tuple[str, bool]:
     """A redirect target as we may show it (scheme, host, port, path: no userinfo, no query) and
     whether it is the same host as the one asked (then the URL itself is what to fix)."""
     import urllib.parse
@@ -203,15 +196,15 @@ def _where(location: str, obs: Mapping[str, Any]) -> tuple[str, bool]:
         return "an unparseable location", False
     if not host:  # a relative redirect: same host
         return parts.path[:200] or "/", True
-    asked = urllib.parse.urlsplit(str(obs.get("url") or "")).hostname or ""
+    asked = urllib.parse.urlsplit(obs.url).hostname or ""
     shown = f"{parts.scheme}://{host}{port}{parts.path[:200]}"
     return shown, host.lower() == asked.lower()
 
 
-def _redirect_finding(obs: Mapping[str, Any], status: int, ev: dict[str, Any]) -> Finding:
+def _redirect_finding(obs: UpgradeObservation, answer: HttpAnswer, ev: dict[str, Any]) -> Finding:
     """WebSocket clients do not follow redirects (RFC 6455 4.1: a non-101 fails the handshake); a
     redirect is either the URL's fault (same host: http->https, a moved path) or a captive portal's."""
-    location = _header(obs.get("answer"), "location")
+    location = answer.header("location")
     where, same_host = _where(location, obs) if location else ("nowhere (no Location header)", False)
     ev["location"] = where
     if same_host:
@@ -224,10 +217,35 @@ def _redirect_finding(obs: Mapping[str, Any], status: int, ev: dict[str, Any]) -
         "http.redirect",
         cause,
         Status.FAIL,
-        f"the WebSocket Upgrade was redirected (HTTP {status}) to {where}: WebSocket clients do not follow "
+        f"the WebSocket Upgrade was redirected (HTTP {answer.status}) to {where}: WebSocket clients do not follow "
         f"redirects; {advice}",
         ev,
     )
+
+
+def keyed_findings(keyed: UpgradeObservation) -> list[Finding]:
+    """What the authenticated Upgrade (made after a 401 without a key) adds: only a stripped
+    Upgrade -- its status is ws.auth's to judge."""
+    return [f for f in analyze(keyed) if f.code == "http.upgrade-stripped"]
+
+
+def summarize(obs: UpgradeObservation, findings: list[Finding], keyed: UpgradeObservation | None) -> str:
+    answer = obs.answer
+    if answer is None:
+        summary = f"{obs.outcome}: {obs.error}"
+    elif obs.outcome is Outcome.PROXY_ERROR:
+        summary = f"the proxy {obs.proxy} answered CONNECT with HTTP {answer.status} {answer.reason}"
+    elif obs.outcome is Outcome.UPGRADED:
+        summary = f"101 Switching Protocols without credentials, answered by {answered_by(answer)}"
+    else:
+        summary = f"HTTP {answer.status} {answer.reason} from {answered_by(answer)}"
+        if not findings and answer.status in (401, 403):
+            summary += ": the network path to Deepgram works"
+    if keyed is not None and not findings and keyed.outcome is Outcome.UPGRADED and keyed.answer is not None:
+        summary = f"101 Switching Protocols with the key, answered by {answered_by(keyed.answer)}"
+    if obs.proxy is not None and obs.outcome is not Outcome.PROXY_ERROR:
+        summary += f" (tunnelled through the proxy {obs.proxy})"
+    return summary
 
 
 class HttpUpgrade(Check):
@@ -242,51 +260,24 @@ class HttpUpgrade(Check):
 
         async with WsProbe(ctx, credentials=False) as probe:
             obs = await probe.connect()
-            if obs.outcome == "upgraded":
+            if obs.outcome is Outcome.UPGRADED:
                 await probe.send_close(1000)
                 await probe.receive(1.0)
-        d = obs.to_dict()
-        d["furthest"] = obs.furthest
-        from wsdoctor.probes.proxy import route_for
-
-        decision, proxy = route_for(ctx)
-        if proxy is not None:
-            d["proxy"] = decision.proxy
-            d["target"] = f"{ctx.target.host}:{ctx.target.port}"
-            d["proxy_credentials"] = proxy.username is not None
-        findings = analyze(d)
-        answer = obs.answer
-        if answer is None:
-            summary = f"{obs.outcome}: {obs.error}"
-        elif obs.outcome == "proxy-error":
-            summary = f"the proxy {d.get('proxy')} answered CONNECT with HTTP {answer.status} {answer.reason}"
-        elif obs.outcome == "upgraded":
-            summary = f"101 Switching Protocols without credentials, answered by {answered_by(answer.to_dict())}"
-        else:
-            summary = f"HTTP {answer.status} {answer.reason} from {answered_by(answer.to_dict())}"
-            if not findings and answer.status in (401, 403):
-                summary += ": the network path to Deepgram works"
+        findings = analyze(obs)
         metrics = {k: v for k, v in phase_durations(obs.marks).items() if k == "upgrade_s"}
-        evidence: dict[str, Any] = {"upgrade": d}
-        if not findings and answer is not None and answer.status in (401, 403) and ctx.api_key is not None:
+        evidence: dict[str, Any] = {"upgrade": obs.to_dict()}
+        keyed = None
+        if not findings and obs.answer is not None and obs.answer.status in (401, 403) and ctx.api_key is not None:
             # A 401 proves the path reaches Deepgram, not that the Upgrade survives it: a server
             # checks the key before the Upgrade. With a key at hand, one authenticated Upgrade says.
             async with WsProbe(ctx, credentials=True) as probe:
                 keyed = await probe.connect()
-                if keyed.outcome == "upgraded":
+                if keyed.outcome is Outcome.UPGRADED:
                     await probe.send_close(1000)
                     await probe.receive(1.0)
-            kd = keyed.to_dict()
-            kd["furthest"] = keyed.furthest
-            evidence["upgrade_with_key"] = kd
-            keyed_findings = [f for f in analyze(kd) if f.code == "http.upgrade-stripped"]
-            if keyed_findings:
-                findings = keyed_findings
-            elif keyed.outcome == "upgraded" and keyed.answer is not None:
-                summary = f"101 Switching Protocols with the key, answered by {answered_by(keyed.answer.to_dict())}"
-        if proxy is not None and obs.outcome != "proxy-error":
-            summary += f" (tunnelled through the proxy {decision.proxy})"
-        return self.result(findings, summary=summary, metrics=metrics, evidence=evidence)
+            evidence["upgrade_with_key"] = keyed.to_dict()
+            findings = keyed_findings(keyed)
+        return self.result(findings, summary=summarize(obs, findings, keyed), metrics=metrics, evidence=evidence)
 
 
 CHECKS = (HttpUpgrade,)

@@ -19,15 +19,18 @@ judge it, so the wall time is the longest window, not the sum. The probe runs on
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.close import is_idle_timeout, judge_close_code, judge_ending
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.model import CheckResult, EndKind, Finding, FrameKind, JSONValue, Outcome, Status
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.idle import IdleConnection, IdleFamily
+    from wsdoctor.probes.wsclient import WireEvent
 
 __all__ = [
     "CHECKS",
@@ -46,160 +49,154 @@ _FAMILY_KEY = "idle.family"
 KEEPALIVE_TOLERANCE_S = 0.5
 
 
-def _conn(family: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    return next((c for c in family.get("connections", []) if c.get("name") == name), None)
+_CUT = (EndKind.EOF, EndKind.RESET)  # TCP ended without a close frame: cut, not closed
 
 
-def _idle_for(conn: Mapping[str, Any]) -> float | None:
+def _idle_for(conn: IdleConnection | None) -> float | None:
     """Seconds between the start of the idle period and the end of the connection."""
-    start = conn.get("idle_from_t")
-    end = conn.get("end_t")
-    if start is None or end is None:
+    if conn is None or conn.idle_from_t is None or conn.end_t is None:
         return None
-    return round(float(end) - float(start), 3)
+    return round(conn.end_t - conn.idle_from_t, 3)
 
 
-def _close_event(conn: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return next((e for e in conn.get("events", []) if e.get("direction") == "in" and e.get("kind") == "close"), None)
+def _close_event(conn: IdleConnection) -> WireEvent | None:
+    return next((e for e in conn.events if e.direction == "in" and e.kind is EndKind.CLOSE), None)
 
 
-def _metadata_before_close(conn: Mapping[str, Any]) -> bool:
+def _metadata_before_close(conn: IdleConnection) -> bool:
     close = _close_event(conn)
     return close is not None and any(
-        e.get("msg_type") == deepgram.ServerMessage.METADATA and e["t_s"] <= close["t_s"]
-        for e in conn.get("events", [])
+        e.msg_type == deepgram.ServerMessage.METADATA and e.t_s <= close.t_s for e in conn.events
     )
 
 
-def idle_metrics(family: Mapping[str, Any]) -> dict[str, float | int | None]:
-    silent = _conn(family, "silent") or {}
-    ping = _conn(family, "ping") or {}
+def _opened(conn: IdleConnection | None) -> IdleConnection | None:
+    return conn if conn is not None and conn.upgrade.outcome is Outcome.UPGRADED else None
+
+
+def idle_metrics(family: IdleFamily) -> dict[str, float | int | None]:
+    silent = family.get("silent")
+    ping = family.get("ping")
     server_timeout = cutoff = None
-    close = _close_event(silent)
-    if silent.get("ended_by") == "close" and is_idle_timeout(close):
+    if silent is not None and silent.ended_by is EndKind.CLOSE and is_idle_timeout(_close_event(silent)):
         server_timeout = _idle_for(silent)
-    if silent.get("ended_by") in ("eof", "reset"):
+    if silent is not None and silent.ended_by in _CUT:
         cutoff = _idle_for(silent)
-    rtts = pong_rtts_ms(ping)
+    rtts = pong_rtts_ms(ping) if ping is not None else []
     return {
         "server_idle_timeout_s": server_timeout,
         "idle_cutoff_s": cutoff,
-        "pings_sent": int(ping.get("pings_sent", 0)),
+        "pings_sent": ping.pings_sent if ping is not None else 0,
         "pongs": len(rtts),
         "pong_rtt_p50_ms": round(statistics.median(rtts), 2) if rtts else None,
         "pong_rtt_max_ms": round(max(rtts), 2) if rtts else None,
-        "family_wall_s": family.get("wall_s"),
+        "family_wall_s": family.wall_s,
     }
 
 
-def pong_rtts_ms(conn: Mapping[str, Any]) -> list[float]:
+def pong_rtts_ms(conn: IdleConnection) -> list[float]:
     """Round trips, pairing each pong with the earliest unanswered ping (pongs come back in order)."""
     pending: list[float] = []
     rtts: list[float] = []
-    for e in conn.get("events", []):
-        if e.get("kind") == "ping" and e.get("direction") == "out":
-            pending.append(float(e["t_s"]))
-        elif e.get("kind") == "pong" and e.get("direction") == "in" and pending:
-            rtts.append((float(e["t_s"]) - pending.pop(0)) * 1000)
+    for e in conn.events:
+        if e.kind is FrameKind.PING and e.direction == "out":
+            pending.append(e.t_s)
+        elif e.kind is FrameKind.PONG and e.direction == "in" and pending:
+            rtts.append((e.t_s - pending.pop(0)) * 1000)
     return rtts
 
 
-def _cut_finding(conn: Mapping[str, Any], what: str) -> Finding:
-    idle_s = _idle_for(conn)
+def _cut_finding(conn: IdleConnection, what: str) -> Finding:
+    idle_s = _idle_for(conn) or 0.0
     return Finding(
         "idle.middlebox-cutoff",
         cause_for("idle.middlebox-cutoff"),
         Status.FAIL,
         f"{what} was cut after {idle_s:.1f} s idle without a close frame and without Deepgram's NET-0001 reason: "
         f"a proxy, firewall or load balancer idle timeout of about {idle_s:.0f} s on the path",
-        {"idle_cutoff_s": idle_s, "ended_by": conn.get("ended_by"), "connection": conn.get("name")},
+        {
+            "idle_cutoff_s": _idle_for(conn),
+            "ended_by": conn.ended_by.value if conn.ended_by else None,
+            "connection": conn.name,
+        },
     )
 
 
-def analyze_silent(family: Mapping[str, Any]) -> list[Finding]:
-    conn = _conn(family, "silent")
-    if not conn or conn["upgrade"]["outcome"] != "upgraded":
+def analyze_silent(family: IdleFamily) -> list[Finding]:
+    conn = _opened(family.get("silent"))
+    if conn is None:
         return []
-    ended = conn.get("ended_by")
-    if ended in ("eof", "reset"):
+    ended = conn.ended_by
+    if ended in _CUT:
         return [_cut_finding(conn, "a silent stream")]
-    if ended == "close":
-        close = _close_event(conn) or {}
+    if ended is EndKind.CLOSE:
+        close = _close_event(conn)
         idle_s = _idle_for(conn)
-        if is_idle_timeout(close):
+        if close is not None and is_idle_timeout(close):
             first = "after its Metadata" if _metadata_before_close(conn) else "without Metadata first"
             return [
                 Finding(
                     "idle.server-timeout",
                     cause_for("idle.server-timeout"),
                     Status.INFO,
-                    f"Deepgram closes a silent stream after {idle_s:.1f} s with {close.get('code')} NET-0001 "
+                    f"Deepgram closes a silent stream after {idle_s or 0.0:.1f} s with {close.code} NET-0001 "
                     f"({first}): a client must send a text KeepAlive every 3-5 s while no audio flows",
                     {
                         "server_idle_timeout_s": idle_s,
-                        "code": close.get("code"),
-                        "reason": close.get("reason"),
+                        "code": close.code,
+                        "reason": close.reason,
                         "metadata_first": _metadata_before_close(conn),
                     },
                 )
             ]
-        f = judge_close_code(close.get("code"), close.get("reason"), f"after {idle_s} s idle")
+        f = judge_close_code(close.code if close else None, close.reason if close else None, f"after {idle_s} s idle")
         return [f] if f else []
-    if ended in ("protocol-error", "oversize", "error", "flood"):
-        terminal = next((e for e in reversed(conn.get("events", [])) if e.get("kind") == ended), None)
-        f = judge_ending(str(ended), terminal, f"after {_idle_for(conn)} s of silence")
-        if f is not None and ended == "error":  # a socket error on an idle stream: the server broke it
+    if ended is not None:  # protocol-error, oversize, flood, error
+        terminal = next((e for e in reversed(conn.events) if e.kind is ended), None)
+        f = judge_ending(ended, terminal, f"after {_idle_for(conn)} s of silence")
+        if f is not None and ended is EndKind.ERROR:  # a socket error on an idle stream: the server broke it
             f = Finding("stream.protocol-error", cause_for("stream.protocol-error"), f.severity, f.message, f.evidence)
         return [f] if f else []
     return []
 
 
-def analyze_keepalive(family: Mapping[str, Any]) -> list[Finding]:
-    conn = _conn(family, "keepalive")
-    if not conn or conn["upgrade"]["outcome"] != "upgraded":
-        return []
-    ended = conn.get("ended_by")
-    if conn.get("closed_by_us"):
-        return []  # it outlived the watch: KeepAlive works on this path
-    every = conn.get("keepalive_every_s")
-    if ended in ("eof", "reset"):
-        ping = _conn(family, "ping") or {}
+def analyze_keepalive(family: IdleFamily) -> list[Finding]:
+    conn = _opened(family.get("keepalive"))
+    if conn is None or conn.closed_by_us:
+        return []  # not opened, or it outlived the watch: KeepAlive works on this path
+    ended = conn.ended_by
+    every = conn.keepalive_every_s or 0.0
+    if ended in _CUT:
+        ping = family.get("ping")
+        pings_held = ping is not None and ping.closed_by_us
         f = _cut_finding(conn, f"a stream sending KeepAlive every {every:g} s")
         hint = (
-            " WebSocket pings every {:g} s kept the same path open (server->client pongs count for it): "
-            "enable pings in your client too.".format(ping.get("ping_every_s") or 0)
-            if ping.get("closed_by_us")
+            f" WebSocket pings every {ping.ping_every_s or 0:g} s kept the same path open (server->client pongs "
+            "count for it): enable pings in your client too."
+            if ping is not None and pings_held
             else ""
         )
         msg = (
             f.message + ". KeepAlive travels client->server only; some proxies (nginx proxy_read_timeout) count "
             "only server->client traffic." + hint
         )
-        return [
-            Finding(
-                f.code, f.cause, f.severity, msg, {**f.evidence, "pings_kept_path_open": bool(ping.get("closed_by_us"))}
-            )
-        ]
-    if ended == "close":
-        close = _close_event(conn) or {}
-        if is_idle_timeout(close):
+        return [Finding(f.code, f.cause, f.severity, msg, {**f.evidence, "pings_kept_path_open": pings_held})]
+    if ended is EndKind.CLOSE:
+        close = _close_event(conn)
+        if close is not None and is_idle_timeout(close):
             return _judge_keepalive_idle_close(family, conn, close)
-        other = judge_close_code(close.get("code"), close.get("reason"), f"after {_idle_for(conn)} s of KeepAlive")
+        other = judge_close_code(
+            close.code if close else None, close.reason if close else None, f"after {_idle_for(conn)} s of KeepAlive"
+        )
         return [other] if other else []
     return []
 
 
-def _keepalive_times(conn: Mapping[str, Any]) -> list[float]:
-    return [
-        float(e["t_s"])
-        for e in conn.get("events", [])
-        if e.get("direction") == "out" and e.get("msg_type") == deepgram.ClientMessage.KEEPALIVE
-    ]
+def _keepalive_times(conn: IdleConnection) -> list[float]:
+    return [e.t_s for e in conn.events if e.direction == "out" and e.msg_type == deepgram.ClientMessage.KEEPALIVE]
 
 
-def _judge_keepalive_idle_close(
-    family: Mapping[str, Any], conn: Mapping[str, Any], close: Mapping[str, Any]
-) -> list[Finding]:
+def _judge_keepalive_idle_close(family: IdleFamily, conn: IdleConnection, close: WireEvent) -> list[Finding]:
     """NET-0001 on the KeepAlive connection. Ineffective KeepAlive is a claim about the server's
     timer, so it needs evidence that the timer ignored them: a KeepAlive sent before the close, and
     a close that came one idle window after the idle period began (the window the silent connection
@@ -208,20 +205,20 @@ def _judge_keepalive_idle_close(
     shorter than our interval: no finding about the client's KeepAlive."""
     sent = _keepalive_times(conn)
     idle_s = _idle_for(conn)
-    every = conn.get("keepalive_every_s")
+    every = conn.keepalive_every_s or 0.0
     window = idle_metrics(family)["server_idle_timeout_s"]
     ev: dict[str, Any] = {
         "keepalives_sent": len(sent),
-        "keepalive_every_s": every,
+        "keepalive_every_s": conn.keepalive_every_s,
         "closed_after_idle_s": idle_s,
         "server_idle_timeout_s": window,
-        "reason": close.get("reason"),
+        "reason": close.reason,
     }
     if not sent or idle_s is None:
         return []  # closed before the first KeepAlive was due: no evidence about KeepAlive at all
-    close_t, idle_from = float(close["t_s"]), float(conn.get("idle_from_t") or 0.0)
+    close_t, idle_from = close.t_s, conn.idle_from_t or 0.0
     ev["after_last_keepalive_s"] = round(close_t - sent[-1], 3)
-    if isinstance(window, int | float):
+    if window is not None:
         tolerance = max(KEEPALIVE_TOLERANCE_S, 0.1 * window)
         if close_t - idle_from > window + tolerance:
             return []  # the KeepAlives did extend the stream: the window is shorter than our interval
@@ -238,11 +235,11 @@ def _judge_keepalive_idle_close(
     ]
 
 
-def analyze_ping(family: Mapping[str, Any]) -> list[Finding]:
-    conn = _conn(family, "ping")
-    if not conn or conn["upgrade"]["outcome"] != "upgraded":
+def analyze_ping(family: IdleFamily) -> list[Finding]:
+    conn = _opened(family.get("ping"))
+    if conn is None:
         return []
-    sent = int(conn.get("pings_sent", 0))
+    sent = conn.pings_sent
     rtts = pong_rtts_ms(conn)
     findings: list[Finding] = []
     if sent >= 2 and not rtts:
@@ -256,9 +253,38 @@ def analyze_ping(family: Mapping[str, Any]) -> list[Finding]:
                 {"pings_sent": sent},
             )
         )
-    if conn.get("ended_by") in ("eof", "reset") and not conn.get("closed_by_us"):
+    if conn.ended_by in _CUT and not conn.closed_by_us:
         findings.append(_cut_finding(conn, "a stream sending KeepAlive and WebSocket pings"))
     return findings
+
+
+def silent_summary(family: IdleFamily, idle_max_s: float) -> str:
+    conn = family.get("silent")
+    m = idle_metrics(family)
+    if conn is None or conn.ended_by is None or conn.closed_by_us:
+        return f"still open after {idle_max_s:g} s of silence: no idle timeout seen"
+    if m["server_idle_timeout_s"] is not None:
+        return f"closed by the server after {m['server_idle_timeout_s']} s of silence (1011 NET-0001)"
+    return f"ended by {conn.ended_by} after {_idle_for(conn)} s of silence"
+
+
+def keepalive_summary(family: IdleFamily) -> str:
+    conn = family.get("keepalive")
+    held = _idle_for(conn)
+    if conn is None:
+        return "no KeepAlive connection"
+    if conn.closed_by_us:
+        return f"open for {held} s of idle with {conn.keepalives_sent} KeepAlive (outlived the silent stream)"
+    if conn.ended_by is EndKind.CLOSE and not conn.keepalives_sent:
+        return (
+            f"closed after {held} s idle, before the first KeepAlive was due (every "
+            f"{conn.keepalive_every_s} s): this server's idle window is shorter than the interval"
+        )
+    return f"ended by {conn.ended_by} after {held} s idle"
+
+
+def _evidence(conn: IdleConnection | None) -> dict[str, JSONValue]:
+    return conn.to_dict() if conn is not None else {}
 
 
 class _IdleCheck(AuthenticatedCheck):
@@ -268,14 +294,14 @@ class _IdleCheck(AuthenticatedCheck):
     def deadline_s(self, options: RunOptions) -> float:
         return options.idle_max_s + 2 * options.connect_timeout_s + 6.0
 
-    async def family(self, ctx: Context) -> dict[str, Any] | CheckResult:
+    async def family(self, ctx: Context) -> IdleFamily | CheckResult:
         from wsdoctor.probes.idle import run_idle_family
 
         if (skipped := self.auth_skip(ctx)) is not None:
             return skipped
 
-        async def probe() -> dict[str, Any]:
-            return (await run_idle_family(ctx)).to_dict()
+        async def probe() -> IdleFamily:
+            return await run_idle_family(ctx)
 
         return await ctx.shared(_FAMILY_KEY, probe)
 
@@ -288,20 +314,12 @@ class IdleSilent(_IdleCheck):
         family = await self.family(ctx)
         if isinstance(family, CheckResult):
             return family
-        conn = _conn(family, "silent") or {}
         m = idle_metrics(family)
-        ended = conn.get("ended_by")
-        if ended is None or conn.get("closed_by_us"):
-            summary = f"still open after {ctx.options.idle_max_s:g} s of silence: no idle timeout seen"
-        elif m["server_idle_timeout_s"] is not None:
-            summary = f"closed by the server after {m['server_idle_timeout_s']} s of silence (1011 NET-0001)"
-        else:
-            summary = f"ended by {ended} after {_idle_for(conn)} s of silence"
         return self.result(
             analyze_silent(family),
-            summary=summary,
+            summary=silent_summary(family, ctx.options.idle_max_s),
             metrics={k: m[k] for k in ("server_idle_timeout_s", "idle_cutoff_s", "family_wall_s")},
-            evidence={"silent": conn},
+            evidence={"silent": _evidence(family.get("silent"))},
         )
 
 
@@ -313,20 +331,12 @@ class IdleKeepalive(_IdleCheck):
         family = await self.family(ctx)
         if isinstance(family, CheckResult):
             return family
-        conn = _conn(family, "keepalive") or {}
-        held = _idle_for(conn)
-        if conn.get("closed_by_us"):
-            sent = conn.get("keepalives_sent")
-            summary = f"open for {held} s of idle with {sent} KeepAlive (outlived the silent stream)"
-        elif conn.get("ended_by") == "close" and not conn.get("keepalives_sent"):
-            summary = (
-                f"closed after {held} s idle, before the first KeepAlive was due (every "
-                f"{conn.get('keepalive_every_s')} s): this server's idle window is shorter than the interval"
-            )
-        else:
-            summary = f"ended by {conn.get('ended_by')} after {held} s idle"
+        conn = family.get("keepalive")
         return self.result(
-            analyze_keepalive(family), summary=summary, metrics={"keepalive_held_s": held}, evidence={"keepalive": conn}
+            analyze_keepalive(family),
+            summary=keepalive_summary(family),
+            metrics={"keepalive_held_s": _idle_for(conn)},
+            evidence={"keepalive": _evidence(conn)},
         )
 
 
@@ -338,7 +348,6 @@ class IdlePing(_IdleCheck):
         family = await self.family(ctx)
         if isinstance(family, CheckResult):
             return family
-        conn = _conn(family, "ping") or {}
         m = idle_metrics(family)
         summary = (
             f"{m['pongs']}/{m['pings_sent']} pings answered, RTT p50 {m['pong_rtt_p50_ms']} ms"
@@ -349,7 +358,7 @@ class IdlePing(_IdleCheck):
             analyze_ping(family),
             summary=summary,
             metrics={k: m[k] for k in ("pings_sent", "pongs", "pong_rtt_p50_ms", "pong_rtt_max_ms")},
-            evidence={"ping": conn},
+            evidence={"ping": _evidence(family.get("ping"))},
         )
 
 

@@ -9,52 +9,54 @@ A failure is classified like the WebSocket answer: credentials, limits, service,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from checks.ws import bad_request_cause
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.model import CheckResult, Finding, Outcome, Status
+
+if TYPE_CHECKING:
+    from wsdoctor.probes.rest import RestObservation
 
 __all__ = ["CHECKS", "RestTranscribe", "analyze"]
 
 
-def analyze(obs: Mapping[str, Any]) -> list[Finding]:
-    if obs.get("outcome") != "answered":
+def analyze(obs: RestObservation) -> list[Finding]:
+    ev = obs.to_dict()
+    if obs.outcome is not Outcome.ANSWERED:
         return [
             Finding(
                 "rest.failed",
                 cause_for("rest.failed"),
                 Status.FAIL,
-                f"the REST request to {obs.get('url')} failed: {obs.get('outcome')} ({obs.get('error')})",
-                dict(obs),
+                f"the REST request to {obs.url} failed: {obs.outcome} ({obs.error})",
+                ev,
             )
         ]
-    status = int(obs.get("status") or 0)
-    if not obs.get("request_id"):  # Deepgram stamps every answer; a portal's 200 carries no transcript
+    status = obs.status or 0
+    if not obs.request_id:  # Deepgram stamps every answer; a portal's 200 carries no transcript
         cause = "proxy-firewall"
-        what = f"HTTP {status} from something other than Deepgram (no dg-request-id; server {obs.get('server')})"
+        what = f"HTTP {status} from something other than Deepgram (no dg-request-id; server {obs.server})"
     elif status == 200:
-        if obs.get("body_problem"):
+        if obs.body_problem:
             return [
                 Finding(
                     "rest.malformed-response",
                     cause_for("rest.malformed-response"),
                     Status.FAIL,
-                    f"REST /v1/listen answered 200 with a body that is not Deepgram's transcript: "
-                    f"{obs.get('body_problem')}",
-                    dict(obs),
+                    f"REST /v1/listen answered 200 with a body that is not Deepgram's transcript: {obs.body_problem}",
+                    ev,
                 )
             ]
-        if not obs.get("transcript"):
+        if not obs.transcript:
             return [
                 Finding(
                     "stream.empty-transcript",
                     cause_for("stream.empty-transcript"),
                     Status.WARN,
                     "the REST answer had an empty transcript for real speech",
-                    dict(obs),
+                    ev,
                 )
             ]
         return []
@@ -63,12 +65,12 @@ def analyze(obs: Mapping[str, Any]) -> list[Finding]:
     elif status in (402, 429):
         cause, what = "account-limits", f"Deepgram refused with HTTP {status}"
     elif status == 400:
-        cause = bad_request_cause(obs.get("dg_error"), obs.get("body_excerpt"))
+        cause = bad_request_cause(obs.dg_error, obs.body_excerpt)
         what = "Deepgram rejected the request (HTTP 400)"
     else:
         cause, what = "service", f"Deepgram answered HTTP {status}"
-    detail = f": {obs.get('dg_error')}" if obs.get("dg_error") else ""
-    return [Finding("rest.failed", cause, Status.FAIL, f"REST /v1/listen: {what}{detail}", dict(obs))]
+    detail = f": {obs.dg_error}" if obs.dg_error else ""
+    return [Finding("rest.failed", cause, Status.FAIL, f"REST /v1/listen: {what}{detail}", ev)]
 
 
 class RestTranscribe(Check):
@@ -87,14 +89,15 @@ class RestTranscribe(Check):
         from wsdoctor.probes.rest import post_audio
 
         obs = await post_audio(ctx)
-        d = obs.to_dict()
         if obs.status == 200:
             summary = f"HTTP 200 in {obs.time_s:.2f} s: {(obs.transcript or '')[:80]!r}"
         elif obs.status is not None:
             summary = f"HTTP {obs.status}"
         else:
             summary = f"{obs.outcome}: {obs.error}"
-        return self.result(analyze(d), summary=summary, metrics={"rest_s": obs.time_s}, evidence={"rest": d})
+        return self.result(
+            analyze(obs), summary=summary, metrics={"rest_s": obs.time_s}, evidence={"rest": obs.to_dict()}
+        )
 
 
 CHECKS = (RestTranscribe,)

@@ -12,25 +12,31 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from checks.close import judge_ending, terminal_event
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Context, RunOptions
-from wsdoctor.model import CheckResult, Finding, Status
+from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.probes.audio import CHUNK_S
 
-__all__ = ["CHECKS", "StreamTranscribe", "analyze", "stream_metrics"]
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.session import SessionObservation
+    from wsdoctor.probes.soak import SoakObservation
+    from wsdoctor.probes.wsclient import WireEvent
+
+__all__ = ["CHECKS", "StreamSoak", "StreamTranscribe", "analyze", "analyze_soak", "soak_metrics", "stream_metrics"]
 
 
-def _results(obs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [
-        e
-        for e in obs.get("events", [])
-        if e.get("direction") == "in" and e.get("msg_type") == deepgram.ServerMessage.RESULTS
-    ]
+def _results(obs: SessionObservation) -> list[WireEvent]:
+    return [e for e in obs.events if e.direction == "in" and e.msg_type == deepgram.ServerMessage.RESULTS]
+
+
+def _number(detail: Mapping[str, JSONValue], key: str) -> float | None:
+    value = detail.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -41,7 +47,7 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))], 3)
 
 
-def stream_metrics(obs: Mapping[str, Any]) -> dict[str, float | int | None]:
+def stream_metrics(obs: SessionObservation) -> dict[str, float | int | None]:
     """Streaming health from the recorded wire: first result, cadence, jitter, latency, pace.
 
     Audio is sent at real time in ``CHUNK_S`` frames from ``audio_first_t``: the frame holding audio
@@ -50,18 +56,18 @@ def stream_metrics(obs: Mapping[str, Any]) -> dict[str, float | int | None]:
     duration - CHUNK_S)`` -- how far a live caption lags behind the speech it transcribes.
     """
     results = _results(obs)
-    start = obs.get("audio_first_t")
-    last = obs.get("audio_last_t")
-    first = round(results[0]["t_s"] - start, 3) if results and start is not None else None
-    gaps = [b["t_s"] - a["t_s"] for a, b in itertools.pairwise(results)]
+    start = obs.audio_first_t
+    last = obs.audio_last_t
+    first = round(results[0].t_s - start, 3) if results and start is not None else None
+    gaps = [b.t_s - a.t_s for a, b in itertools.pairwise(results)]
     latencies = []
     if start is not None:
         for r in results:
-            d = r.get("detail", {})
-            if isinstance(d.get("start"), (int, float)) and isinstance(d.get("duration"), (int, float)):
-                latencies.append(r["t_s"] - (start + d["start"] + d["duration"] - CHUNK_S))
-    transcript = " ".join(str(r.get("detail", {}).get("transcript") or "") for r in results).strip()
-    audio_s = obs.get("audio_s")
+            begin, duration = _number(r.detail, "start"), _number(r.detail, "duration")
+            if begin is not None and duration is not None:
+                latencies.append(r.t_s - (start + begin + duration - CHUNK_S))
+    transcript = " ".join(str(r.detail.get("transcript") or "") for r in results).strip()
+    audio_s = obs.audio_s
     sending_s = (last - start + CHUNK_S) if start is not None and last is not None else None  # + the last frame
     return {
         "first_result_s": first,
@@ -76,20 +82,20 @@ def stream_metrics(obs: Mapping[str, Any]) -> dict[str, float | int | None]:
     }
 
 
-def analyze(obs: Mapping[str, Any], slow_first_result_s: float = 3.0) -> list[Finding]:
-    if obs["upgrade"]["outcome"] != "upgraded":
+def analyze(obs: SessionObservation, slow_first_result_s: float = 3.0) -> list[Finding]:
+    if obs.upgrade.outcome is not Outcome.UPGRADED:
         return []
     findings: list[Finding] = []
-    term = terminal_event(obs)
-    cs_t = obs.get("closestream_t")
-    if term is not None and (cs_t is None or term["t_s"] < cs_t):
-        into = term["t_s"] - (obs.get("open_t") or 0.0)
-        f = judge_ending(term.get("kind"), term, f"{into:.1f} s into the stream")
+    term = terminal_event(obs.events)
+    cs_t = obs.closestream_t
+    if term is not None and (cs_t is None or term.t_s < cs_t):
+        into = term.t_s - (obs.open_t or 0.0)
+        f = judge_ending(term.end_kind, term, f"{into:.1f} s into the stream")
         if f:
             findings.append(f)
     m = stream_metrics(obs)
     upgrade_s = None
-    marks = dict(obs["upgrade"].get("marks", []))
+    marks = dict(obs.upgrade.marks)
     if "upgrading" in marks and "open" in marks:
         upgrade_s = marks["open"] - marks["upgrading"]
     if m["results"] == 0 and not findings:
@@ -116,23 +122,23 @@ def analyze(obs: Mapping[str, Any], slow_first_result_s: float = 3.0) -> list[Fi
                 {"first_result_s": first, "upgrade_s": upgrade_s},
             )
         )
-    malformed = [
-        e for e in obs.get("events", []) if e.get("direction") == "in" and (e.get("detail") or {}).get("problems")
-    ]
+    malformed = [e for e in obs.events if e.direction == "in" and e.detail.get("problems")]
     if malformed:
-        bad = malformed[0].get("detail") or {}
-        said = "; ".join(str(p) for p in bad.get("problems") or [])
+        bad = malformed[0].detail
+        problems = bad.get("problems")
+        listed = [str(p) for p in problems] if isinstance(problems, list) else []
+        said = "; ".join(listed)
         findings.append(
             Finding(
                 "stream.malformed-message",
                 cause_for("stream.malformed-message"),
                 Status.WARN,
                 f"{len(malformed)} message(s) from the server do not match Deepgram's schema; the first "
-                f"({malformed[0].get('msg_type') or 'no type'}): {said}",
+                f"({malformed[0].msg_type or 'no type'}): {said}",
                 {
                     "malformed": len(malformed),
-                    "first_type": malformed[0].get("msg_type"),
-                    "problems": list(bad.get("problems") or []),
+                    "first_type": malformed[0].msg_type,
+                    "problems": listed,
                     "excerpt": bad.get("excerpt"),
                 },
             )
@@ -165,8 +171,7 @@ class StreamTranscribe(AuthenticatedCheck):
         if (skipped := self.auth_skip(ctx)) is not None:
             return skipped
         obs = await run_session(ctx, audio_seconds=None, ending="closestream", close_wait_s=ctx.options.close_wait_s)
-        d = obs.to_dict()
-        m = stream_metrics(d)
+        m = stream_metrics(obs)
         transcript = " ".join(
             str(e.detail.get("transcript") or "") for e in obs.events if e.msg_type == deepgram.ServerMessage.RESULTS
         ).strip()
@@ -175,22 +180,25 @@ class StreamTranscribe(AuthenticatedCheck):
             f"{m['first_result_s']} s: {transcript[:80]!r}"
         )
         return self.result(
-            analyze(d, ctx.options.slow_first_result_s), summary=summary, metrics=m, evidence={"session": d}
+            analyze(obs, ctx.options.slow_first_result_s),
+            summary=summary,
+            metrics=m,
+            evidence={"session": obs.to_dict()},
         )
 
 
-def analyze_soak(obs: Mapping[str, Any]) -> list[Finding]:
+def analyze_soak(obs: SoakObservation) -> list[Finding]:
     """Every early end of a soak connection is a drop; the first one says how, the count how often."""
-    conns = list(obs.get("connections", []))
-    drops = [c for c in conns if c.get("dropped")]
-    refused = [c for c in conns if c.get("outcome") != "upgraded"]
+    conns = obs.connections
+    drops = [c for c in conns if c.dropped]
+    refused = [c for c in conns if not c.opened]
     findings: list[Finding] = []
     if drops:
         first = drops[0]
-        into = float(first.get("open_for_s") or 0.0)
-        f = judge_ending(first.get("ended_by"), first.get("terminal"), f"{into:.1f} s into a soak connection")
-        reconnects = [c["reconnect_after_drop_s"] for c in conns if c.get("reconnect_after_drop_s") is not None]
-        summary = f"{len(drops)} drop(s) in {obs.get('soak_s')} s of streaming" + (
+        into = first.open_for_s or 0.0
+        f = judge_ending(first.ended_by, first.terminal, f"{into:.1f} s into a soak connection")
+        reconnects = [c.reconnect_after_drop_s for c in conns if c.reconnect_after_drop_s is not None]
+        summary = f"{len(drops)} drop(s) in {obs.soak_s} s of streaming" + (
             f"; reconnecting took {max(reconnects):.2f} s at most" if reconnects else ""
         )
         if f is not None:
@@ -206,11 +214,20 @@ def analyze_soak(obs: Mapping[str, Any]) -> list[Finding]:
                 cause_for("http.no-response"),
                 Status.FAIL,
                 f"{len(refused)} reconnect attempt(s) during the soak failed: "
-                f"{refused[0].get('outcome')} (HTTP {refused[0].get('status')})",
+                f"{refused[0].outcome} (HTTP {refused[0].status})",
                 {"failed_reconnects": len(refused)},
             )
         )
     return findings
+
+
+def soak_metrics(obs: SoakObservation) -> dict[str, float | int | None]:
+    return {
+        "soak_audio_s": obs.audio_s,
+        "drops": sum(1 for c in obs.connections if c.dropped),
+        "connections": len(obs.connections),
+        "soak_results": sum(c.results or 0 for c in obs.connections),
+    }
 
 
 class StreamSoak(AuthenticatedCheck):
@@ -233,18 +250,13 @@ class StreamSoak(AuthenticatedCheck):
             return skipped
         from wsdoctor.probes.soak import run_soak
 
-        obs: dict[str, Any] = (await run_soak(ctx, ctx.options.soak_s)).to_dict()
-        conns = obs["connections"]
-        drops = sum(1 for c in conns if c.get("dropped"))
-        results = sum(int(c.get("results") or 0) for c in conns)
-        metrics: dict[str, float | int | None] = {
-            "soak_audio_s": obs["audio_s"],
-            "drops": drops,
-            "connections": len(conns),
-            "soak_results": results,
-        }
-        summary = f"{obs['audio_s']} s of audio over {len(conns)} connection(s), {drops} drop(s), {results} Results"
-        return self.result(analyze_soak(obs), summary=summary, metrics=metrics, evidence={"soak": obs})
+        obs = await run_soak(ctx, ctx.options.soak_s)
+        m = soak_metrics(obs)
+        summary = (
+            f"{obs.audio_s} s of audio over {m['connections']} connection(s), {m['drops']} drop(s), "
+            f"{m['soak_results']} Results"
+        )
+        return self.result(analyze_soak(obs), summary=summary, metrics=m, evidence={"soak": obs.to_dict()})
 
 
 CHECKS = (StreamTranscribe, StreamSoak)

@@ -11,16 +11,20 @@ without a key; a 401 is the expected answer and the check is skipped with that r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from checks.http import _header, answered_by
 from checks.http import analyze as analyze_upgrade
+from checks.http import answered_by
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
-from wsdoctor.model import CheckResult, Finding, JSONValue, Status
+from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.probes.key import KeyObservation
+from wsdoctor.probes.record import FixtureError
 from wsdoctor.sanitize import printable
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.wsclient import UpgradeObservation
 
 __all__ = ["CHECKS", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key", "bad_request_cause"]
 
@@ -54,24 +58,36 @@ def bad_request_cause(dg_error: str | None, body_text: str | None) -> str:
     return _BAD_REQUEST_CAUSE[deepgram.request_problem(dg_error, deepgram.parse_error_body(body_text))]
 
 
-def analyze(obs: Mapping[str, Any], key: KeyObservation | None = None) -> list[Finding]:
-    """Judge the answer to an Upgrade. Non-HTTP failures are http.upgrade's to report.
+def analyze(obs: UpgradeObservation, key: KeyObservation | None = None, *, own: bool = True) -> list[Finding]:
+    """Judge the answer to an authenticated Upgrade.
 
     ``key`` (what the key variable held) adds what the key's form explains: a 401 for a temporary
-    token that had already expired says so."""
-    answer = obs.get("answer")
-    if obs.get("outcome") != "http-response" or not answer:
+    token that had already expired says so. ``own``: ``obs`` is this check's own connection. Then a
+    failure before any HTTP answer is a finding here too (http.upgrade got through, so the path is
+    flaky); on http.upgrade's recorded connection (no key) it is http.upgrade's to report."""
+    answer = obs.answer
+    if obs.outcome is not Outcome.HTTP_RESPONSE or answer is None:
+        if own and obs.outcome not in (Outcome.UPGRADED, Outcome.HTTP_RESPONSE):
+            return [
+                Finding(
+                    "http.no-response",
+                    cause_for("http.no-response"),
+                    Status.FAIL,
+                    f"the authenticated connection failed: {obs.outcome} ({obs.error})",
+                    {"outcome": obs.outcome.value},
+                )
+            ]
         return []
-    status = int(answer.get("status", 0))
-    body = deepgram.parse_error_body(str(answer.get("body_excerpt", "")))
+    status = answer.status
+    body = deepgram.parse_error_body(answer.body_excerpt)
     ev: dict[str, Any] = {
         "status": status,
-        "dg_error": _header(answer, deepgram.HEADER_ERROR),
-        "dg_request_id": _header(answer, deepgram.HEADER_REQUEST_ID),
+        "dg_error": answer.header(deepgram.HEADER_ERROR),
+        "dg_request_id": answer.header(deepgram.HEADER_REQUEST_ID),
         "answered_by": answered_by(answer),
         "err_code": body.code if body else None,
         "err_msg": body.message if body else None,
-        "body_excerpt": str(answer.get("body_excerpt", ""))[:500],
+        "body_excerpt": answer.body_excerpt[:500],
     }
     if ev["dg_request_id"] is None:
         return [
@@ -122,7 +138,7 @@ TOKEN_EXPIRY_WARN_S = 60.0
 
 
 def analyze_key(
-    key: KeyObservation, upgrade_without_key: Mapping[str, Any] | None, key_checks: tuple[str, ...] = ()
+    key: KeyObservation, upgrade_without_key: UpgradeObservation | None, key_checks: tuple[str, ...] = ()
 ) -> list[Finding]:
     """Judge the key variable itself: missing, holding more than a key, a temporary token.
 
@@ -131,11 +147,11 @@ def analyze_key(
     findings: list[Finding] = []
     var = f"${key.variable}"
     if key.state in ("unset", "empty"):
-        answer = (upgrade_without_key or {}).get("answer") or {}
-        if (upgrade_without_key or {}).get("outcome") == "upgraded":
+        answer = upgrade_without_key.answer if upgrade_without_key is not None else None
+        if upgrade_without_key is not None and upgrade_without_key.outcome is Outcome.UPGRADED:
             return []
-        status = answer.get("status")
-        rid = _header(answer, deepgram.HEADER_REQUEST_ID)
+        status = answer.status if answer is not None else None
+        rid = answer.header(deepgram.HEADER_REQUEST_ID) if answer is not None else None
         said = "is not set" if key.state == "unset" else "is set but empty"
         path = (
             f"Deepgram answered HTTP {status} without a key (dg-request-id {rid}), so the path works up to "
@@ -221,6 +237,37 @@ def _token_finding(key: KeyObservation, shape: deepgram.KeyShape) -> Finding:
     )
 
 
+def analyze_without_key(
+    upgrade: UpgradeObservation, key: KeyObservation | None, key_checks: tuple[str, ...] = ()
+) -> list[Finding]:
+    """No key to authenticate with: judge http.upgrade's answer (recorded without one). A 401/403
+    is the expected answer then, not a finding of its own; 429 and 5xx mean the same either way."""
+    findings = analyze_key(key, upgrade, key_checks) if key is not None else []
+    status = upgrade.answer.status if upgrade.answer is not None else None
+    return findings + ([] if status in (401, 403) else analyze(upgrade, own=False))
+
+
+def recorded_upgrade(evidence: object) -> UpgradeObservation | None:
+    """http.upgrade's recorded connection, typed again (``None`` if it did not run or record one)."""
+    from wsdoctor.probes.wsclient import UpgradeObservation
+
+    if not isinstance(evidence, Mapping):
+        return None
+    try:
+        return UpgradeObservation.from_dict(evidence)
+    except FixtureError:
+        return None
+
+
+def auth_summary(obs: UpgradeObservation) -> str:
+    if obs.outcome is Outcome.UPGRADED:
+        rid = obs.answer.header(deepgram.HEADER_REQUEST_ID) if obs.answer else None
+        return f"101 Switching Protocols with the key (dg-request-id {rid or 'none'})"
+    if obs.answer is not None:
+        return f"HTTP {obs.answer.status} {obs.answer.reason}"
+    return f"{obs.outcome}: {obs.error}"
+
+
 class WsAuth(Check):
     id = "ws.auth"
     title = "Deepgram accepts an authenticated WebSocket"
@@ -230,52 +277,30 @@ class WsAuth(Check):
     async def run(self, ctx: Context) -> CheckResult:
         from wsdoctor.probes.wsclient import WsProbe
 
-        key_findings = analyze_key(ctx.key, None, ctx.key_checks) if ctx.key is not None else []
         key_ev: dict[str, JSONValue] = {"key": ctx.key.to_dict()} if ctx.key is not None else {}
         if ctx.api_key is None:
-            obs_d = ctx.evidence_of("http.upgrade", "upgrade")
-            if not isinstance(obs_d, Mapping):
+            upgrade = recorded_upgrade(ctx.evidence_of("http.upgrade", "upgrade"))
+            if upgrade is None:
                 return self.skip(f"no API key (set ${ctx.options.api_key_env})", evidence=key_ev)
-            if ctx.key is not None:
-                key_findings = analyze_key(ctx.key, obs_d, ctx.key_checks)
-            status = (obs_d.get("answer") or {}).get("status")
-            # Without a key a 401/403 is the expected answer, not a finding of its own.
-            findings = key_findings + ([] if status in (401, 403) else analyze(obs_d))
-            if obs_d.get("outcome") == "upgraded":
+            findings = analyze_without_key(upgrade, ctx.key, ctx.key_checks)
+            if upgrade.outcome is Outcome.UPGRADED:
                 return self.result(
                     findings, summary="the server accepts WebSockets without credentials", evidence=key_ev
                 )
+            status = upgrade.answer.status if upgrade.answer is not None else None
             return self.result(
                 findings,
                 summary=f"no API key (set ${ctx.options.api_key_env}); Deepgram answered HTTP {status} without one",
-                evidence={"upgrade_without_key": obs_d, **key_ev},
+                evidence={"upgrade_without_key": upgrade.to_dict(), **key_ev},
             )
         async with WsProbe(ctx, credentials=True) as probe:
             obs = await probe.connect()
-            if obs.outcome == "upgraded":
+            if obs.outcome is Outcome.UPGRADED:
                 await probe.send_close(1000)
                 await probe.receive(1.0)
-        d = obs.to_dict()
-        findings = key_findings + analyze(d, ctx.key)
-        if obs.outcome == "upgraded":
-            rid = obs.answer.header(deepgram.HEADER_REQUEST_ID) if obs.answer else None
-            summary = f"101 Switching Protocols with the key (dg-request-id {rid or 'none'})"
-        elif obs.answer is not None:
-            summary = f"HTTP {obs.answer.status} {obs.answer.reason}"
-        else:
-            summary = f"{obs.outcome}: {obs.error}"
-        if obs.outcome not in ("upgraded", "http-response") and not findings:
-            # The path broke on this connection although http.upgrade got through: flaky path.
-            findings = [
-                Finding(
-                    "http.no-response",
-                    cause_for("http.no-response"),
-                    Status.FAIL,
-                    f"the authenticated connection failed: {obs.outcome} ({obs.error})",
-                    {"outcome": obs.outcome},
-                )
-            ]
-        return self.result(findings, summary=summary, evidence={"upgrade": d, **key_ev})
+        key_findings = analyze_key(ctx.key, None, ctx.key_checks) if ctx.key is not None else []
+        findings = key_findings + analyze(obs, ctx.key)
+        return self.result(findings, summary=auth_summary(obs), evidence={"upgrade": obs.to_dict()} | key_ev)
 
 
 class AuthenticatedCheck(Check):

@@ -14,7 +14,12 @@ import pytest
 
 from checks import close, http, idle, rest, stream, ws
 from wsdoctor.causes import CAUSES, FINDING_CODES
-from wsdoctor.model import Finding, Status
+from wsdoctor.model import Finding, Outcome, Status
+from wsdoctor.probes.idle import IdleFamily
+from wsdoctor.probes.rest import RestObservation
+from wsdoctor.probes.session import SessionObservation
+from wsdoctor.probes.soak import SoakConnection, SoakObservation
+from wsdoctor.probes.wsclient import UpgradeObservation
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
 
@@ -22,6 +27,23 @@ OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
 def load_obs(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((OBS / name).read_text())
     return data
+
+
+def upgrade(name: str) -> UpgradeObservation:
+    return UpgradeObservation.from_dict(load_obs(name))
+
+
+def session(name: str) -> SessionObservation:
+    return SessionObservation.from_dict(load_obs(name))
+
+
+def family(name: str) -> IdleFamily:
+    return IdleFamily.from_dict(load_obs(name))
+
+
+def close_pair(name: str) -> tuple[SessionObservation, SessionObservation]:
+    data = load_obs(name)
+    return SessionObservation.from_dict(data["closestream"]), SessionObservation.from_dict(data["client_close"])
 
 
 def codes(findings: list[Finding]) -> list[str]:
@@ -42,13 +64,13 @@ def codes(findings: list[Finding]) -> list[str]:
     ],
 )
 def test_http_upgrade(fixture: str, expected: list[str]) -> None:
-    assert codes(http.analyze(load_obs(fixture))) == expected
+    assert codes(http.analyze(upgrade(fixture))) == expected
 
 
 def test_http_says_which_hop_answered() -> None:
-    finding = http.analyze(load_obs("http/html-200.json"))[0]
-    assert "not Deepgram" in finding.evidence["answered_by"]
-    assert "CaptivePortal" in finding.evidence["answered_by"]
+    finding = http.analyze(upgrade("http/html-200.json"))[0]
+    assert "not Deepgram" in str(finding.evidence["answered_by"])
+    assert "CaptivePortal" in str(finding.evidence["answered_by"])
     assert finding.cause == "proxy-firewall"
 
 
@@ -65,7 +87,7 @@ def test_http_says_which_hop_answered() -> None:
     ],
 )
 def test_ws_auth(fixture: str, expected: list[str], cause: str | None) -> None:
-    findings = ws.analyze(load_obs(fixture))
+    findings = ws.analyze(upgrade(fixture))
     assert codes(findings) == expected
     if cause:
         assert findings[0].cause == cause
@@ -86,11 +108,11 @@ def test_ws_auth(fixture: str, expected: list[str], cause: str | None) -> None:
     ],
 )
 def test_stream(fixture: str, expected: list[str]) -> None:
-    assert codes(stream.analyze(load_obs(fixture))) == expected
+    assert codes(stream.analyze(session(fixture))) == expected
 
 
 def test_stream_metrics_from_recording() -> None:
-    m = stream.stream_metrics(load_obs("stream/healthy.json"))
+    m = stream.stream_metrics(session("stream/healthy.json"))
     assert m["results"] == 3
     assert isinstance(m["first_result_s"], float)
     assert 0.5 < m["first_result_s"] < 1.5
@@ -99,19 +121,19 @@ def test_stream_metrics_from_recording() -> None:
 
 
 def test_stream_mid_stream_drop_says_when() -> None:
-    (finding,) = stream.analyze(load_obs("stream/drop-no-close.json"))
+    (finding,) = stream.analyze(session("stream/drop-no-close.json"))
     assert "into the stream" in finding.message
     assert finding.cause == "network-instability"
 
 
 def test_stream_close_codes_map_to_causes() -> None:
-    assert stream.analyze(load_obs("stream/close-1008.json"))[0].cause == "audio-format"
-    assert stream.analyze(load_obs("stream/close-1011-net0000.json"))[0].cause == "service"
-    assert stream.analyze(load_obs("stream/close-1012.json"))[0].cause == "service"
+    assert stream.analyze(session("stream/close-1008.json"))[0].cause == "audio-format"
+    assert stream.analyze(session("stream/close-1011-net0000.json"))[0].cause == "service"
+    assert stream.analyze(session("stream/close-1012.json"))[0].cause == "service"
 
 
 def test_slow_first_result_thresholds() -> None:
-    obs = load_obs("stream/slow-results.json")
+    obs = session("stream/slow-results.json")
     (warn_or_fail,) = stream.analyze(obs, slow_first_result_s=3.0)
     assert warn_or_fail.severity is Status.FAIL  # > 2x the threshold
     (warn,) = stream.analyze(obs, slow_first_result_s=5.0)
@@ -124,7 +146,7 @@ def test_empty_transcripts_point_to_audio_format() -> None:
     for event in obs["events"]:
         if event.get("msg_type") == "Results":
             event["detail"]["transcript"] = ""
-    (finding,) = stream.analyze(obs)
+    (finding,) = stream.analyze(SessionObservation.from_dict(obs))
     assert finding.code == "stream.empty-transcript"
     assert finding.cause == "audio-format"
 
@@ -132,7 +154,7 @@ def test_empty_transcripts_point_to_audio_format() -> None:
 def test_no_results_at_all() -> None:
     obs = load_obs("stream/healthy.json")
     obs["events"] = [e for e in obs["events"] if e.get("msg_type") != "Results"]
-    assert codes(stream.analyze(obs)) == ["stream.no-results"]
+    assert codes(stream.analyze(SessionObservation.from_dict(obs))) == ["stream.no-results"]
 
 
 @pytest.mark.parametrize(
@@ -147,12 +169,12 @@ def test_no_results_at_all() -> None:
     ],
 )
 def test_close(fixture: str, expected: list[str]) -> None:
-    obs = load_obs(fixture)
-    assert codes(close.analyze(obs["closestream"], obs["client_close"])) == expected
+    assert codes(close.analyze(*close_pair(fixture))) == expected
 
 
 def test_close_metrics_from_recording() -> None:
-    m = close.close_metrics(load_obs("close/healthy.json")["closestream"])
+    m = close.close_metrics(*close_pair("close/healthy.json"))
+    assert m["close_reply_s"] is not None
     assert m["closestream_to_close_s"] is not None
     assert m["closestream_to_metadata_s"] is not None
     assert m["closestream_to_metadata_s"] <= m["closestream_to_close_s"]
@@ -163,7 +185,7 @@ def test_eof_right_after_closestream_is_no_close_frame() -> None:
     cs = obs["closestream_t"]
     obs["events"] = [e for e in obs["events"] if e["direction"] == "out" or e["t_s"] < cs]
     obs["events"].append({"t_s": cs + 0.05, "direction": "in", "kind": "eof"})
-    (finding,) = close.analyze_closestream(obs)
+    (finding,) = close.analyze_closestream(SessionObservation.from_dict(obs))
     assert finding.code == "close.no-close-frame"
     assert "right after our CloseStream" in finding.message
 
@@ -205,33 +227,35 @@ def test_every_finding_code_maps_to_a_known_cause() -> None:
     ],
 )
 def test_idle_family(fixture: str, silent: list[str], keepalive: list[str], ping: list[str]) -> None:
-    family = load_obs(fixture)
-    assert codes(idle.analyze_silent(family)) == silent
-    assert codes(idle.analyze_keepalive(family)) == keepalive
-    assert codes(idle.analyze_ping(family)) == ping
+    fam = family(fixture)
+    assert codes(idle.analyze_silent(fam)) == silent
+    assert codes(idle.analyze_keepalive(fam)) == keepalive
+    assert codes(idle.analyze_ping(fam)) == ping
 
 
 def test_keepalive_is_ineffective_only_when_the_close_ignores_it() -> None:
     """KeepAlives that pushed the close one window past the last of them worked, even if the stream
     was closed in the end; the close must come one window after the idle began to blame them."""
-    family = load_obs("idle/ignore-keepalive.json")
-    (f,) = idle.analyze_keepalive(family)
-    assert f.evidence["keepalives_sent"] >= 1 and f.evidence["server_idle_timeout_s"]
-    honoured = json.loads(json.dumps(family))
+    recorded = load_obs("idle/ignore-keepalive.json")
+    (f,) = idle.analyze_keepalive(IdleFamily.from_dict(recorded))
+    assert isinstance(f.evidence["keepalives_sent"], int) and f.evidence["keepalives_sent"] >= 1
+    assert f.evidence["server_idle_timeout_s"]
+    honoured = json.loads(json.dumps(recorded))
     conn = next(c for c in honoured["connections"] if c["name"] == "keepalive")
     close = next(e for e in conn["events"] if e["direction"] == "in" and e["kind"] == "close")
-    window = idle.idle_metrics(family)["server_idle_timeout_s"]
+    window = idle.idle_metrics(IdleFamily.from_dict(recorded))["server_idle_timeout_s"]
+    assert window is not None
     last_ka = max(e["t_s"] for e in conn["events"] if e.get("msg_type") == "KeepAlive")
     close["t_s"] = conn["end_t"] = last_ka + window  # the timer was reset by the last KeepAlive
     assert close["t_s"] - conn["idle_from_t"] > window + 0.5
-    assert idle.analyze_keepalive(honoured) == []
+    assert idle.analyze_keepalive(IdleFamily.from_dict(honoured)) == []
 
 
 def test_idle_server_timeout_is_info_not_a_fault() -> None:
-    (f,) = idle.analyze_silent(load_obs("idle/healthy.json"))
+    (f,) = idle.analyze_silent(family("idle/healthy.json"))
     assert f.severity is Status.INFO
     assert f.evidence["metadata_first"] is True
-    m = idle.idle_metrics(load_obs("idle/healthy.json"))
+    m = idle.idle_metrics(family("idle/healthy.json"))
     assert m["server_idle_timeout_s"] == pytest.approx(2.0, abs=0.3)
     assert m["idle_cutoff_s"] is None
     assert isinstance(m["pongs"], int) and m["pongs"] >= 2
@@ -239,42 +263,61 @@ def test_idle_server_timeout_is_info_not_a_fault() -> None:
 
 
 def test_idle_cutoff_metric_and_ping_hint() -> None:
-    family = load_obs("idle/idle-cutoff.json")
-    assert idle.idle_metrics(family)["idle_cutoff_s"] == pytest.approx(2.5, abs=0.5)
-    (ka,) = idle.analyze_keepalive(family)
+    fam = family("idle/idle-cutoff.json")
+    assert idle.idle_metrics(fam)["idle_cutoff_s"] == pytest.approx(2.5, abs=0.5)
+    (ka,) = idle.analyze_keepalive(fam)
     assert ka.evidence["pings_kept_path_open"] is True
     assert "pings" in ka.message
 
 
 def test_soak_drops() -> None:
-    obs = {
-        "soak_s": 6.0,
-        "connections": [
-            {
-                "outcome": "upgraded",
-                "dropped": True,
-                "open_for_s": 1.0,
-                "ended_by": "eof",
-                "terminal": {"t_s": 1.0, "direction": "in", "kind": "eof"},
-            },
-            {"outcome": "upgraded", "dropped": False, "reconnect_after_drop_s": 0.6, "ended_by": "close"},
-        ],
-    }
+    obs = SoakObservation.from_dict(
+        {
+            "soak_s": 6.0,
+            "wall_s": 6.2,
+            "audio_s": 5.0,
+            "connections": [
+                {
+                    "start_s": 0.0,
+                    "outcome": "upgraded",
+                    "dropped": True,
+                    "open_for_s": 1.0,
+                    "ended_by": "eof",
+                    "terminal": {"t_s": 1.0, "direction": "in", "kind": "eof"},
+                },
+                {
+                    "start_s": 1.6,
+                    "outcome": "upgraded",
+                    "dropped": False,
+                    "reconnect_after_drop_s": 0.6,
+                    "ended_by": "close",
+                },
+            ],
+        }
+    )
     (f,) = stream.analyze_soak(obs)
     assert f.code == "close.no-close-frame"
     assert f.evidence["drops"] == 1
     assert "1 drop(s) in 6.0 s" in f.message
-    assert stream.analyze_soak({"soak_s": 3.0, "connections": [{"outcome": "upgraded", "dropped": False}]}) == []
+    held = SoakObservation(3.0, 3.1, 3.0, (SoakConnection(0.0, Outcome.UPGRADED, dropped=False),))
+    assert stream.analyze_soak(held) == []
+    refused = SoakObservation(3.0, 3.1, 0.0, (SoakConnection(0.0, Outcome.HTTP_RESPONSE, status=503),))
+    assert [f.code for f in stream.analyze_soak(refused)] == ["http.no-response"]
+    assert stream.soak_metrics(obs) == {"soak_audio_s": 5.0, "drops": 1, "connections": 2, "soak_results": 0}
+
+
+def rest_obs(**fields: object) -> RestObservation:
+    return RestObservation.from_dict({"url": "https://x/v1/listen", **fields})
 
 
 def test_rest() -> None:
-    ok = {"outcome": "answered", "status": 200, "transcript": "hello", "request_id": "x"}
+    ok = rest_obs(outcome="answered", status=200, transcript="hello", request_id="x")
     assert rest.analyze(ok) == []
-    empty = {"outcome": "answered", "status": 200, "transcript": "", "request_id": "x"}
+    empty = rest_obs(outcome="answered", status=200, transcript="", request_id="x")
     assert codes(rest.analyze(empty)) == ["stream.empty-transcript"]
-    portal = {"outcome": "answered", "status": 200, "transcript": None, "request_id": None, "server": "portal"}
+    portal = rest_obs(outcome="answered", status=200, transcript=None, request_id=None, server="portal")
     assert [(f.code, f.cause) for f in rest.analyze(portal)] == [("rest.failed", "proxy-firewall")]
-    denied = {"outcome": "answered", "status": 403, "request_id": None, "server": "squid/5.7"}
+    denied = rest_obs(outcome="answered", status=403, request_id=None, server="squid/5.7")
     (f,) = rest.analyze(denied)
     assert (f.code, f.cause) == ("rest.failed", "proxy-firewall")
-    assert rest.analyze({"outcome": "refused", "url": "https://x/v1/listen"})[0].code == "rest.failed"
+    assert rest.analyze(rest_obs(outcome="refused"))[0].code == "rest.failed"

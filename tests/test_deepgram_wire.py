@@ -25,10 +25,13 @@ from typing import Any
 import pytest
 
 from checks import close, idle, ws
+from tests.observations import upgrade_obs
 from wsdoctor import deepgram
 from wsdoctor.causes import CAUSES, FINDING_CODES
 from wsdoctor.explain import explain_text, load_kb
-from wsdoctor.model import Status
+from wsdoctor.model import EndKind, FrameKind, Outcome, Status
+from wsdoctor.probes.idle import IdleConnection, IdleFamily
+from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "deepgram-wire"
 KINDS = {"close-log", "http-error", "server-message", "no-close-frame", "rest-response"}
@@ -91,7 +94,7 @@ _NO_CLOSE_FRAME = 1006
 def test_close_is_judged_as_expected(item: dict[str, Any]) -> None:
     closed, expect = item["close"], item["expect"]
     if closed["code"] == _NO_CLOSE_FRAME:
-        finding = close.judge_ending("eof", None, "mid-stream")
+        finding = close.judge_ending(EndKind.EOF, None, "mid-stream")
     else:
         finding = close.judge_close_code(closed["code"], closed["reason"], "mid-stream")
     if expect["finding"] is None:
@@ -101,25 +104,22 @@ def test_close_is_judged_as_expected(item: dict[str, Any]) -> None:
     assert (finding.code, finding.cause) == (expect["finding"], expect["cause"])
 
 
-def _silent_family(code: int, reason: str) -> dict[str, Any]:
+def _silent_family(code: int, reason: str) -> IdleFamily:
     """The idle family's silent connection as the probe records it when Deepgram ends it the way
     captures show: Metadata, then the close, about 10 s after the upgrade."""
-    return {
-        "connections": [
-            {
-                "name": "silent",
-                "upgrade": {"outcome": "upgraded"},
-                "ended_by": "close",
-                "idle_from_t": 0.2,
-                "end_t": 10.7,
-                "events": [
-                    {"t_s": 10.68, "direction": "in", "kind": "text", "msg_type": "Metadata"},
-                    {"t_s": 10.7, "direction": "in", "kind": "close", "code": code, "reason": reason},
-                    {"t_s": 10.7, "direction": "out", "kind": "close", "code": code},
-                ],
-            }
-        ]
-    }
+    silent = IdleConnection(
+        name="silent",
+        upgrade=upgrade_obs(Outcome.UPGRADED, status=101),
+        ended_by=EndKind.CLOSE,
+        idle_from_t=0.2,
+        end_t=10.7,
+        events=(
+            WireEvent(10.68, "in", FrameKind.TEXT, msg_type="Metadata"),
+            WireEvent(10.7, "in", EndKind.CLOSE, code=code, reason=reason),
+            WireEvent(10.7, "out", EndKind.CLOSE, code=code),
+        ),
+    )
+    return IdleFamily(idle_max_s=12.0, margin_s=1.5, wall_s=10.8, connections=(silent,))
 
 
 @pytest.mark.parametrize("item", [p for p in _ids(need="close") if p.values[0]["expect"]["reason"] == "NET-0001"])
@@ -130,17 +130,14 @@ def test_a_real_net0001_on_a_silent_stream_is_info_never_a_failure(item: dict[st
     assert idle.idle_metrics(family)["server_idle_timeout_s"] == 10.5
 
 
-def _upgrade_answer(http: dict[str, Any]) -> dict[str, Any]:
+def _upgrade_answer(http: dict[str, Any]) -> UpgradeObservation:
     """The ws.auth probe's observation of this rejection. A page that shows no headers is not
     evidence that Deepgram sent none: Deepgram puts dg-request-id on every answer, so it is added
     when the capture does not show the headers at all."""
-    headers = [[k, v] for k, v in (http.get("headers") or {}).items()]
+    headers = [(str(k), str(v)) for k, v in (http.get("headers") or {}).items()]
     if not any(k.lower() == deepgram.HEADER_REQUEST_ID for k, _ in headers):
-        headers.append([deepgram.HEADER_REQUEST_ID, "00000000-0000-4000-8000-000000000000"])
-    return {
-        "outcome": "http-response",
-        "answer": {"status": http["status"], "reason": "", "headers": headers, "body_excerpt": http.get("body") or ""},
-    }
+        headers.append((deepgram.HEADER_REQUEST_ID, "00000000-0000-4000-8000-000000000000"))
+    return upgrade_obs(Outcome.HTTP_RESPONSE, status=http["status"], headers=headers, body=http.get("body") or "")
 
 
 @pytest.mark.parametrize("item", [p for p in _ids(need="http") if p.values[0]["http"]["status"] is not None])

@@ -20,17 +20,15 @@ import pytest
 
 from checks.ws import analyze, analyze_key
 from tests.mockproc import mock_process
+from tests.observations import upgrade_obs
 from wsdoctor import deepgram
-from wsdoctor.model import Status
+from wsdoctor.model import Outcome, Status
 from wsdoctor.probes.key import KeyObservation, read_key
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "4f1c0ffee-wsdoctor-key-test"
 NOW = 1_800_000_000.0
-UPGRADE_401 = {
-    "outcome": "http-response",
-    "answer": {"status": 401, "headers": [["dg-request-id", "r-1"]], "body_excerpt": ""},
-}
+UPGRADE_401 = upgrade_obs(Outcome.HTTP_RESPONSE, status=401, headers=[("dg-request-id", "r-1")])
 
 
 def jwt(**claims: Any) -> str:
@@ -79,7 +77,7 @@ def test_no_key_is_a_warning_that_names_the_variable_and_what_was_not_tested() -
 
 
 def test_no_key_is_no_finding_when_the_server_needs_none() -> None:
-    upgraded = {"outcome": "upgraded", "answer": {"status": 101, "headers": []}}
+    upgraded = upgrade_obs(Outcome.UPGRADED, status=101)
     assert analyze_key(KeyObservation("K", "unset", read_at=NOW), upgraded) == []
 
 

@@ -211,7 +211,7 @@ async def _one(server_actions: list[tuple[str, Any]], client_actions: list[tuple
                     open_t=0.0,
                     close_sent_t=probe.close_sent_t,
                     end_t=end.t_s if end else probe.now(),
-                    terminal=end.kind if end else None,
+                    terminal=end.end_kind if end else None,
                     events=tuple(probe.events),
                 )
     finally:
@@ -227,8 +227,10 @@ async def _one(server_actions: list[tuple[str, Any]], client_actions: list[tuple
     assert len(d["events"]) <= MAX_EVENTS_KEPT + 4
     assert d["terminal"] in (None, "close", "eof", "reset", "error", "protocol-error", "oversize", "flood")
     # the analyzers judge it without raising, in the public vocabulary
-    findings = analyze_stream(d) + analyze_client_close(d)
-    term = terminal_event(d)
-    ending = judge_ending(term.get("kind") if term else None, term, "in a property test")
+    typed = SessionObservation.from_dict(d)  # what the report holds reads back as the same type
+    assert typed.to_dict() == obs.to_dict()
+    findings = analyze_stream(typed) + analyze_client_close(typed)
+    term = terminal_event(typed.events)
+    ending = judge_ending(term.end_kind if term else None, term, "in a property test")
     findings += [ending] if ending else []
     assert all(f.code in FINDING_CODES for f in findings), [f.code for f in findings]

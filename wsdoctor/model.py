@@ -27,6 +27,7 @@ __all__ = [
     "CheckResult",
     "EndKind",
     "Finding",
+    "FrameKind",
     "JSONValue",
     "Outcome",
     "Phase",
@@ -142,6 +143,16 @@ class EndKind(enum.StrEnum):
     PROTOCOL_ERROR = "protocol-error"  # the peer broke RFC 6455
     OVERSIZE = "oversize"  # a message past the size or fragment bound
     FLOOD = "flood"  # frames or bytes past the rate bound
+
+
+class FrameKind(enum.StrEnum):
+    """A frame that leaves a connection open; a close frame or an ending is an :class:`EndKind`.
+    Together they are every kind a recorded wire event can have."""
+
+    TEXT = "text"
+    BINARY = "binary"
+    PING = "ping"
+    PONG = "pong"
 
 
 class Status(enum.StrEnum):

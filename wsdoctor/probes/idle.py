@@ -22,25 +22,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue
+from wsdoctor.model import EndKind, JSONValue
 from wsdoctor.probes.audio import load_wav
 from wsdoctor.probes.record import from_json
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
-__all__ = ["IdleConnection", "IdleFamily", "run_idle_family"]
+__all__ = ["IdleConnection", "IdleFamily", "IdleName", "run_idle_family"]
 
 MARGIN_S = 1.5  # how long the KeepAlive connections must outlive the silent one
 LEAD_AUDIO_S = 0.2
 
 
+#: The idle family's three connections: silent after the lead audio, KeepAlive messages, pings.
+IdleName = Literal["silent", "keepalive", "ping"]
+
+
 @dataclass(frozen=True, slots=True)
 class IdleConnection:
-    name: str  # "silent" | "keepalive" | "ping"
+    name: IdleName
     upgrade: UpgradeObservation
     open_t: float | None = None  # seconds since this connection's start
     idle_from_t: float | None = None  # when the idle period began (after the lead audio)
@@ -48,7 +52,7 @@ class IdleConnection:
     ping_every_s: float | None = None
     keepalives_sent: int = 0
     pings_sent: int = 0
-    ended_by: str | None = None  # terminal event kind; None = still open when we ended it
+    ended_by: EndKind | None = None  # how it ended; None = still open when we ended it
     closed_by_us: bool = False  # we ended it on purpose at the end of the watch
     end_t: float | None = None
     events: tuple[WireEvent, ...] = ()
@@ -63,7 +67,7 @@ class IdleConnection:
             "ping_every_s": self.ping_every_s,
             "keepalives_sent": self.keepalives_sent,
             "pings_sent": self.pings_sent,
-            "ended_by": self.ended_by,
+            "ended_by": self.ended_by.value if self.ended_by else None,
             "closed_by_us": self.closed_by_us,
             "end_t": self.end_t,
             "events": [e.to_dict() for e in self.events[:400]],
@@ -99,7 +103,7 @@ class IdleFamily:
 
 async def _watch(
     ctx: Context,
-    name: str,
+    name: IdleName,
     *,
     silent_done: asyncio.Event,
     silent_end: list[float],
@@ -174,7 +178,7 @@ async def _watch(
             ping_every_s=ping_every_s,
             keepalives_sent=keepalives,
             pings_sent=pings,
-            ended_by=end.kind if end else None,
+            ended_by=end.end_kind if end else None,
             closed_by_us=closed_by_us,
             end_t=end.t_s if end else probe.now(),
             events=tuple(probe.events),

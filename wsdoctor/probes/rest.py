@@ -21,7 +21,7 @@ from typing import Any
 
 from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue
+from wsdoctor.model import JSONValue, Outcome
 from wsdoctor.probes.record import from_json
 from wsdoctor.probes.wsclient import classify_oserror, tls_context
 
@@ -33,7 +33,7 @@ MAX_BODY = 1 << 20
 @dataclass(frozen=True, slots=True)
 class RestObservation:
     url: str
-    outcome: str  # "answered" | a connection failure name
+    outcome: Outcome  # ANSWERED, or how the connection failed
     status: int | None = None
     time_s: float | None = None
     request_id: str | None = None
@@ -47,7 +47,9 @@ class RestObservation:
     body_problem: str | None = None
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d: dict[str, JSONValue] = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["outcome"] = self.outcome.value
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RestObservation:
@@ -117,7 +119,7 @@ async def post_audio(ctx: Context) -> RestObservation:
         try:
             override = (await resolve_host(ctx, target.host, target.port))[0]
         except (OSError, TimeoutError) as exc:
-            return RestObservation(url=shown, outcome="dns-error", error=f"{type(exc).__name__}: {exc}"[:300])
+            return RestObservation(url=shown, outcome=Outcome.DNS_ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
     connector = aiohttp.TCPConnector(
         ssl=tls_context(options.ca_file) if target.tls else False,
         resolver=OverrideResolver(override) if override else None,
@@ -154,7 +156,7 @@ async def post_audio(ctx: Context) -> RestObservation:
                 transcript, duration, problem = _transcript(text)
             return RestObservation(
                 url=shown,
-                outcome="answered",
+                outcome=Outcome.ANSWERED,
                 status=resp.status,
                 time_s=elapsed,
                 request_id=resp.headers.get(deepgram.HEADER_REQUEST_ID),
@@ -167,7 +169,7 @@ async def post_audio(ctx: Context) -> RestObservation:
             )
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         cause = exc.__cause__ if isinstance(exc, aiohttp.ClientConnectorError) and exc.__cause__ else exc
-        outcome = "timeout" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else classify_oserror(cause)
+        outcome = Outcome.TIMEOUT if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else classify_oserror(cause)
         return RestObservation(
             url=shown, outcome=outcome, time_s=round(ctx.clock() - t0, 6), error=f"{type(exc).__name__}: {exc}"[:300]
         )

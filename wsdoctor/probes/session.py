@@ -20,22 +20,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue
+from wsdoctor.model import EndKind, JSONValue
 from wsdoctor.probes.audio import load_wav, stream_realtime
 from wsdoctor.probes.record import from_json
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
-__all__ = ["SessionObservation", "pump_until_end", "run_session", "stop_pump", "wait_end"]
+__all__ = ["Ending", "SessionObservation", "pump_until_end", "run_session", "stop_pump", "wait_end"]
+
+
+#: How a session ends on purpose: CloseStream (then wait), our close frame at once, or just listening.
+Ending = Literal["closestream", "close", "none"]
 
 
 @dataclass(frozen=True, slots=True)
 class SessionObservation:
     upgrade: UpgradeObservation
-    ending: str  # "closestream" | "close" | "none"
+    ending: Ending
     close_wait_s: float
     audio_s: float = 0.0  # seconds of audio actually sent
     open_t: float | None = None
@@ -44,7 +48,7 @@ class SessionObservation:
     closestream_t: float | None = None
     close_sent_t: float | None = None
     end_t: float | None = None  # when we stopped (terminal event or gave up waiting)
-    terminal: str | None = None  # kind of the event that ended it; None = still open when we gave up
+    terminal: EndKind | None = None  # how it ended; None = still open when we gave up
     events: tuple[WireEvent, ...] = ()
 
     def to_dict(self) -> dict[str, JSONValue]:
@@ -59,7 +63,7 @@ class SessionObservation:
             "closestream_t": self.closestream_t,
             "close_sent_t": self.close_sent_t,
             "end_t": self.end_t,
-            "terminal": self.terminal,
+            "terminal": self.terminal.value if self.terminal else None,
             "events": [e.to_dict() for e in self.events],
         }
 
@@ -93,7 +97,7 @@ async def wait_end(pump: asyncio.Task[None], seconds: float) -> bool:
 
 
 async def run_session(
-    ctx: Context, *, audio_seconds: float | None, ending: str, close_wait_s: float
+    ctx: Context, *, audio_seconds: float | None, ending: Ending, close_wait_s: float
 ) -> SessionObservation:
     audio = load_wav(ctx.options.audio_path)
     chunks = audio.chunks(audio_seconds)
@@ -131,6 +135,6 @@ async def run_session(
             closestream_t=closestream_t,
             close_sent_t=probe.close_sent_t,
             end_t=end.t_s if end else probe.now(),
-            terminal=end.kind if end else None,
+            terminal=end.end_kind if end else None,
             events=tuple(probe.events),
         )

@@ -13,20 +13,68 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue
+from wsdoctor.model import EndKind, JSONValue, Outcome
 from wsdoctor.probes.audio import CHUNK_S, load_wav
 from wsdoctor.probes.record import from_json
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
-from wsdoctor.probes.wsclient import WsProbe
+from wsdoctor.probes.wsclient import WireEvent, WsProbe
 
-__all__ = ["SoakObservation", "run_soak"]
+__all__ = ["SoakConnection", "SoakObservation", "run_soak"]
 
 MAX_CONNECTIONS = 200  # a path that drops every second must not spin forever
+
+
+@dataclass(frozen=True, slots=True)
+class SoakConnection:
+    """One connection of the soak: when it started, how the Upgrade went and, if it opened, how
+    long it streamed and how it ended."""
+
+    start_s: float  # since the soak started
+    outcome: Outcome
+    reconnect_after_drop_s: float | None = None  # since the previous connection dropped
+    status: int | None = None  # the HTTP status of a refused Upgrade
+    audio_s: float | None = None
+    results: int | None = None
+    first_result_s: float | None = None
+    dropped: bool | None = None  # it ended before the soak did (None: never opened)
+    ended_by: EndKind | None = None
+    end_s: float | None = None
+    terminal: WireEvent | None = None
+    open_for_s: float | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self.outcome is Outcome.UPGRADED
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        d: dict[str, JSONValue] = {"start_s": self.start_s, "outcome": self.outcome.value}
+        if self.reconnect_after_drop_s is not None:
+            d["reconnect_after_drop_s"] = self.reconnect_after_drop_s
+        if not self.opened:
+            d["status"] = self.status
+            return d
+        d.update(
+            {
+                "audio_s": self.audio_s,
+                "results": self.results,
+                "first_result_s": self.first_result_s,
+                "dropped": self.dropped,
+                "ended_by": self.ended_by.value if self.ended_by else None,
+                "end_s": self.end_s,
+                "terminal": self.terminal.to_dict() if self.terminal else None,
+                "open_for_s": self.open_for_s,
+            }
+        )
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SoakConnection:
+        return from_json(cls, d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +82,14 @@ class SoakObservation:
     soak_s: float
     wall_s: float
     audio_s: float
-    connections: tuple[dict[str, JSONValue], ...] = field(default_factory=tuple)
+    connections: tuple[SoakConnection, ...] = ()
 
     def to_dict(self) -> dict[str, JSONValue]:
         return {
             "soak_s": self.soak_s,
             "wall_s": self.wall_s,
             "audio_s": self.audio_s,
-            "connections": list(self.connections),
+            "connections": [c.to_dict() for c in self.connections],
         }
 
     @classmethod
@@ -56,7 +104,7 @@ async def run_soak(ctx: Context, seconds: float) -> SoakObservation:
     audio = load_wav(ctx.options.audio_path)
     body = audio.chunks()
     body[0] = body[0][len(audio.header) :]  # loop the PCM; the header goes once per connection
-    connections: list[dict[str, JSONValue]] = []
+    connections: list[SoakConnection] = []
     total_audio = 0.0
     backoff = 0.5
     dropped_at: float | None = None
@@ -64,12 +112,13 @@ async def run_soak(ctx: Context, seconds: float) -> SoakObservation:
         async with WsProbe(ctx, credentials=True) as probe:
             started = loop.time()
             upgrade = await probe.connect()
-            record: dict[str, JSONValue] = {"start_s": round(started - t0, 3), "outcome": upgrade.outcome}
-            if dropped_at is not None:
-                record["reconnect_after_drop_s"] = round(loop.time() - dropped_at, 3)
-            if upgrade.outcome != "upgraded":
-                record["status"] = upgrade.answer.status if upgrade.answer else None
-                connections.append(record)
+            begun = SoakConnection(
+                start_s=round(started - t0, 3),
+                outcome=upgrade.outcome,
+                reconnect_after_drop_s=round(loop.time() - dropped_at, 3) if dropped_at is not None else None,
+            )
+            if upgrade.outcome is not Outcome.UPGRADED:
+                connections.append(replace(begun, status=upgrade.answer.status if upgrade.answer else None))
                 delay = min(backoff, max(0.0, end_at - loop.time()))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, 5.0)
@@ -100,21 +149,22 @@ async def run_soak(ctx: Context, seconds: float) -> SoakObservation:
             total_audio += audio_s
             term = probe.terminal()
             results = [e for e in probe.events if e.msg_type == deepgram.ServerMessage.RESULTS]
-            record.update(
-                {
-                    "audio_s": audio_s,
-                    "results": len(results),
-                    "first_result_s": round(results[0].t_s - probe.audio_first_t, 3)
-                    if results and probe.audio_first_t is not None
-                    else None,
-                    "dropped": dropped,
-                    "ended_by": term.kind if term else None,
-                    "end_s": round(loop.time() - t0, 3),
-                    "terminal": term.to_dict() if term else None,
-                    "open_for_s": round(loop.time() - started, 3),
-                }
+            first_result_s = None
+            if results and probe.audio_first_t is not None:
+                first_result_s = round(results[0].t_s - probe.audio_first_t, 3)
+            connections.append(
+                replace(
+                    begun,
+                    audio_s=audio_s,
+                    results=len(results),
+                    first_result_s=first_result_s,
+                    dropped=dropped,
+                    ended_by=term.end_kind if term else None,
+                    end_s=round(loop.time() - t0, 3),
+                    terminal=term,
+                    open_for_s=round(loop.time() - started, 3),
+                )
             )
-            connections.append(record)
             if dropped:
                 dropped_at = loop.time()
                 await asyncio.sleep(min(backoff, max(0.0, end_at - loop.time())) * random.uniform(0.8, 1.2))

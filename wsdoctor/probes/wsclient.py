@@ -31,7 +31,7 @@ import ssl
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import h11
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -39,16 +39,18 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 
 from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue
+from wsdoctor.model import EndKind, FrameKind, JSONValue, Outcome
 from wsdoctor.probes.lifecycle import Lifecycle, Stage
 from wsdoctor.probes.record import from_json
 
 __all__ = [
+    "Direction",
     "HttpAnswer",
     "UpgradeObservation",
     "WireEvent",
     "WsProbe",
     "classify_oserror",
+    "describe_oserror",
     "handshake_violations",
     "tls_context",
 ]
@@ -74,25 +76,35 @@ YIELD_EVERY_FRAMES = 64
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-def classify_oserror(exc: BaseException) -> str:
-    """Name a connection failure as a fact; ``analyze()`` decides what it means."""
+def classify_oserror(exc: BaseException) -> Outcome:
+    """Name a connection failure as a fact; ``analyze()`` decides what it means. Failures without
+    a name of their own are :attr:`Outcome.OSERROR`; :func:`describe_oserror` keeps the errno."""
     if isinstance(exc, TimeoutError):
-        return "timeout"
+        return Outcome.TIMEOUT
     if isinstance(exc, ConnectionRefusedError):
-        return "refused"
+        return Outcome.REFUSED
     if isinstance(exc, ConnectionResetError):
-        return "reset"
+        return Outcome.RESET
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return "tls-verify-failed"
+        return Outcome.TLS_VERIFY_FAILED
     if isinstance(exc, ssl.SSLError):
-        return "tls-error"
+        return Outcome.TLS_ERROR
     if isinstance(exc, socket.gaierror):
-        return "dns-error"
+        return Outcome.DNS_ERROR
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return "unreachable"
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return errno.errorcode.get(exc.errno, "oserror").lower()
-    return type(exc).__name__
+        return Outcome.UNREACHABLE
+    return Outcome.OSERROR
+
+
+def describe_oserror(exc: BaseException) -> str:
+    """One line for an observation's ``error``: the errno's name (``ECONNABORTED``) when there is
+    one, then the message -- the detail an ``oserror`` outcome leaves to the reader."""
+    text = str(exc) or type(exc).__name__
+    code = getattr(exc, "errno", None)
+    name = errno.errorcode.get(code) if isinstance(code, int) else None
+    if name and name not in text:
+        text = f"{name}: {text}"
+    return text[:300]
 
 
 def _is_ip(host: str) -> bool:
@@ -116,6 +128,10 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
         ctx.load_verify_locations(certifi.where())
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+#: Which way a wire event went: ``in`` from the peer, ``out`` from us.
+Direction = Literal["in", "out"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +168,17 @@ class UpgradeObservation:
     authenticated: bool  # did we send credentials
     address: str | None  # "ip:port" actually connected to
     marks: tuple[tuple[str, float], ...]  # (stage, seconds since start)
-    outcome: str  # "upgraded" | "http-response" | "refused" | "timeout" | "reset" | "eof" | ...
+    outcome: Outcome
     error: str | None = None  # one-line detail of a failure
     answer: HttpAnswer | None = None
     accept_ok: bool | None = None  # Sec-WebSocket-Accept matched our key (101 only)
     raw_excerpt: str | None = None  # first bytes, when the answer was not parseable HTTP
     violations: tuple[str, ...] = ()  # what made a 101 invalid (outcome "bad-101")
+    #: The route, when it went through a proxy: the proxy (redacted display URL), the CONNECT
+    #: target ("host:port") and whether the proxy URL carried credentials.
+    proxy: str | None = None
+    target: str | None = None
+    proxy_credentials: bool = False
 
     @property
     def furthest(self) -> str | None:
@@ -170,17 +191,23 @@ class UpgradeObservation:
             "authenticated": self.authenticated,
             "address": self.address,
             "marks": [[s, t] for s, t in self.marks],
-            "outcome": self.outcome,
+            "furthest": self.furthest,  # derived, for readers of the evidence
+            "outcome": self.outcome.value,
             "error": self.error,
             "answer": self.answer.to_dict() if self.answer else None,
             "accept_ok": self.accept_ok,
             "raw_excerpt": self.raw_excerpt,
             "violations": list(self.violations),
+            **(
+                {"proxy": self.proxy, "target": self.target, "proxy_credentials": self.proxy_credentials}
+                if self.proxy is not None
+                else {}
+            ),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> UpgradeObservation:
-        return from_json(cls, d)
+        return from_json(cls, d, derived=("furthest",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,16 +215,21 @@ class WireEvent:
     """One thing that crossed the wire after the upgrade (or ended it)."""
 
     t_s: float  # seconds since the connection attempt started
-    direction: str  # "in" | "out"
-    kind: str  # text | binary | close | ping | pong | eof | reset | protocol-error | oversize | error
+    direction: Direction
+    kind: FrameKind | EndKind  # a frame that kept the connection open, or the way it ended
     size: int = 0
     code: int | None = None
     reason: str | None = None
     msg_type: str | None = None  # the "type" of a JSON text message (Results, Metadata, ...)
     detail: dict[str, JSONValue] = field(default_factory=dict)  # a few message fields, bounded
 
+    @property
+    def end_kind(self) -> EndKind | None:
+        """How the connection ended, if this event ended it (or is a close frame)."""
+        return self.kind if isinstance(self.kind, EndKind) else None
+
     def to_dict(self) -> dict[str, JSONValue]:
-        d: dict[str, JSONValue] = {"t_s": self.t_s, "direction": self.direction, "kind": self.kind}
+        d: dict[str, JSONValue] = {"t_s": self.t_s, "direction": self.direction, "kind": self.kind.value}
         if self.size:
             d["size"] = self.size
         for key in ("code", "reason", "msg_type"):
@@ -211,10 +243,6 @@ class WireEvent:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WireEvent:
         return from_json(cls, d)
-
-
-_TERMINAL_KINDS = frozenset({"eof", "reset", "protocol-error", "oversize", "flood", "error"})
-_ALWAYS_KEPT = _TERMINAL_KINDS | {"close"}
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -286,6 +314,7 @@ class WsProbe:
         self._since_yield = 0
         self._terminal: WireEvent | None = None
         self._primed = False  # frames that arrived together with the 101 have been processed
+        self._route: dict[str, Any] = {}  # the proxy route, once known (UpgradeObservation's proxy fields)
 
     async def __aenter__(self) -> WsProbe:
         return self
@@ -309,7 +338,13 @@ class WsProbe:
         lc = self.lifecycle
         address: str | None = None
         try:
-            _decision, proxy = route_for(self.ctx)
+            decision, proxy = route_for(self.ctx)
+            if proxy is not None:
+                self._route = {
+                    "proxy": decision.proxy,
+                    "target": f"{target.host}:{target.port}",
+                    "proxy_credentials": proxy.username is not None,
+                }
             hop_host, hop_port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
             addr = options.resolve_for(hop_host, hop_port)
             if addr is None and not _is_ip(hop_host):
@@ -335,7 +370,9 @@ class WsProbe:
                     answer = None
                     if tunnel.status is not None:
                         answer = HttpAnswer(tunnel.status, tunnel.reason or "", tunnel.headers, tunnel.body_excerpt)
-                    outcome = "proxy-error" if tunnel.outcome == "http-response" else tunnel.outcome
+                    outcome = (
+                        Outcome.PROXY_ERROR if tunnel.outcome == Outcome.HTTP_RESPONSE else Outcome.of(tunnel.outcome)
+                    )
                     return self._observation(
                         address,
                         outcome,
@@ -363,15 +400,18 @@ class WsProbe:
             detail = str(exc) or type(exc).__name__
             if isinstance(exc, ssl.SSLCertVerificationError):
                 detail = exc.verify_message or detail
+            if not isinstance(exc, ssl.SSLCertVerificationError):
+                detail = describe_oserror(exc)
             return self._observation(address, classify_oserror(exc), error=detail[:300])
 
-    def _observation(self, address: str | None, outcome: str, **kw: Any) -> UpgradeObservation:
+    def _observation(self, address: str | None, outcome: Outcome, **kw: Any) -> UpgradeObservation:
         return UpgradeObservation(
             url=self.ctx.target.url,
             authenticated=self.credentials,
             address=address,
             marks=tuple((s.value, t) for s, t in self.lifecycle.marks),
             outcome=outcome,
+            **self._route,
             **kw,
         )
 
@@ -416,7 +456,7 @@ class WsProbe:
                         first_bytes += data[: 512 - len(first_bytes)]
                     if not data and not first_bytes:
                         lc.abort()
-                        return self._observation(address, "eof", error="connection closed before any HTTP answer")
+                        return self._observation(address, Outcome.EOF, error="connection closed before any HTTP answer")
                     h.receive_data(data)
                     continue
                 if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
@@ -428,11 +468,11 @@ class WsProbe:
                         lc.advance(Stage.CLOSED)
                         await self.abort()
                         return self._observation(
-                            address, "bad-101", answer=answer, accept_ok=accept_ok, violations=tuple(violations)
+                            address, Outcome.BAD_101, answer=answer, accept_ok=accept_ok, violations=tuple(violations)
                         )
                     self._conn = Connection(ConnectionType.CLIENT, trailing_data=h.trailing_data[0])
                     lc.advance(Stage.OPEN)
-                    return self._observation(address, "upgraded", answer=answer, accept_ok=True)
+                    return self._observation(address, Outcome.UPGRADED, answer=answer, accept_ok=True)
                 if isinstance(event, h11.Response):
                     body = await self._read_body(h, deadline)
                     answer = HttpAnswer(
@@ -440,17 +480,19 @@ class WsProbe:
                     )
                     lc.advance(Stage.CLOSED)
                     await self.abort()
-                    return self._observation(address, "http-response", answer=answer)
+                    return self._observation(address, Outcome.HTTP_RESPONSE, answer=answer)
                 if isinstance(event, h11.ConnectionClosed):
                     lc.abort()
-                    return self._observation(address, "eof", error="connection closed before a complete HTTP answer")
+                    return self._observation(
+                        address, Outcome.EOF, error="connection closed before a complete HTTP answer"
+                    )
                 # an InformationalResponse other than 101 (e.g. 100): keep reading
         except h11.RemoteProtocolError as exc:
             lc.abort()
             await self.abort()
             return self._observation(
                 address,
-                "protocol-error",
+                Outcome.PROTOCOL_ERROR,
                 error=f"not a valid HTTP answer: {exc}"[:300],
                 raw_excerpt=first_bytes.decode("latin-1"),
             )
@@ -460,7 +502,7 @@ class WsProbe:
             return self._observation(
                 address,
                 classify_oserror(exc),
-                error=(str(exc) or type(exc).__name__)[:300],
+                error=describe_oserror(exc),
                 raw_excerpt=first_bytes.decode("latin-1") or None,
             )
 
@@ -510,7 +552,7 @@ class WsProbe:
         )
 
     def _record(self, event: WireEvent) -> WireEvent:
-        if len(self.events) < MAX_EVENTS_KEPT or event.kind in _ALWAYS_KEPT:
+        if len(self.events) < MAX_EVENTS_KEPT or isinstance(event.kind, EndKind):
             self.events.append(event)
         else:
             self.events_dropped += 1
@@ -540,8 +582,8 @@ class WsProbe:
                 WireEvent(
                     self.now(),
                     "in",
-                    "reset" if isinstance(exc, ConnectionResetError) else "error",
-                    reason=f"write failed: {classify_oserror(exc)}",
+                    EndKind.RESET if isinstance(exc, ConnectionResetError) else EndKind.ERROR,
+                    reason=f"write failed: {describe_oserror(exc)}",
                 )
             )
             return False
@@ -551,7 +593,7 @@ class WsProbe:
         if not self.is_open:
             return False
         assert self._conn is not None
-        self._record(WireEvent(self.now(), "out", "text", size=len(text), msg_type=msg_type))
+        self._record(WireEvent(self.now(), "out", FrameKind.TEXT, size=len(text), msg_type=msg_type))
         return await self._write(self._conn.send(TextMessage(data=text)))
 
     async def send_json(self, obj: Mapping[str, JSONValue]) -> bool:
@@ -575,14 +617,14 @@ class WsProbe:
         if self._conn.state is not ConnectionState.OPEN:
             return False
         self.close_sent_t = self.now()
-        self._record(WireEvent(self.close_sent_t, "out", "close", code=code, reason=reason or None))
+        self._record(WireEvent(self.close_sent_t, "out", EndKind.CLOSE, code=code, reason=reason or None))
         self.lifecycle.advance(Stage.CLOSING_LOCAL)
         return await self._write(self._conn.send(CloseConnection(code=code, reason=reason)))
 
     def _end(self, event: WireEvent) -> None:
         if self._terminal is None:
             self._terminal = self._record(event)
-            if event.kind != "close":
+            if event.kind is not EndKind.CLOSE:
                 self.lifecycle.abort()
             self._inbox.append(event)
 
@@ -610,13 +652,13 @@ class WsProbe:
             except TimeoutError:
                 return None
             except ConnectionResetError:
-                self._end(WireEvent(self.now(), "in", "reset"))
+                self._end(WireEvent(self.now(), "in", EndKind.RESET))
                 break
             except OSError as exc:
-                self._end(WireEvent(self.now(), "in", "error", reason=classify_oserror(exc)))
+                self._end(WireEvent(self.now(), "in", EndKind.ERROR, reason=describe_oserror(exc)))
                 break
             if not data:
-                self._end(WireEvent(self.now(), "in", "eof"))
+                self._end(WireEvent(self.now(), "in", EndKind.EOF))
                 break
             self._conn.receive_data(data)
             await self._drain_events()
@@ -641,7 +683,7 @@ class WsProbe:
                 size = len(ev.payload)
             flood = self._flooding(t, size)
             if flood is not None:
-                self._end(WireEvent(t, "in", "flood", size=self._window_bytes, reason=flood))
+                self._end(WireEvent(t, "in", EndKind.FLOOD, size=self._window_bytes, reason=flood))
                 await self.abort()
                 return
             self._since_yield += 1
@@ -658,7 +700,7 @@ class WsProbe:
                         if self._partial_size > MAX_MESSAGE_BYTES
                         else f"message in more than {MAX_FRAGMENTS} fragments"
                     )
-                    self._end(WireEvent(t, "in", "oversize", size=self._partial_size, reason=what))
+                    self._end(WireEvent(t, "in", EndKind.OVERSIZE, size=self._partial_size, reason=what))
                     await self.abort()
                     return
                 if not ev.message_finished:
@@ -673,18 +715,18 @@ class WsProbe:
                         why = "nested too deep to parse" if isinstance(exc, RecursionError) else "not valid JSON"
                         msg_type, detail = None, {"excerpt": text[:200], "problems": [why]}
                     self._inbox.append(
-                        self._record(WireEvent(t, "in", "text", size=size, msg_type=msg_type, detail=detail))
+                        self._record(WireEvent(t, "in", FrameKind.TEXT, size=size, msg_type=msg_type, detail=detail))
                     )
                 else:
-                    self._inbox.append(self._record(WireEvent(t, "in", "binary", size=size)))
+                    self._inbox.append(self._record(WireEvent(t, "in", FrameKind.BINARY, size=size)))
             elif isinstance(ev, CloseConnection):
                 if conn.state not in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
                     # wsproto reports the *peer's* protocol violation as a CloseConnection without
                     # a state change: it is not a close frame the server sent.
-                    self._end(WireEvent(t, "in", "protocol-error", code=ev.code, reason=(ev.reason or "")[:300]))
+                    self._end(WireEvent(t, "in", EndKind.PROTOCOL_ERROR, code=ev.code, reason=(ev.reason or "")[:300]))
                     await self.abort()
                     return
-                close = WireEvent(t, "in", "close", code=ev.code, reason=(ev.reason or "")[:300] or None)
+                close = WireEvent(t, "in", EndKind.CLOSE, code=ev.code, reason=(ev.reason or "")[:300] or None)
                 reply = b""
                 if conn.state is ConnectionState.REMOTE_CLOSING:
                     self.lifecycle.advance(Stage.CLOSING_REMOTE)
@@ -695,21 +737,21 @@ class WsProbe:
                 # after it, and a failing reply must not overwrite what the server did.
                 self._end(close)
                 if reply:
-                    self._record(WireEvent(t, "out", "close", code=ev.code))
+                    self._record(WireEvent(t, "out", EndKind.CLOSE, code=ev.code))
                     await self._write(reply)
                 return
             elif isinstance(ev, Ping):
-                self._inbox.append(self._record(WireEvent(t, "in", "ping", size=len(ev.payload))))
+                self._inbox.append(self._record(WireEvent(t, "in", FrameKind.PING, size=len(ev.payload))))
                 if conn.state is ConnectionState.OPEN:  # after our close frame a pong may not be sent
                     await self._write(conn.send(ev.response()))
             elif isinstance(ev, Pong):
-                self._inbox.append(self._record(WireEvent(t, "in", "pong", size=len(ev.payload))))
+                self._inbox.append(self._record(WireEvent(t, "in", FrameKind.PONG, size=len(ev.payload))))
 
     async def send_ping(self, payload: bytes = b"wsdoctor") -> bool:
         if not self.is_open:
             return False
         assert self._conn is not None
-        self._record(WireEvent(self.now(), "out", "ping", size=len(payload)))
+        self._record(WireEvent(self.now(), "out", FrameKind.PING, size=len(payload)))
         return await self._write(self._conn.send(Ping(payload=payload)))
 
     async def abort(self) -> None:
