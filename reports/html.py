@@ -29,14 +29,26 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from reports.base import rest_fallback_applies
+from reports.evidence import evidence_items, evidence_value
+from reports.json import finite
 from reports.timeline import TRACK, Histogram, Timeline, build_timeline, format_seconds, phase_histograms
 from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
-from wsdoctor.model import LAYERS, CheckResult, Finding, JSONValue, Report, Status, Summary, layer_of
+from wsdoctor.model import (
+    CheckResult,
+    Finding,
+    Report,
+    Status,
+    Summary,
+    end_kind,
+    evidence_mappings,
+    ordered_findings,
+    request_ids,
+    rest_fallback_applies,
+)
 from wsdoctor.sanitize import printable
 
 __all__ = [
@@ -47,23 +59,20 @@ __all__ = [
     "key_metric",
     "key_metric_parts",
     "pretty_json",
-    "request_ids",
 ]
 
 #: Nothing may load or run; inline styles and data: images are all the page needs.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
-#: Layers whose failure means "streaming failed" for the REST-fallback recommendation (the same
-#: rule as the terminal reporter).
 _ID_LIMIT = 120
 _LINE_LIMIT = 600
 _VALUE_LIMIT = 300
 _JSON_LIMIT = 40_000
 _EVIDENCE_ITEMS = 12
+#: How deep the raw-evidence view looks for headers, certificates and connection ends.
+_EVIDENCE_DEPTH = 8
 _REQUEST_IDS = 24
-_SEVERITY_RANK = {"fail": 0, "warn": 1, "info": 2}
 _VERDICT_TEXT = {"healthy": "Healthy", "warnings": "Warnings", "failing": "Failing", "incomplete": "Incomplete"}
-_REQUEST_ID_KEYS = frozenset({"dg-request-id", "dg_request_id", "request_id"})
 
 
 def display(value: object, limit: int = 100_000) -> str:
@@ -105,60 +114,16 @@ def key_metric(result: CheckResult) -> str | None:
     return f"{parts[0]} = {parts[1]}" if parts else None
 
 
-def _walk(value: object, depth: int = 0) -> Iterator[Mapping[str, Any]]:
-    if depth > 8:
-        return
-    if isinstance(value, Mapping):
-        yield value
-        for v in value.values():
-            yield from _walk(v, depth + 1)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _walk(v, depth + 1)
-
-
 def _header_pairs(headers: object) -> list[tuple[str, str]]:
     """``[[name, value], ...]`` or ``{name: value}`` as pairs; anything else gives nothing."""
     if isinstance(headers, Mapping):
-        return [(str(k), v if isinstance(v, str) else _compact(v)) for k, v in headers.items()]
+        return [(str(k), evidence_value(v)) for k, v in headers.items()]
     pairs = []
     if isinstance(headers, list | tuple):
         for item in headers:
             if isinstance(item, list | tuple) and len(item) == 2:
-                pairs.append((str(item[0]), item[1] if isinstance(item[1], str) else _compact(item[1])))
+                pairs.append((str(item[0]), evidence_value(item[1])))
     return pairs
-
-
-def request_ids(results: Iterable[CheckResult]) -> list[tuple[str, str]]:
-    """``(dg-request-id, check id)`` for every Deepgram request id in the evidence, first seen first."""
-    seen: dict[str, str] = {}
-    for r in results:
-        for node in _walk(r.evidence):
-            for key, value in node.items():
-                if str(key).lower() in _REQUEST_ID_KEYS and isinstance(value, str) and value:
-                    seen.setdefault(value, r.check_id)
-                elif str(key).lower() == "headers":
-                    for name, v in _header_pairs(value):
-                        if name.lower() == "dg-request-id" and v:
-                            seen.setdefault(v, r.check_id)
-    return list(seen.items())
-
-
-def _compact(value: object) -> str:
-    try:
-        return json.dumps(_finite(value), ensure_ascii=False, separators=(", ", ": "), default=str)
-    except (ValueError, TypeError, RecursionError):
-        return "…"
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def pretty_json(value: Any, indent: int = 0, width: int = 100) -> str:
@@ -179,15 +144,15 @@ def pretty_json(value: Any, indent: int = 0, width: int = 100) -> str:
     return "[\n" + ",\n".join(items) + "\n" + pad + "]"
 
 
-def _evidence_value(value: JSONValue) -> str:
-    if isinstance(value, str):
-        return _short(value, _VALUE_LIMIT)
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return _number("", value)
-    return _short(_compact(value), _VALUE_LIMIT)
+def _value(value: Any) -> str:
+    """An evidence value as every reporter spells it (:func:`reports.evidence.evidence_value`), bounded."""
+    return _short(evidence_value(value), _VALUE_LIMIT)
 
 
 # -- the view model: plain strings and numbers, built before the template sees anything --------
+
+#: Label and value pairs, shown as the rows of a table or a definition list.
+Rows = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +161,7 @@ class FindingView:
     code: str
     check_id: str
     message: str
-    evidence: tuple[tuple[str, str], ...]
+    evidence: Rows
     more_evidence: int
 
 
@@ -227,7 +192,7 @@ class CheckRow:
 @dataclass(frozen=True, slots=True)
 class HeaderSet:
     label: str
-    rows: tuple[tuple[str, str], ...]
+    rows: Rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +210,7 @@ class EvidenceView:
     status: str
     title: str
     headers: tuple[HeaderSet, ...]
-    certificates: tuple[tuple[tuple[str, str], ...], ...]
+    certificates: tuple[Rows, ...]
     frames: tuple[FrameRow, ...]
     json: str
     empty: bool
@@ -276,7 +241,7 @@ class View:
     duration: str
     interrupted: bool
     verdict: Verdict
-    request_ids: tuple[tuple[str, str], ...]
+    request_ids: Rows
     more_request_ids: int
     rest_fallback: str | None
     causes: tuple[CauseView, ...]
@@ -284,33 +249,20 @@ class View:
     timeline: Timeline
     histograms: tuple[Histogram, ...]
     evidence: tuple[EvidenceView, ...]
-    environment: tuple[tuple[str, str], ...]
+    environment: Rows
     environment_has_version: bool
     schema: str
 
 
-def _layer_rank(code: str) -> int:
-    layer = layer_of(code)
-    return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
-
-
-def _ordered_findings(report: Report) -> list[tuple[CheckResult, Finding]]:
-    """Failures first, then by layer, then in report order: how the summary ranks them."""
-    items = [(i, r, f) for i, r in enumerate(report.results) for f in r.findings]
-    items.sort(key=lambda it: (_SEVERITY_RANK.get(it[2].severity.value, 3), _layer_rank(it[2].code), it[0]))
-    return [(r, f) for _i, r, f in items]
-
-
 def _finding_view(result: CheckResult, finding: Finding) -> FindingView:
-    items = list(finding.evidence.items())
-    shown = tuple((_short(k, _ID_LIMIT), _evidence_value(v)) for k, v in items[:_EVIDENCE_ITEMS])
+    items, more = evidence_items(finding.evidence, _EVIDENCE_ITEMS)
     return FindingView(
         severity=finding.severity.value,
         code=_short(finding.code, _ID_LIMIT),
         check_id=_short(result.check_id, _ID_LIMIT),
         message=_short(finding.message),
-        evidence=shown,
-        more_evidence=max(0, len(items) - _EVIDENCE_ITEMS),
+        evidence=tuple((_short(k, _ID_LIMIT), _short(v, _VALUE_LIMIT)) for k, v in items),
+        more_evidence=more,
     )
 
 
@@ -322,7 +274,7 @@ def _section(cause_id: str) -> str:
 
 
 def _causes(report: Report, summary: Summary) -> tuple[CauseView, ...]:
-    ordered = _ordered_findings(report)
+    ordered = ordered_findings(report.results)
     views = []
     for cs in summary.causes:
         cause = CAUSES.get(cs.cause)
@@ -348,7 +300,11 @@ def _verdict(report: Report, summary: Summary) -> Verdict:
     primary = summary.primary_cause
     cause = CAUSES.get(primary) if primary else None
     found = next(
-        ((r, f) for r, f in _ordered_findings(report) if f.code == summary.primary_finding and f.cause == primary),
+        (
+            (r, f)
+            for r, f in ordered_findings(report.results)
+            if f.code == summary.primary_finding and f.cause == primary
+        ),
         None,
     )
     detail = _short(found[1].message) if found else None
@@ -402,26 +358,11 @@ def _path_label(path: Sequence[str]) -> str:
     return " › ".join(path) if path else "evidence"
 
 
-def _find(
-    value: object, path: tuple[str, ...] = (), depth: int = 0
-) -> Iterator[tuple[tuple[str, ...], Mapping[str, Any]]]:
-    """Every mapping in an evidence tree with the key path leading to it."""
-    if depth > 8:
-        return
-    if isinstance(value, Mapping):
-        yield path, value
-        for k, v in value.items():
-            yield from _find(v, (*path, str(k)), depth + 1)
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            yield from _find(v, (*path, str(i)), depth + 1)
-
-
 def _evidence_view(result: CheckResult) -> EvidenceView:
     headers: list[HeaderSet] = []
-    certs: list[tuple[tuple[str, str], ...]] = []
+    certs: list[Rows] = []
     frames: list[FrameRow] = []
-    for path, node in _find(result.evidence):
+    for path, node in evidence_mappings(result.evidence, _EVIDENCE_DEPTH):
         if "headers" in node:
             pairs = _header_pairs(node["headers"])
             if pairs:
@@ -440,7 +381,7 @@ def _evidence_view(result: CheckResult) -> EvidenceView:
         if "subject" in node and "issuer" in node:
             certs.append(
                 tuple(
-                    (_short(k, _ID_LIMIT), _evidence_value(v)) for k, v in node.items() if not isinstance(v, Mapping)
+                    (_short(k, _ID_LIMIT), _value(v)) for k, v in node.items() if not isinstance(v, Mapping)
                 )[:20]
             )
         events = node.get("events")
@@ -448,8 +389,8 @@ def _evidence_view(result: CheckResult) -> EvidenceView:
             for ev in events:
                 if not isinstance(ev, Mapping):
                     continue
-                kind = ev.get("kind")
-                if kind in ("close", "eof", "reset", "protocol-error", "oversize", "error"):
+                kind = end_kind(ev.get("kind"))
+                if kind is not None:
                     t = ev.get("t_s")
                     code = ev.get("code")
                     frames.append(
@@ -473,7 +414,7 @@ def _evidence_view(result: CheckResult) -> EvidenceView:
                 )
             )
     try:
-        raw = pretty_json(_finite(dict(result.evidence)))
+        raw = pretty_json(finite(dict(result.evidence)))
     except (ValueError, TypeError, RecursionError):
         raw = "(evidence could not be shown as JSON)"
     return EvidenceView(
@@ -488,23 +429,23 @@ def _evidence_view(result: CheckResult) -> EvidenceView:
     )
 
 
-def _environment(report: Report) -> tuple[tuple[str, str], ...]:
+def _environment(report: Report) -> Rows:
     rows: list[tuple[str, str]] = []
     for key, value in report.environment.items():
         if isinstance(value, Mapping):
             if not value:
                 rows.append((_short(key, _ID_LIMIT), "(none set)"))
             for k, v in value.items():
-                rows.append((_short(f"{key} · {k}", _ID_LIMIT), _evidence_value(v)))
+                rows.append((_short(f"{key} · {k}", _ID_LIMIT), _value(v)))
         else:
-            rows.append((_short(key, _ID_LIMIT), _evidence_value(value)))
+            rows.append((_short(key, _ID_LIMIT), _value(value)))
     return tuple(rows[:80])
 
 
 def build_view(report: Report) -> View:
     """Everything the template shows, as bounded strings and numbers. Pure."""
     summary = report.summary
-    ids = request_ids(report.results)
+    ids = list(request_ids(report).items())
     return View(
         title=f"wsdoctor: {_VERDICT_TEXT.get(summary.verdict, summary.verdict)} · {_short(report.target.url, 200)}",
         csp=CSP,

@@ -30,10 +30,19 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import ClassVar
 
-from reports.base import rest_fallback_applies
-from reports.html import key_metric, request_ids
+from reports.evidence import evidence_items
+from reports.html import key_metric
 from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
-from wsdoctor.model import CheckResult, Finding, JSONValue, Report, Status, layer_of
+from wsdoctor.model import (
+    CheckResult,
+    Finding,
+    Report,
+    Status,
+    layer_of,
+    request_ids,
+    rest_fallback_applies,
+    websocket_failed,
+)
 from wsdoctor.sanitize import printable
 
 __all__ = ["JunitReporter", "xml_text"]
@@ -56,24 +65,12 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) and math.isfinite(value) and value >= 0 else "0.000"
 
 
-def _evidence_value(value: JSONValue) -> str:
-    if isinstance(value, str):
-        return value
-    import json
-
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    except ValueError:
-        return "…"
-
-
 def _finding_text(finding: Finding) -> list[str]:
     lines = [f"{finding.severity.value.upper()} {finding.code} [{finding.cause}]: {finding.message}"]
-    items = list(finding.evidence.items())
-    for key, value in items[:_EVIDENCE_ITEMS]:
-        lines.append(f"    {key} = {printable(_evidence_value(value), 300)}")
-    if len(items) > _EVIDENCE_ITEMS:
-        lines.append(f"    … {len(items) - _EVIDENCE_ITEMS} more in the JSON report")
+    items, more = evidence_items(finding.evidence, _EVIDENCE_ITEMS)
+    lines.extend(f"    {key} = {printable(value, 300)}" for key, value in items)
+    if more:
+        lines.append(f"    … {more} more in the JSON report")
     return lines
 
 
@@ -102,7 +99,7 @@ def _details(result: CheckResult, rest: bool) -> str:
     metric = key_metric(result)
     if metric:
         lines.append(f"key metric: {metric}")
-    ids = [rid for rid, _check in request_ids([result])]
+    ids = list(request_ids([result]))
     if ids:
         lines.append(f"dg-request-id: {', '.join(ids[:6])}")
     if result.findings:
@@ -113,7 +110,7 @@ def _details(result: CheckResult, rest: bool) -> str:
         lines.append("")
         lines.append("Fixes:")
         lines.extend(f"  {line}" for line in _fixes_text(result.findings))
-    if rest and result.layer in ("stream", "close") and result.status is Status.FAIL:
+    if rest and websocket_failed(result):
         lines.append("")
         lines.append(f"Alternative: {REST_FALLBACK}")
     return xml_text("\n".join(lines))
@@ -194,7 +191,7 @@ class JunitReporter:
         for key in ("python", "os"):
             if isinstance(report.environment.get(key), str):
                 props.append((key, report.environment[key]))
-        props.extend((f"dg-request-id.{n}", rid) for n, (rid, _check) in enumerate(request_ids(results)[:20], 1))
+        props.extend((f"dg-request-id.{n}", rid) for n, rid in enumerate(list(request_ids(results))[:20], 1))
         for name, value in props:
             ET.SubElement(properties, "property", {"name": xml_text(name, 200), "value": xml_text(value, 2000)})
         for result in results:

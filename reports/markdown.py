@@ -22,9 +22,10 @@ Promises:
   become spaces, so nothing can start a new block. The reporter writes no HTML tags itself.
 - **Short.** Each server string is cut (:data:`_CELL_LIMIT`, :data:`_MESSAGE_LIMIT`), at most
   :data:`_MAX_REQUEST_IDS` request ids are listed, and only the top :data:`_TOP_FIXES` fixes.
-- **Every dg-request-id, once.** :func:`request_ids` walks every result's evidence: ``dg-request-id``
-  headers (as ``[name, value]`` pairs or as mapping keys, any case) and the ``request_id`` of
-  Results / Metadata messages and REST answers; deduplicated, in report order.
+- **Every dg-request-id, once.** :func:`wsdoctor.model.request_ids` walks every result's and
+  finding's evidence: ``dg-request-id`` headers (as ``[name, value]`` pairs or as mapping keys, any
+  case) and the ``request_id`` of Results / Metadata messages and REST answers; deduplicated, in
+  report order.
 - Pure and deterministic, like every reporter.
 """
 
@@ -32,21 +33,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import ClassVar
 
 from wsdoctor.causes import ARTICLE_TITLE, CAUSES, REST_FALLBACK, fixes_for
-from wsdoctor.model import CheckResult, JSONValue, Report, Status
+from wsdoctor.model import Report, Status, request_ids, rest_fallback_applies
 from wsdoctor.sanitize import printable
 
-__all__ = ["MarkdownReporter", "code", "request_ids", "text"]
+__all__ = ["MarkdownReporter", "code", "text"]
 
 _CELL_LIMIT = 160
 _MESSAGE_LIMIT = 400
 _ID_LIMIT = 120
 _MAX_REQUEST_IDS = 20
 _TOP_FIXES = 3
-_MAX_DEPTH = 12
 
 _STATUS_BADGE: dict[Status, str] = {
     Status.PASS: "✅ pass",
@@ -62,7 +62,6 @@ _VERDICT_BADGE: dict[str, str] = {
     "failing": "❌ FAILING",
     "incomplete": "⏸️ INCOMPLETE",
 }
-_STREAMING_LAYERS = frozenset({"stream", "close"})
 
 # HTML-significant characters become entities (a backslash does not stop a CommonMark renderer
 # from passing "<script>" through as raw HTML; "&lt;" always renders as a literal "<").
@@ -120,44 +119,8 @@ def code(value: object, limit: int = _ID_LIMIT, *, in_table: bool = False) -> st
     return f"{fence}{pad}{s}{pad}{fence}"
 
 
-def _walk_ids(value: JSONValue, found: dict[str, None], depth: int = 0) -> None:
-    if depth > _MAX_DEPTH:
-        return
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            key = str(k).lower()
-            if key in ("dg-request-id", "request_id") and isinstance(v, str) and v:
-                found.setdefault(v, None)
-            else:
-                _walk_ids(v, found, depth + 1)
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) == 2 and isinstance(value[0], str) and value[0].lower() == "dg-request-id":
-            if isinstance(value[1], str) and value[1]:
-                found.setdefault(value[1], None)
-            return
-        for v in value:
-            _walk_ids(v, found, depth + 1)
-
-
-def request_ids(report: Report) -> list[str]:
-    """Every ``dg-request-id`` in the report's evidence (headers, Results/Metadata, REST), once."""
-    found: dict[str, None] = {}
-    for result in report.results:
-        _walk_ids(result.evidence, found)
-        for finding in result.findings:
-            _walk_ids(finding.evidence, found)
-    return list(found)
-
-
 def _seconds(value: float) -> str:
     return f"{value:.2f} s" if math.isfinite(value) else "—"
-
-
-def _rest_fallback_applies(results: Sequence[CheckResult]) -> bool:
-    if any(f.evidence.get("rest_fallback") is True for r in results for f in r.findings):
-        return True
-    rest_ok = any(r.check_id.startswith("rest.") and r.status is Status.PASS for r in results)
-    return rest_ok and any(r.layer in _STREAMING_LAYERS and r.status is Status.FAIL for r in results)
 
 
 class MarkdownReporter:
@@ -188,10 +151,10 @@ class MarkdownReporter:
             )
         yield ""
         yield from self._other_causes(report)
-        if _rest_fallback_applies(report.results):
+        if rest_fallback_applies(report.results):
             yield f"**Alternative:** {text(REST_FALLBACK)}"
             yield ""
-        ids = request_ids(report)
+        ids = list(request_ids(report))
         if ids:
             yield "**dg-request-id** values to quote to Deepgram support:"
             yield ""

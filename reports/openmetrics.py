@@ -23,7 +23,8 @@ What it exposes (every family has HELP and TYPE lines; all are gauges):
   fail, skip, error), the current one 1: an alert on ``{status="fail"} == 1`` never sees a series
   vanish when a check recovers. ``wsdoctor_check_duration_seconds{check}`` beside it.
 - ``wsdoctor_phase_seconds{phase}`` -- the connection phases, blackbox_exporter's vocabulary made
-  ours: ``dns`` (resolve_s), ``tcp`` (connect_s), ``tls`` (tls_s), ``upgrade`` (upgrade_s),
+  ours (the exported ones of :data:`wsdoctor.model.PHASES`, labelled by their public ``label``):
+  ``dns`` (resolve_s), ``tcp`` (connect_s), ``tls`` (tls_s), ``upgrade`` (upgrade_s),
   ``first_result`` (first_result_s) and ``close`` (closestream_to_close_s: CloseStream to
   Deepgram's close frame, the close the article is about). **Every phase is always emitted**, as
   blackbox does, so a scrape lines up with the next one; a phase that was not reached (or not
@@ -58,7 +59,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
-from wsdoctor.model import CHECK_STATUSES, Report, Status
+from wsdoctor.model import CHECK_STATUSES, SUCCESS_VERDICTS, VERDICTS, Report, Status
+from wsdoctor.model import PHASES as MODEL_PHASES
 from wsdoctor.redact import Redactor
 from wsdoctor.sanitize import printable
 
@@ -67,17 +69,22 @@ __all__ = ["CONTENT_TYPE", "PHASES", "VERDICTS", "OpenMetricsReporter", "escape_
 #: The Content-Type of an OpenMetrics 1.0 exposition (what ``/probe`` answers with).
 CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-#: Phase label -> the metric key that holds its duration, in connection order.
-PHASES: tuple[tuple[str, str], ...] = (
-    ("dns", "resolve_s"),
-    ("tcp", "connect_s"),
-    ("tls", "tls_s"),
-    ("upgrade", "upgrade_s"),
-    ("first_result", "first_result_s"),
-    ("close", "closestream_to_close_s"),
+#: Phase label -> the metric key that holds its duration, in connection order: the model's phases
+#: that have a ``wsdoctor_phase_seconds`` series.
+PHASES: tuple[tuple[str, str], ...] = tuple((p.label, p.metric) for p in MODEL_PHASES if p.exported)
+#: Gauges of one measured number each (``NaN`` unless measured): name, metric key, help.
+_MEASURED: tuple[tuple[str, str, str], ...] = (
+    (
+        "wsdoctor_idle_cutoff_seconds",
+        "idle_cutoff_s",
+        "Idle seconds after which a middlebox cut the connection without a close frame; NaN if none did.",
+    ),
+    (
+        "wsdoctor_server_idle_timeout_seconds",
+        "server_idle_timeout_s",
+        "Idle seconds after which the server closed a silent stream (Deepgram: 1011 NET-0001); NaN if not seen.",
+    ),
 )
-VERDICTS = ("healthy", "warnings", "failing", "incomplete")
-_SUCCESS_VERDICTS = frozenset({"healthy", "warnings"})
 #: No label value longer than this (a hand-edited report or a plugin could carry anything).
 _LABEL_LIMIT = 200
 _REDACTOR = Redactor()
@@ -160,7 +167,7 @@ class OpenMetricsReporter:
         w.sample("wsdoctor_info", 1, {"version": report.wsdoctor_version})
 
         w.family("wsdoctor_probe_success", "gauge", "1 if nothing failed or broke and the run was not cut, else 0.")
-        w.sample("wsdoctor_probe_success", 1 if summary.verdict in _SUCCESS_VERDICTS else 0)
+        w.sample("wsdoctor_probe_success", 1 if summary.verdict in SUCCESS_VERDICTS else 0)
 
         w.family("wsdoctor_probe_interrupted", "gauge", "1 if the run was cut by its deadline before all checks ended.")
         w.sample("wsdoctor_probe_interrupted", 1 if report.interrupted else 0)
@@ -198,21 +205,9 @@ class OpenMetricsReporter:
         for phase, key in PHASES:
             w.sample("wsdoctor_phase_seconds", _first_metric(report, key), {"phase": phase})
 
-        w.family(
-            "wsdoctor_idle_cutoff_seconds",
-            "gauge",
-            "Idle seconds after which a middlebox cut the connection without a close frame; NaN if none did.",
-            unit="seconds",
-        )
-        w.sample("wsdoctor_idle_cutoff_seconds", _first_metric(report, "idle_cutoff_s"))
-
-        w.family(
-            "wsdoctor_server_idle_timeout_seconds",
-            "gauge",
-            "Idle seconds after which the server closed a silent stream (Deepgram: 1011 NET-0001); NaN if not seen.",
-            unit="seconds",
-        )
-        w.sample("wsdoctor_server_idle_timeout_seconds", _first_metric(report, "server_idle_timeout_s"))
+        for name, key, help_text in _MEASURED:
+            w.family(name, "gauge", help_text, unit="seconds")
+            w.sample(name, _first_metric(report, key))
 
         w.family(
             "wsdoctor_finding",

@@ -22,7 +22,6 @@ Promises:
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
@@ -33,9 +32,18 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from reports.base import rest_fallback_applies
+from reports.evidence import evidence_items
 from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
-from wsdoctor.model import LAYERS, CheckResult, Finding, JSONValue, Report, Status, Summary, layer_of
+from wsdoctor.model import (
+    CheckResult,
+    Finding,
+    JSONValue,
+    Report,
+    Status,
+    Summary,
+    ordered_findings,
+    rest_fallback_applies,
+)
 from wsdoctor.sanitize import printable
 
 __all__ = ["TerminalReporter"]
@@ -54,7 +62,6 @@ _VERDICT_STYLE: dict[str, str] = {
     "failing": "bold red",
     "incomplete": "bold magenta",
 }
-#: Layers whose failure means "streaming failed" for the REST-fallback recommendation.
 #: Bounds on how much of one server-controlled string reaches the screen.
 _SUMMARY_LIMIT = 300
 _MESSAGE_LIMIT = 500
@@ -87,31 +94,12 @@ def _key_metric(result: CheckResult) -> str | None:
     return None
 
 
-def _evidence_value(value: JSONValue) -> str:
-    if isinstance(value, str):
-        return _safe(value, _EVIDENCE_VALUE_LIMIT)
-    if isinstance(value, float):
-        return _number("", value)
-    try:
-        compact = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    except ValueError:  # a circular structure; cannot come from JSON, only from a buggy check
-        compact = "…"
-    return _safe(compact, _EVIDENCE_VALUE_LIMIT)
-
-
 def _evidence_line(evidence: Mapping[str, JSONValue]) -> str | None:
-    items = list(evidence.items())
-    if not items:
-        return None
-    shown = [f"{_safe(k, _ID_LIMIT)}={_evidence_value(v)}" for k, v in items[:_EVIDENCE_ITEMS]]
-    if len(items) > _EVIDENCE_ITEMS:
-        shown.append(f"… {len(items) - _EVIDENCE_ITEMS} more in the JSON report")
-    return " · ".join(shown)
-
-
-def _layer_rank(code: str) -> int:
-    layer = layer_of(code)
-    return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
+    items, more = evidence_items(evidence, _EVIDENCE_ITEMS)
+    shown = [f"{_safe(k, _ID_LIMIT)}={_safe(v, _EVIDENCE_VALUE_LIMIT)}" for k, v in items]
+    if more:
+        shown.append(f"… {more} more in the JSON report")
+    return " · ".join(shown) or None
 
 
 def _section(cause_id: str) -> str:
@@ -285,15 +273,7 @@ class TerminalReporter:
     @staticmethod
     def _findings_of(report: Report, cause_id: str) -> list[tuple[str, Finding]]:
         """This cause's findings, failures first, then in layer order (as the summary ranks them)."""
-        items = [
-            (index, r.check_id, f)
-            for index, r in enumerate(report.results)
-            for f in r.findings
-            if f.cause == cause_id
-        ]
-        rank = {Status.FAIL: 0, Status.WARN: 1, Status.INFO: 2}
-        items.sort(key=lambda item: (rank.get(item[2].severity, 3), _layer_rank(item[2].code), item[0]))
-        return [(check_id, f) for _index, check_id, f in items]
+        return [(r.check_id, f) for r, f in ordered_findings(report.results) if f.cause == cause_id]
 
     @staticmethod
     def _skipped(skipped: Iterable[CheckResult]) -> RenderableType:

@@ -6,10 +6,11 @@ ourselves -- no server text reaches the chart.
 
 Two groups of rows share one time axis (seconds):
 
-- **Phases of a connection**, in the one phase vocabulary of metrics, JSON and terminal: DNS
-  (``resolve_s``) -> TCP (``connect_s``) -> proxy CONNECT (``proxy_s``) -> TLS (``tls_s``) -> HTTP
-  upgrade (``upgrade_s``) are laid end to end; from the moment the socket is open, the first
-  result (``first_result_s``), the audio streamed (``audio_s``, with the stream's terminal events:
+- **Phases of a connection**, the one phase vocabulary of metrics, JSON and terminal
+  (:data:`wsdoctor.model.PHASES`, ids, metrics and titles): DNS (``resolve_s``) -> TCP
+  (``connect_s``) -> proxy CONNECT (``proxy_s``) -> TLS (``tls_s``) -> HTTP upgrade (``upgrade_s``)
+  are laid end to end; from the moment the socket is open, the first result (``first_result_s``),
+  the audio streamed (``audio_s``, with the stream's terminal events (:class:`wsdoctor.model.EndKind`):
   a TCP EOF without close frame, a reset, a close code), then the close handshake
   (``closestream_to_close_s`` or ``close_reply_s``); then idle rows when idle checks measured
   something (``idle_cutoff_s``, ``server_idle_timeout_s``, ``keepalive_held_s``). Each value comes
@@ -28,7 +29,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from wsdoctor.model import CheckResult, Report, Status
+from wsdoctor.model import PHASES, CheckResult, EndKind, Report, Status, end_kind, evidence_mappings
 
 __all__ = [
     "MIN_BAR",
@@ -51,13 +52,14 @@ _MAX_MARKS = 8
 _MAX_WALK_DEPTH = 6
 _MAX_TICKS = 6
 
-#: Wire events that end a connection, and how the chart names them.
-_END_KINDS = {
-    "eof": "TCP closed without a close frame (1006)",
-    "reset": "connection reset (RST)",
-    "protocol-error": "protocol error",
-    "oversize": "oversized frame",
-    "error": "socket error",
+#: How the chart names the wire events that end a connection (a received close frame: by its code).
+_END_TEXT = {
+    EndKind.EOF: "TCP closed without a close frame (1006)",
+    EndKind.RESET: "connection reset (RST)",
+    EndKind.PROTOCOL_ERROR: "protocol error",
+    EndKind.OVERSIZE: "oversized frame",
+    EndKind.FLOOD: "frame flood (cut by wsdoctor)",
+    EndKind.ERROR: "socket error",
 }
 
 
@@ -67,7 +69,7 @@ class Mark:
 
     t_s: float
     x: float
-    kind: str  # "eof" | "reset" | "close" | "protocol-error" | "oversize" | "error" | "cutoff"
+    kind: str  # an EndKind value ("eof", "reset", "close", ...) or "cutoff"
     label: str
 
 
@@ -118,18 +120,38 @@ class _Phase:
     optional: bool = False  # drawn only when measured (or, for the proxy, when a proxy check ran)
 
 
-_BEFORE_OPEN = (
-    _Phase("resolve", "DNS lookup", ("resolve_s",), ("dns",)),
-    _Phase("connect", "TCP connect", ("connect_s",), ("tcp",)),
-    _Phase("proxy", "Proxy CONNECT", ("proxy_s",), ("proxy",), optional=True),
-    _Phase("tls", "TLS handshake", ("tls_s",), ("tls",)),
-    _Phase("upgrade", "HTTP upgrade", ("upgrade_s",), ("http", "ws")),
+#: What the chart adds to the model's phases (keyed by phase id): the layers whose checks say why a
+#: phase has no number, the codes that judge a measured bar, metrics that time it when the model's
+#: own is missing, and whether it is drawn only when measured.
+_LAYERS_OF = {
+    "resolve": ("dns",),
+    "connect": ("tcp",),
+    "proxy": ("proxy",),
+    "tls": ("tls",),
+    "upgrade": ("http", "ws"),
+    "first_result": ("stream",),
+    "close": ("close",),
+}
+_JUDGED_BY = {"first_result": ("stream.slow-first-result",)}
+_ALSO_TIMED_BY = {"close": ("close_reply_s",)}
+_OPTIONAL = frozenset({"proxy"})
+#: The socket is open once this phase ends: the phases up to it are laid end to end.
+_OPENED_BY = "upgrade"
+_CHART_PHASES = tuple(
+    _Phase(
+        p.id,
+        p.title,
+        (p.metric, *_ALSO_TIMED_BY.get(p.id, ())),
+        _LAYERS_OF.get(p.id, ()),
+        codes=_JUDGED_BY.get(p.id),
+        optional=p.id in _OPTIONAL,
+    )
+    for p in PHASES
 )
-_FIRST_RESULT = _Phase(
-    "first_result", "First result", ("first_result_s",), ("stream",), codes=("stream.slow-first-result",)
-)
+_OPEN_AT = next(i for i, p in enumerate(_CHART_PHASES) if p.key == _OPENED_BY) + 1
+_BEFORE_OPEN = _CHART_PHASES[:_OPEN_AT]
+_FIRST_RESULT, _CLOSE = (next(p for p in _CHART_PHASES if p.key == key) for key in ("first_result", "close"))
 _AUDIO = _Phase("audio", "Audio streamed", ("audio_s",), ("stream",))
-_CLOSE = _Phase("close", "Close handshake", ("closestream_to_close_s", "close_reply_s"), ("close",))
 _IDLE = (
     _Phase("idle_cutoff", "Idle cutoff", ("idle_cutoff_s",), ("idle",), optional=True),
     _Phase("server_idle", "Server idle close", ("server_idle_timeout_s",), ("idle",), optional=True),
@@ -200,22 +222,9 @@ def _state_of(result: CheckResult, codes: tuple[str, ...] | None) -> str:
     return "warn" if Status.WARN in severities else "pass"
 
 
-def _walk(value: object, depth: int = 0) -> Iterator[Mapping[str, object]]:
-    """Every mapping inside an evidence tree, outermost first, depth-bounded."""
-    if depth > _MAX_WALK_DEPTH:
-        return
-    if isinstance(value, Mapping):
-        yield value
-        for v in value.values():
-            yield from _walk(v, depth + 1)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _walk(v, depth + 1)
-
-
 def _end_events(evidence: Mapping[str, object]) -> Iterator[tuple[float, str, str, Mapping[str, object]]]:
     """(t_s, kind, label, session) of every event that ended a recorded connection."""
-    for session in _walk(evidence):
+    for _path, session in evidence_mappings(evidence, _MAX_WALK_DEPTH):
         events = session.get("events")
         if not isinstance(events, list | tuple):
             continue
@@ -223,15 +232,15 @@ def _end_events(evidence: Mapping[str, object]) -> Iterator[tuple[float, str, st
             if not isinstance(event, Mapping):
                 continue
             t = _number(event.get("t_s"))
-            kind = event.get("kind")
-            if t is None or not isinstance(kind, str):
+            kind = end_kind(event.get("kind"))
+            if t is None or kind is None:
                 continue
-            if kind in _END_KINDS:
-                yield t, kind, _END_KINDS[kind], session
-            elif kind == "close" and event.get("direction") == "in":
+            if kind is not EndKind.CLOSE:
+                yield t, kind.value, _END_TEXT.get(kind, kind.value), session
+            elif event.get("direction") == "in":  # our own close frame ends nothing until answered
                 code = event.get("code")
                 shown = str(code) if isinstance(code, int) and not isinstance(code, bool) else "?"
-                yield t, "close", f"close frame {shown} received", session
+                yield t, kind.value, f"close frame {shown} received", session
 
 
 class _Scale:

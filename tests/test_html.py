@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from reports.base import load_reporter, rest_fallback_applies
+from reports.base import load_reporter
 from reports.html import CSP, HtmlReporter, build_view, pretty_json
 from reports.terminal import TerminalReporter
 from reports.timeline import MIN_BAR, TRACK, build_timeline, format_seconds
 from tests.hostile import ANSI, BREAKOUT, KEY, SCRIPT, HostileServer, Outputs, run_wsdoctor
 from wsdoctor.causes import CAUSES, REST_FALLBACK
 from wsdoctor.cli import main
-from wsdoctor.model import CheckResult, Finding, Report, Status, Target
+from wsdoctor.model import CheckResult, Finding, Report, Status, Target, rest_fallback_applies
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "reports"

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from reports.base import load_reporter
-from reports.markdown import MarkdownReporter, code, request_ids, text
+from reports.markdown import MarkdownReporter, code, text
 from wsdoctor.causes import CAUSES, FINDING_CODES, fixes_for
-from wsdoctor.model import CheckResult, Finding, Report, Status, Target
+from wsdoctor.model import CheckResult, Finding, Report, Status, Target, request_ids
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
 NAMES = ("healthy", "failing-proxy", "hostile", "mock-tls-idle-cutoff")
@@ -106,7 +106,7 @@ def test_server_strings_cannot_break_tables_code_spans_or_link() -> None:
     html = md().render(source)
     assert "<a " not in html and "<strong>bold" not in html and "<script" not in html and "<img" not in html
     assert "a|b" in html and "[link](javascript:alert(1))" in html  # rendered literally
-    assert request_ids(report) == ["abc-123", rid, "def"]  # in report order, once
+    assert list(request_ids(report)) == ["abc-123", rid, "def"]  # in report order, once
     assert f"<code>{rid.replace('<', '&lt;').replace('>', '&gt;')}</code>" in html
 
 
@@ -120,7 +120,7 @@ def test_escape_helpers() -> None:
 
 def test_request_ids_of_a_real_run_are_listed_once() -> None:
     report = load("healthy")
-    ids = request_ids(report)
+    ids = list(request_ids(report))
     assert ids and len(ids) == len(set(ids))
     source = MarkdownReporter().render(report)
     for rid in ids[:20]:

@@ -53,7 +53,9 @@ def test_fixtures_parse_and_carry_every_family(name: str) -> None:
         "wsdoctor_info", "wsdoctor_probe_success", "wsdoctor_check_status", "wsdoctor_phase_seconds",
         "wsdoctor_idle_cutoff_seconds", "wsdoctor_finding", "wsdoctor_verdict",
     } <= names
+    # the phase labels are public: the exported phases of the model, spelled as blackbox_exporter does
     assert [labels["phase"] for labels, _ in values(text, "wsdoctor_phase_seconds")] == [p for p, _ in PHASES]
+    assert [p for p, _ in PHASES] == ["dns", "tcp", "tls", "upgrade", "first_result", "close"]
     statuses = values(text, "wsdoctor_check_status")
     assert len(statuses) == 5 * len(report.results)
     for r in report.results:

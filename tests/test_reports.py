@@ -317,3 +317,134 @@ def test_load_reporter_through_entry_points() -> None:
 def test_load_reporter_unknown_name_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match=r"unknown reporter 'nope' \(available: .*json"):
         load_reporter("nope")
+
+
+# -- one vocabulary for every reporter (wsdoctor.model, reports.evidence) -------------------------
+
+
+def _every_reporter(report: Report) -> dict[str, str]:
+    """Each human-facing reporter's document for ``report``, unescaped where the format escapes."""
+    import html
+
+    from reports.html import HtmlReporter
+    from reports.junit import JunitReporter
+    from reports.markdown import MarkdownReporter
+
+    return {
+        "terminal": flat(TerminalReporter(width=300).render(report)),
+        "html": html.unescape(HtmlReporter().render(report)),
+        "junit": html.unescape(JunitReporter().render(report)),
+        "markdown": MarkdownReporter().render(report),
+    }
+
+
+@pytest.mark.parametrize(
+    ("failing", "expected"),
+    [
+        ("http.upgrade", True),  # a hop strips the Upgrade: a POST goes through
+        ("stream.transcribe", True),
+        ("idle.silent", True),  # a middlebox cuts idle streams: a POST holds no idle stream
+        ("close.handshake", True),
+        ("ws.auth", False),  # a 401/402/429 refuses REST alike
+        ("tls.handshake", False),  # REST takes the same TLS path
+        ("dns.resolve", False),
+    ],
+)
+def test_one_rest_fallback_rule_for_every_reporter(failing: str, expected: bool) -> None:
+    from reports.markdown import text
+    from wsdoctor.model import rest_fallback_applies
+
+    report = report_of(
+        result(failing, Status.FAIL, Finding("close.no-close-frame", "network-instability", Status.FAIL, "broke")),
+        result("rest.transcribe", Status.PASS),
+    )
+    assert rest_fallback_applies(report.results) is expected
+    docs = _every_reporter(report)
+    shown = {
+        "terminal": flat(REST_FALLBACK) in docs["terminal"],
+        "html": REST_FALLBACK in docs["html"],
+        "junit": REST_FALLBACK in docs["junit"],
+        "markdown": text(REST_FALLBACK) in docs["markdown"],
+    }
+    assert shown == dict.fromkeys(shown, expected)
+
+
+def test_every_reporter_lists_the_same_request_ids() -> None:
+    from wsdoctor.model import request_ids
+
+    headers = {"answer": {"headers": [["Server", "x"], ["DG-Request-Id", "rid-header-pair"]]}}
+    deep: dict[str, Any] = {"dg-request-id": "rid-deep"}
+    for level in range(5):  # 11 levels down: past what the HTML report used to walk
+        deep = {f"level{level}": [deep]}
+    report = report_of(
+        result("http.upgrade", Status.PASS, evidence={"upgrade": headers, "other": {"Dg-Request-Id": "rid-mapping"}}),
+        result(
+            "ws.auth",
+            Status.FAIL,
+            Finding("ws.payment-required", "account-limits", Status.FAIL, "402", {"dg_request_id": "rid-finding"}),
+        ),
+        result("stream.transcribe", Status.PASS, evidence={"events": [{"detail": {"request_id": "rid-results"}}],
+                                                           "deep": deep}),
+        result("rest.transcribe", Status.PASS, evidence={"request_id": "rid-header-pair"}),  # seen before
+    )
+    ids = request_ids(report)
+    assert ids == {
+        "rid-header-pair": "http.upgrade",
+        "rid-mapping": "http.upgrade",
+        "rid-finding": "ws.auth",
+        "rid-results": "stream.transcribe",
+        "rid-deep": "stream.transcribe",
+    }
+    assert request_ids(report.results[1:2]) == {"rid-finding": "ws.auth"}
+    docs = _every_reporter(report)
+    for name in ("html", "junit", "markdown"):
+        at = [docs[name].index(rid) for rid in ids]
+        assert at == sorted(at), name  # every id, in report order
+
+
+def test_evidence_values_read_the_same_in_every_reporter() -> None:
+    from reports.evidence import evidence_value
+
+    values: dict[str, Any] = {
+        "f": 0.123456789, "nan": math.nan, "n": 7, "b": True, "none": None,
+        "l": [1.5, math.inf, "x"], "d": {"a": 1, "z": None},
+    }
+    expected = {"f": "0.1235", "nan": "—", "n": "7", "b": "true", "none": "null",
+                "l": '[1.5,null,"x"]', "d": '{"a":1,"z":null}'}
+    assert {k: evidence_value(v) for k, v in values.items()} == expected
+    evidence = dict(list(values.items())[:6])  # the terminal shows six items
+    report = report_of(result("close.handshake", Status.FAIL, Finding(
+        "close.no-close-frame", "network-instability", Status.FAIL, "EOF", evidence)))
+    docs = _every_reporter(report)
+    for key, value in list(expected.items())[:6]:
+        assert f"{key}={value}" in docs["terminal"]
+        assert f"<dt>{key}</dt><dd><code>{value}</code></dd>" in docs["html"]
+        assert f"{key} = {value}" in docs["junit"]
+
+
+def test_every_way_a_connection_ends_is_drawn_and_listed() -> None:
+    import html
+
+    from reports.html import HtmlReporter
+    from reports.timeline import build_timeline
+    from wsdoctor.model import EndKind
+
+    for kind in EndKind:
+        events = [{"t_s": 0.5, "direction": "in", "kind": kind.value, "code": 1011}]
+        report = report_of(result("stream.transcribe", Status.FAIL, evidence={"session": {"events": events}}))
+        row = next(b for b in build_timeline(report).checks if b.key == "stream.transcribe")
+        assert [m.kind for m in row.marks] == [kind.value]
+        assert row.marks[0].label != f"{kind.value} at 500 ms"  # said in words, not by its token
+        page = html.unescape(HtmlReporter().render(report))
+        assert "Close frames and connection ends" in page
+        assert f"<td>{kind.value}</td>" in page
+
+
+def test_timeline_phases_are_the_models() -> None:
+    from reports.timeline import build_timeline
+    from wsdoctor.model import PHASES
+
+    metrics = {p.metric: 0.01 for p in PHASES} | {"audio_s": 1.0}
+    report = report_of(result("stream.transcribe", Status.PASS, metrics=metrics))
+    rows = [(b.key, b.label) for b in build_timeline(report).phases]
+    assert [r for r in rows if r[0] != "audio"] == [(p.id, p.title) for p in PHASES]

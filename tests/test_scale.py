@@ -105,6 +105,58 @@ def test_load_reports_a_concurrency_limit(tmp_path: Path) -> None:
     assert summary["rejected_by_status"] == {"429": 30}
 
 
+def checks_say(url: str, tmp_path: Path, checks: str) -> set[tuple[str, str]]:
+    """(code, cause) of the findings ``wsdoctor run --checks CHECKS`` makes of ``url``'s checks."""
+    out = tmp_path / "run.json"
+    main(["run", url, "--api-key-env", "WSD_SCALE_KEY", "--checks", checks, "--json", str(out)])
+    report = json.loads(out.read_text())
+    wanted = checks.split(",")
+    return {(f["code"], f["cause"]) for r in report["results"] if r["check_id"] in wanted for f in r["findings"]}
+
+
+@pytest.mark.parametrize(
+    ("mock_args", "query", "checks", "expected"),
+    [
+        (("--fault", "reject-402"), "", "ws.auth", ("ws.payment-required", "account-limits")),
+        # Deepgram's 400 blames the audio parameters: encoding without sample_rate
+        ((), "?encoding=linear16", "ws.auth", ("ws.bad-request", "audio-format")),
+        (("--fault", "reject-429"), "", "ws.auth", ("ws.rate-limited", "account-limits")),
+        (
+            ("--fault", "drop-no-close"),
+            "",
+            "stream.transcribe,close.handshake",
+            ("close.no-close-frame", "network-instability"),
+        ),
+    ],
+    ids=["402", "400", "429", "drop-no-close"],
+)
+def test_load_judges_every_stream_as_the_checks_do(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mock_args: tuple[str, ...],
+    query: str,
+    checks: str,
+    expected: tuple[str, str],
+) -> None:
+    """load classifies each stream with the checks' own judgement: a 402 is not a credentials
+    problem, a 400 carries the cause its body blames, a drop is the article's missing close frame."""
+    monkeypatch.setenv("WSD_SCALE_KEY", KEY)
+    out = tmp_path / "load.json"
+    with mock_process("--api-key", KEY, *mock_args) as url:
+        proc = run_load(url + query, out, "--streams", "3", "--duration", "2", "--close-wait", "2")
+        said = checks_say(url + query, tmp_path, checks)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert said == {expected}
+    result = json.loads(out.read_text())["results"][0]
+    records = result["evidence"]["load"]["records"]
+    assert len(records) == 3
+    per_stream = [(r["finding"]["code"], r["finding"]["cause"]) for r in records]
+    assert per_stream == [expected] * 3
+    assert [(f["code"], f["cause"]) for f in result["findings"]] == [expected]
+    assert result["findings"][0]["evidence"]["streams"] == 3
+    assert result["evidence"]["summary"]["by_finding"] == {expected[0]: 3}
+
+
 def test_load_refuses_non_loopback_and_bad_bounds(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["load", "wss://api.deepgram.com/v1/listen"]) == 2
     assert "not a loopback address" in capsys.readouterr().err

@@ -84,12 +84,12 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from wsdoctor import deepgram
 from wsdoctor.errors import UsageError
-from wsdoctor.model import Target
+from wsdoctor.model import SUCCESS_VERDICTS, Target
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -742,7 +742,7 @@ class Exporter:
             self.stats.duration_sum_s += time.monotonic() - t0
             self.stats.duration_count += 1
         verdict = report.summary.verdict
-        self.stats.probes["success" if verdict in ("healthy", "warnings") else "failure"] += 1
+        self.stats.probes["success" if verdict in SUCCESS_VERDICTS else "failure"] += 1
         log.info(
             "probe target=%s profile=%s verdict=%s primary_cause=%s deadline=%.1fs took=%.2fs",
             entry.name, profile.name, verdict, report.summary.primary_cause, deadline, time.monotonic() - t0,
@@ -763,17 +763,11 @@ class Exporter:
         from wsdoctor.model import Report
 
         checks, _deselected = self._select(self.checks, profile)
+        # A profile field named as a run option is that option (``wsdoctor run``'s flag of that name).
+        shared = {f.name for f in fields(RunOptions)} & {f.name for f in fields(Profile)}
         options = RunOptions(
-            api_key_env=profile.api_key_env,
-            ca_file=profile.ca_file,
-            connect_timeout_s=profile.connect_timeout_s,
-            close_wait_s=profile.close_wait_s,
-            quick=profile.quick,
-            idle_max_s=profile.idle_max_s,
-            keepalive_every_s=profile.keepalive_every_s,
+            **{name: getattr(profile, name) for name in sorted(shared)},
             ping_every_s=min(2.0, profile.keepalive_every_s),
-            proxy=profile.proxy,
-            no_proxy=profile.no_proxy,
         )
         diagnosis = Diagnosis(
             target=entry.target,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
@@ -534,3 +534,125 @@ class Report:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(f"malformed wsdoctor report: {type(exc).__name__}: {exc}") from None
+
+
+# -- Shared vocabularies and walks over a report, for every reporter, load and the exporter ---------
+
+#: Every verdict a report can have (:attr:`Summary.verdict`), best first.
+VERDICTS: tuple[str, ...] = ("healthy", "warnings", "failing", "incomplete")
+#: The verdicts of a run in which nothing failed or broke and that was not cut: a successful probe
+#: (``wsdoctor_probe_success 1``, the exporter's ``result="success"``).
+SUCCESS_VERDICTS: frozenset[str] = frozenset({"healthy", "warnings"})
+
+
+def end_kind(value: object) -> EndKind | None:
+    """The :class:`EndKind` named ``value`` (an event's ``kind``), or ``None`` for an event that does
+    not end a connection (text, binary, ping...) or a name this version does not know."""
+    try:
+        return EndKind(str(value))
+    except ValueError:
+        return None
+
+
+def ordered_findings(results: Sequence[CheckResult]) -> list[tuple[CheckResult, Finding]]:
+    """Every finding with the result that made it, as the summary ranks them: failures first, then
+    warnings, then notes; within a severity by layer (earliest first), then in report order."""
+    items = [(i, r, f) for i, r in enumerate(results) for f in r.findings]
+    items.sort(key=_finding_order)
+    return [(r, f) for _i, r, f in items]
+
+
+#: Layers whose failure is the WebSocket's own trouble -- the Upgrade on its way through the path,
+#: the stream, idle cutoffs, the close handshake -- which the article's Alternative, REST for
+#: pre-recorded audio, sidesteps: a POST to /v1/listen takes the same DNS, TCP, (proxy) and TLS
+#: path but needs no Upgrade and no long-lived connection. Not dns/tcp/proxy/tls (REST shares
+#: them), not ws (a 401, 402, 429 or 400 refuses REST alike), not host/sdk (local).
+REST_FALLBACK_LAYERS: frozenset[str] = frozenset({"http", "stream", "idle", "close"})
+
+
+def websocket_failed(result: CheckResult) -> bool:
+    """A check of the WebSocket's own layers (:data:`REST_FALLBACK_LAYERS`) failed."""
+    return result.status is Status.FAIL and result.layer in REST_FALLBACK_LAYERS
+
+
+def rest_fallback_applies(results: Iterable[CheckResult]) -> bool:
+    """Recommend REST for pre-recorded audio: a rest check passed where the WebSocket failed
+    (:func:`websocket_failed`), or a finding says so in its evidence (``rest_fallback: true``).
+    The one rule of every reporter."""
+    results = list(results)
+    if any(f.evidence.get("rest_fallback") is True for r in results for f in r.findings):
+        return True
+    rest_ok = any(r.layer == "rest" and r.status is Status.PASS for r in results)
+    return rest_ok and any(websocket_failed(r) for r in results)
+
+
+#: How deep a walk over evidence goes: deeper than the runner's bound (``wsdoctor.bounds``) there
+#: is only the string that replaced what was cut.
+EVIDENCE_DEPTH = 16
+EvidencePath = tuple[str, ...]
+
+
+def evidence_nodes(
+    value: object, max_depth: int = EVIDENCE_DEPTH
+) -> Iterator[tuple[EvidencePath, Mapping[str, Any] | Sequence[Any]]]:
+    """Every mapping and list inside an evidence tree with the key path to it (list items by their
+    index), outermost first, in document order; never deeper than ``max_depth`` levels."""
+    stack: list[tuple[EvidencePath, object]] = [((), value)]
+    while stack:
+        path, node = stack.pop()
+        if not isinstance(node, Mapping | list | tuple):
+            continue
+        yield path, node
+        if len(path) < max_depth:
+            items = node.items() if isinstance(node, Mapping) else enumerate(node)
+            stack.extend(reversed([((*path, str(k)), v) for k, v in items]))
+
+
+def evidence_mappings(
+    value: object, max_depth: int = EVIDENCE_DEPTH
+) -> Iterator[tuple[EvidencePath, Mapping[str, Any]]]:
+    """The mappings of :func:`evidence_nodes`: every dict inside an evidence tree, with its path."""
+    for path, node in evidence_nodes(value, max_depth):
+        if isinstance(node, Mapping):
+            yield path, node
+
+
+#: Where Deepgram's request id is found: the ``dg-request-id`` header (a mapping key or a
+#: ``[name, value]`` pair, any case), the ``request_id`` of Results, Metadata and REST answers, and
+#: the ``dg_request_id`` the checks put in a finding's evidence.
+_REQUEST_ID_KEYS = frozenset({"dg-request-id", "dg_request_id", "request_id"})
+
+
+def request_ids(source: Report | Iterable[CheckResult]) -> dict[str, str]:
+    """Every Deepgram request id in the evidence of the results and of their findings, once, in
+    report order: ``{request id: id of the first check that saw it}``."""
+    results = source.results if isinstance(source, Report) else source
+    found: dict[str, str] = {}
+    for result in results:
+        for evidence in (result.evidence, *(f.evidence for f in result.findings)):
+            for _path, node in evidence_nodes(evidence):
+                if isinstance(node, Mapping):
+                    pairs = [(k, v) for k, v in node.items() if str(k).lower() in _REQUEST_ID_KEYS]
+                elif len(node) == 2 and isinstance(node[0], str) and node[0].lower() == "dg-request-id":
+                    pairs = [(node[0], node[1])]
+                else:
+                    continue
+                for _key, value in pairs:
+                    if isinstance(value, str) and value:
+                        found.setdefault(value, result.check_id)
+    return found
+
+
+__all__ += [
+    "EVIDENCE_DEPTH",
+    "REST_FALLBACK_LAYERS",
+    "SUCCESS_VERDICTS",
+    "VERDICTS",
+    "end_kind",
+    "evidence_mappings",
+    "evidence_nodes",
+    "ordered_findings",
+    "request_ids",
+    "rest_fallback_applies",
+    "websocket_failed",
+]
