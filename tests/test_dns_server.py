@@ -63,5 +63,5 @@ def test_chain_fallback_decodes_the_leaf_without_a_chain_api() -> None:
 
     chain = netpath._chain_of(OldSslObject())
     assert len(chain) == 1
-    assert "Fallback CA" in str(chain[0]["issuer"])
-    assert chain[0]["san"] == ["DNS:fallback.test"]
+    assert "Fallback CA" in chain[0].issuer
+    assert chain[0].san == ("DNS:fallback.test",)

@@ -30,6 +30,8 @@ UNIT_ONLY = {
     "test_ws_properties.py",
     "test_browser.py",
     "test_vocabulary.py",
+    "test_phases.py",
+    "test_fixtures_typed.py",
 }
 
 
