@@ -280,3 +280,67 @@ def test_run_timeout_bounds_the_whole_run(tmp_path: Path) -> None:
     cut = [r for r in data["results"] if "deadline" in r["summary"]]
     assert cut and all(r["status"] == "skip" and "--timeout 1.5 s" in r["summary"] for r in cut)
     assert "Traceback" not in out.stderr
+
+
+def test_the_engine_does_not_start_or_import_the_mock() -> None:
+    """diagnose() takes a Target; the mock is the business of the command that asked for it."""
+    code = textwrap.dedent("""
+        import asyncio, sys
+        from wsdoctor.check import Check, RunOptions
+        from wsdoctor.diagnosis import Diagnosis, diagnose
+        from wsdoctor.model import Target
+
+        class Noop(Check):
+            id = "t.noop"
+            title = "does nothing"
+
+            async def run(self, ctx):
+                return self.result(summary="nothing")
+
+        target = Target.parse("ws://127.0.0.1:9/v1/listen")
+        report = asyncio.run(diagnose(Diagnosis(target=target, options=RunOptions(), checks=[Noop])))
+        print(report.results[0].status.value, "wsdoctor.mock" in sys.modules, "aiohttp.web" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["pass", "False", "False"]
+
+
+def test_target_mock_is_started_by_run_with_a_key_no_output_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import secrets
+    from typing import Any
+
+    import wsdoctor.diagnosis
+    from wsdoctor.cli import main
+
+    made: list[str] = []
+    redacted: list[str] = []
+
+    def token_urlsafe(n: int | None = None) -> str:
+        made.append(f"Kq7mockkey{len(made)}x9Zt4VwB2")
+        return made[-1]
+
+    real_run_checks = wsdoctor.diagnosis.run_checks
+
+    async def run_checks(*args: Any, **kwargs: Any) -> Any:
+        redacted.extend(kwargs["secrets"])
+        return await real_run_checks(*args, **kwargs)
+
+    monkeypatch.setattr(secrets, "token_urlsafe", token_urlsafe)
+    monkeypatch.setattr(wsdoctor.diagnosis, "run_checks", run_checks)
+    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
+    code = main(["run", "--target", "mock", "--checks", "ws.auth", "--json", str(out_json), "--markdown", str(out_md)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    key = next(k for k in made if k.startswith("Kq7mockkey"))
+    assert "mock-" + key in redacted  # the mock's key is the run's key: redacted from every result
+    data = json.loads(out_json.read_text())
+    assert data["target"]["is_mock"] is True
+    statuses = {r["check_id"]: r["status"] for r in data["results"]}
+    assert statuses["http.upgrade"] == statuses["ws.auth"] == "pass"  # the mock accepted the key it was given
+    assert '"state": "mock"' in out_json.read_text()  # no variable of the user's was judged
+    for text in (out_json.read_text(), out_md.read_text(), printed.out, printed.err):
+        assert key not in text
+        assert key[:12] not in text

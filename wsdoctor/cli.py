@@ -1,8 +1,12 @@
-"""Command line: ``wsdoctor run | mock | checks | render``.
+"""Command line: ``wsdoctor run | mock | checks | render | explain | serve | load``.
 
 Each subcommand lives in ``wsdoctor.commands.<name>`` with ``add_parser(sub)`` and ``handle(args)``;
 those modules import only argparse and stdlib-only wsdoctor modules at the top, and everything
-heavy inside ``handle``, so ``wsdoctor --help`` never loads aiohttp, jinja2 or dnspython.
+else inside ``handle``. :func:`main` builds in full only the subcommand named on the command line;
+the others are one-line stubs (:data:`wsdoctor.commands.SUMMARIES`), so ``wsdoctor --help`` imports
+what argparse needs and no more: no subcommand module, not aiohttp, jinja2 or dnspython, nor the
+model, its dataclasses or ``typing`` (``tests/test_cli.py`` checks ``sys.modules``;
+``bench/startup.py`` times it).
 ``main(argv) -> int`` maps :class:`UsageError` to a one-line message and exit 2, any other
 :class:`WsdoctorError` or unexpected exception to exit 3; signals give 130/143.
 """
@@ -12,20 +16,25 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
 
 from wsdoctor import __version__
-from wsdoctor.commands.common import ExitCode, Parser
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, Parser
 from wsdoctor.errors import UsageError, WsdoctorError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+    from typing import NoReturn
 
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "entry", "main"]
 
 #: Subcommands, in help order: each a module of ``wsdoctor.commands``.
-COMMANDS = ("run", "mock", "checks", "render", "explain", "serve", "load")
+COMMANDS = tuple(SUMMARIES)
 
 
-def build_parser() -> Parser:
+def build_parser(full: Collection[str] | None = None) -> Parser:
+    """The parser, with the subcommands in ``full`` (default: all) built from their modules and the
+    others as stubs that only list themselves in ``wsdoctor --help``."""
     p = Parser(
         prog="wsdoctor",
         description=(
@@ -35,15 +44,26 @@ def build_parser() -> Parser:
     )
     p.add_argument("--version", action="version", version=f"wsdoctor {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMANDS:
-        importlib.import_module(f"wsdoctor.commands.{name}").add_parser(sub)
+    for name, summary in SUMMARIES.items():
+        if full is None or name in full:
+            importlib.import_module(f"wsdoctor.commands.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return p
+
+
+def _command_of(args: Sequence[str]) -> str | None:
+    """The subcommand ``args`` asks for: its first argument that is not an option (the top-level
+    parser has no option that takes a value), if that is a subcommand."""
+    first = next((a for a in args if not a.startswith("-")), None)
+    return first if first in SUMMARIES else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
+        command = _command_of(args_list)
+        parser = build_parser(() if command is None else (command,))
         if not args_list:
             parser.print_help()
             return ExitCode.USAGE

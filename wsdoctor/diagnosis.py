@@ -1,12 +1,17 @@
 """One diagnosis, start to finish, as a coroutine: what ``wsdoctor run`` does minus the terminal.
 
-Theory of operation. :func:`diagnose` starts the built-in mock when asked, builds one
+Theory of operation. :func:`diagnose` reads the key it was handed, builds one
 :class:`~wsdoctor.check.Context` per check (all sharing the run-wide memo that family probes use),
 runs the checks through :func:`wsdoctor.runner.run_checks` as a task, and bounds it: by
 ``deadline_s`` (``--timeout``, or a Prometheus scrape timeout) and by cancellation (signals). Either
 way the partial results come back as a :class:`~wsdoctor.model.Report` marked ``interrupted``.
-Family probes still running when the checks are done are cancelled; the mock is stopped. Secrets
-(the API key, proxy passwords) are redacted by the runner before any result leaves it.
+Family probes still running when the checks are done are cancelled. Secrets (the API key, proxy
+passwords) are redacted by the runner before any result leaves it.
+
+The engine diagnoses a :class:`~wsdoctor.model.Target` and never starts a server: the built-in mock
+is started by the command that asked for it (``wsdoctor run --target mock``), which hands over the
+mock's URL as a target marked ``is_mock`` and the key it gave the mock, and stops it afterwards.
+This module does not import :mod:`wsdoctor.mock`.
 
 Used by ``wsdoctor run`` (with signal handling around it) and by the exporter (``wsdoctor serve``).
 """
@@ -40,15 +45,19 @@ _PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "WS_PROXY",
 
 @dataclass(slots=True)
 class Diagnosis:
-    """What to diagnose and how. ``target=None`` with ``mock`` set diagnoses an in-process mock."""
+    """What to diagnose and how.
 
-    target: Target | None
+    ``key`` is the key variable's value as read (``None``: unset), cleaned by :func:`diagnose`. For
+    a target marked ``is_mock`` -- the built-in mock, started by the caller -- it is the key the
+    caller gave that mock: recorded as key state ``"mock"`` (no variable of the user's to judge),
+    used and redacted like any key."""
+
+    target: Target
     options: RunOptions
     checks: Sequence[type[Check]]
-    key: str | None = None  # the key variable's value as read (None: unset); cleaned by diagnose()
+    key: str | None = None
     broken_plugins: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # besides the key and proxy passwords (run_secrets)
-    mock: Any = None  # a wsdoctor.mock.MockConfig (api_key filled in by diagnose)
     deadline_s: float | None = None
     deadline_label: str = "--timeout"  # what set the deadline, in the words of the report
 
@@ -95,23 +104,13 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
     """Run the diagnosis; returns a (possibly partial) report. ``on_task`` receives the checks task
     so a caller can cancel it (signals); cancelling it yields a report marked interrupted."""
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    target, mock = d.target, None
+    target = d.target
     key_obs, key = read_key(d.options.api_key_env, d.key)
-    if d.mock is not None:
-        import secrets as pysecrets
-        from dataclasses import replace
-
-        from wsdoctor.mock import start_mock
-
-        key = "mock-" + pysecrets.token_urlsafe(24)
+    if target.is_mock:  # the caller made this key for the mock: nothing the user set to judge
         key_obs = KeyObservation(d.options.api_key_env, "mock", read_at=key_obs.read_at)
-        mock = await start_mock(replace(d.mock, api_key=key))
-        target = Target.parse(mock.url, is_mock=True)
-    if target is None:
-        raise ValueError("diagnose() needs a target or a mock")
     secret = Secret(key) if key else None
     # the key as the run uses it (cleaned) and as the variable holds it (raw) are both secrets
-    raw_key = d.key.strip() if d.key and d.mock is None else None
+    raw_key = d.key.strip() if d.key else None
     secrets = [
         s for s in dict.fromkeys((*run_secrets(key, d.options.proxy), *run_secrets(raw_key, None), *d.secrets)) if s
     ]
@@ -158,8 +157,6 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
                 shared.cancel()
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(shared, 2.0)
-        if mock is not None:
-            await mock.stop()
     results = list(outcome.results)
     for name, reason in sorted(d.broken_plugins.items()):
         results.append(

@@ -1,24 +1,43 @@
-"""Discovers checks the way a third party's are discovered: entry-point group ``wsdoctor.checks``.
+"""Discovers checks and reporters the way a third party's are discovered: entry points.
 
-Built-ins are declared in our own ``pyproject.toml`` under the same group, so listing, ordering,
-``--checks``/``--skip`` and error handling treat a plugin's check exactly like ours (pluggy's
-lesson: a private shortcut for built-ins lets the public path rot). Each entry point names a
-sequence of :class:`~wsdoctor.check.Check` subclasses. A plugin that fails to import does not take
-the run down: it becomes one ``error`` result, named after the entry point.
+Two groups, and no other way in: ``wsdoctor.checks`` (each entry point names a sequence of
+:class:`~wsdoctor.check.Check` subclasses) and ``wsdoctor.reporters`` (each names one class with a
+``render(report) -> str`` method, :class:`reports.base.Reporter`). Built-ins are declared in our own
+``pyproject.toml`` under the same groups, so listing, ordering, ``--checks``/``--skip``,
+``--report NAME=PATH`` and error handling treat a plugin's check or reporter exactly like ours
+(pluggy's lesson: a private shortcut for built-ins lets the public path rot).
+
+Failures differ by what was asked. A check plugin that fails to import does not take the run down:
+it becomes one ``error`` result, named after the entry point. A reporter is loaded only when the
+command line names it, before any probe runs: an unknown name is a :class:`UsageError` (exit 2)
+listing the installed ones, and one that cannot be loaded is a :class:`PluginError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsdoctor.check import Check
-from wsdoctor.errors import PluginError
+from wsdoctor.errors import PluginError, UsageError
 from wsdoctor.model import LAYERS, layer_of
 
-__all__ = ["ENTRY_POINT_GROUP", "LoadedChecks", "load_checks", "order_checks"]
+if TYPE_CHECKING:
+    from reports.base import Reporter
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "REPORTER_GROUP",
+    "LoadedChecks",
+    "load_checks",
+    "load_reporter",
+    "order_checks",
+    "reporter_names",
+]
 
 ENTRY_POINT_GROUP = "wsdoctor.checks"
+REPORTER_GROUP = "wsdoctor.reporters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +91,39 @@ def order_checks(checks: Iterable[type[Check]]) -> list[type[Check]]:
         return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
 
     return sorted(checks, key=key)
+
+
+def reporter_names(group: str = REPORTER_GROUP) -> list[str]:
+    """The names registered in the ``wsdoctor.reporters`` group, sorted."""
+    from importlib.metadata import entry_points  # only commands that render pay for this
+
+    return sorted({ep.name for ep in entry_points(group=group)})
+
+
+def load_reporter(name: str, group: str = REPORTER_GROUP) -> type[Reporter]:
+    """The reporter class registered under ``name``.
+
+    Raises :class:`UsageError` for a name nobody registered (the user asked for it) and
+    :class:`PluginError` when the registered object cannot be loaded, is ambiguous, or is not a
+    reporter (the installation is broken, not the command line). The same distribution seen twice
+    on ``sys.path`` (same name, same object) is one registration, as in :func:`load_checks`.
+    """
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=group).select(name=name)
+    targets = sorted({ep.value for ep in found})
+    if not targets:
+        known = ", ".join(reporter_names(group)) or "none installed"
+        raise UsageError(f"unknown reporter {name!r} (available: {known})")
+    if len(targets) > 1:
+        raise PluginError(f"reporter {name!r} is registered more than once: {', '.join(targets)}")
+    ep = next(iter(found))
+    try:
+        obj = ep.load()
+    except Exception as exc:  # a plugin's import can fail in any way; report which one broke
+        why = f"{type(exc).__name__}: {exc}"
+        raise PluginError(f"reporter {name!r} ({ep.value}) failed to load: {why}") from exc
+    if not isinstance(obj, type) or not callable(getattr(obj, "render", None)):
+        raise PluginError(f"reporter {name!r} ({ep.value}) is not a class with a render() method")
+    reporter: type[Reporter] = obj
+    return reporter

@@ -1,1 +1,18 @@
-"""The subcommands of ``wsdoctor``: one module each, with ``add_parser(sub)`` and ``handle(args)``."""
+"""The subcommands of ``wsdoctor``: one module each, with ``add_parser(sub)`` and ``handle(args)``.
+
+:data:`SUMMARIES` holds the line ``wsdoctor --help`` lists for each subcommand, in help order. The
+top-level help is built from it alone, importing no subcommand module; ``wsdoctor NAME ...`` imports
+``wsdoctor.commands.NAME`` and builds that one parser in full (:func:`wsdoctor.cli.build_parser`).
+"""
+
+__all__ = ["SUMMARIES"]
+
+SUMMARIES = {
+    "run": "diagnose a WebSocket endpoint (default: Deepgram's)",
+    "mock": "serve the built-in Deepgram-compatible mock",
+    "checks": "list the available checks",
+    "render": "re-render a saved JSON report (no network)",
+    "explain": "explain a pasted error message or a log: likely causes, fixes, checks to run",
+    "serve": "Prometheus exporter: GET /probe?target=NAME&profile=P diagnoses a configured target",
+    "load": "N concurrent real-time streams against an endpoint you own",
+}

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from wsdoctor.commands.common import ExitCode
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_parser", "handle"]
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("checks", help="list the available checks")
+    p = sub.add_parser("checks", help=SUMMARIES["checks"])
     p.set_defaults(handler=handle)
 
 

@@ -1,17 +1,24 @@
 """What every subcommand shares: exit codes, argument types, the one-line error parser.
 
-Stdlib-only: imported by ``wsdoctor --help``.
+Imported by ``wsdoctor --help``, like every subcommand module's top level, so it imports argparse,
+enum and nothing else: not even ``typing`` (:data:`TYPE_CHECKING` stands in for
+``typing.TYPE_CHECKING``, which mypy and ruff recognise by its name). Type-only imports go under
+``if TYPE_CHECKING:``; everything else a subcommand needs is imported inside its handler.
+``tests/test_cli.py`` runs ``--help`` in a fresh interpreter and fails on any heavier import.
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
-from typing import NoReturn
 
 from wsdoctor.errors import UsageError
 
-__all__ = ["ExitCode", "Parser", "ids", "positive"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: True for mypy, False at run time
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+__all__ = ["TYPE_CHECKING", "ExitCode", "Parser", "ids", "positive"]
 
 
 class ExitCode(enum.IntEnum):

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
-from typing import IO, TYPE_CHECKING, Any, TextIO
 
-from wsdoctor.commands.common import ExitCode
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode
 from wsdoctor.errors import UsageError
 
 if TYPE_CHECKING:
+    from typing import IO, Any, TextIO
+
     from wsdoctor.explain import Explanation, Match
 
 __all__ = ["add_parser", "handle", "render_text"]
@@ -30,7 +31,7 @@ __all__ = ["add_parser", "handle", "render_text"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "explain",
-        help="explain a pasted error message or a log: likely causes, fixes, checks to run",
+        help=SUMMARIES["explain"],
         description=(
             "Recognise WebSocket error messages and close codes from common clients (python websockets, "
             "aiohttp, Deepgram's SDKs, Node ws, Go gorilla, .NET, browsers) in TEXT, a log file or stdin, "
@@ -103,6 +104,8 @@ def _explain_file(path: str) -> Explanation:
 
 
 def _wrap(text: str, indent: str, width: int = 100) -> list[str]:
+    import textwrap
+
     return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent) or [indent]
 
 

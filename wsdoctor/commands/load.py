@@ -1,19 +1,22 @@
 """``wsdoctor load URL --streams N --duration S [--ramp R]``: N concurrent real-time streams.
 
 The result is an ordinary report with one check, ``load.streams``, so every reporter (terminal,
-JSON, HTML, ...) renders it: accounting of every stream, handshake and first-result percentiles,
-drops by ending, and the concurrency where rejections began.
+JSON, HTML, any other ``--report NAME=PATH``) renders it: accounting of every stream, handshake and
+first-result percentiles, drops by ending, and the concurrency where rejections began.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
-from wsdoctor.commands.common import ExitCode, positive
-from wsdoctor.commands.output import add_output_arguments, emit, prepare_outputs
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, positive
+from wsdoctor.commands.output import add_output_arguments
 from wsdoctor.errors import UsageError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_parser", "handle"]
 
@@ -21,7 +24,7 @@ __all__ = ["add_parser", "handle"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "load",
-        help="N concurrent real-time streams against an endpoint you own",
+        help=SUMMARIES["load"],
         description="Stream speech on N connections at once; report where the path or account gives.",
     )
     p.add_argument("url", help="ws:// or wss:// URL (loopback only unless --i-own-this-endpoint)")
@@ -47,6 +50,7 @@ def handle(args: argparse.Namespace) -> int:
 
     from wsdoctor import __version__
     from wsdoctor.check import Context, RunOptions, Secret
+    from wsdoctor.commands.output import emit, prepare_outputs
     from wsdoctor.diagnosis import environment
     from wsdoctor.load import MAX_DURATION_S, MAX_STREAMS, analyze_load, check_target_allowed, run_load
     from wsdoctor.model import CheckResult, Report, Status, Target
@@ -58,7 +62,7 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"--streams {args.streams}: between 1 and {MAX_STREAMS}")
     if args.duration > MAX_DURATION_S:
         raise UsageError(f"--duration {args.duration:g}: at most {MAX_DURATION_S:g} seconds")
-    prepare_outputs(args)
+    outputs = prepare_outputs(args)
     key = os.environ.get(args.api_key_env) or None
     options = RunOptions(
         api_key_env=args.api_key_env,
@@ -135,5 +139,5 @@ def handle(args: argparse.Namespace) -> int:
         environment=environment([key] if key else []),
         interrupted=bool(obs.get("interrupted")),
     )
-    code = emit(report, args, signal_code)
+    code = emit(report, args, outputs, signal_code)
     return int(code) if code != ExitCode.INTERNAL else int(ExitCode.FAILURES)

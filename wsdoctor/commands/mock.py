@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from wsdoctor.commands.common import ExitCode, positive
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, positive
 from wsdoctor.errors import UsageError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_parser", "handle"]
 
 
 def add_parser(sub: Any) -> None:
-    mock = sub.add_parser("mock", help="serve the built-in Deepgram-compatible mock")
+    mock = sub.add_parser("mock", help=SUMMARIES["mock"])
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     mock.add_argument(

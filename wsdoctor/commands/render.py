@@ -1,5 +1,9 @@
 """``wsdoctor render``: re-render a saved JSON report without any network access.
 
+Any installed reporter can re-render it (``--report NAME=PATH``, or a shorthand such as ``--html``;
+see :mod:`wsdoctor.commands.output`), each loaded by name through the ``wsdoctor.reporters`` entry
+points.
+
 The file is untrusted input (hand-edited, truncated, or not ours at all), so three bounds are
 checked before anything parses it, each a one-line error and exit 2 that names the bound:
 
@@ -24,11 +28,14 @@ from __future__ import annotations
 import argparse
 import re
 from itertools import accumulate
-from typing import Any
 
-from wsdoctor.commands.common import ExitCode
-from wsdoctor.commands.output import add_output_arguments, emit, prepare_outputs
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode
+from wsdoctor.commands.output import add_output_arguments
 from wsdoctor.errors import UsageError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MAX_REPORT_BYTES",
@@ -102,7 +109,7 @@ def json_shape(
 
 
 def add_parser(sub: Any) -> None:
-    render = sub.add_parser("render", help="re-render a saved JSON report (no network)")
+    render = sub.add_parser("render", help=SUMMARIES["render"])
     render.add_argument("report", help="a JSON report written by 'wsdoctor run --json'")
     add_output_arguments(render)
     render.set_defaults(handler=handle)
@@ -134,10 +141,11 @@ def load_report_json(path: str) -> Any:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from wsdoctor.commands.output import emit, prepare_outputs
     from wsdoctor.model import Report
 
-    prepare_outputs(args)
+    outputs = prepare_outputs(args)
     data = load_report_json(args.report)
     report = Report.from_dict(data)
-    emit(report, args)
+    emit(report, args, outputs)
     return ExitCode.OK  # rendering worked; the verdict is in the output, not the exit code

@@ -1,31 +1,44 @@
-"""``wsdoctor run``: diagnose one endpoint (or the built-in mock) and write the reports."""
+"""``wsdoctor run``: diagnose one endpoint (or the built-in mock) and write the reports.
+
+The engine (:func:`wsdoctor.diagnosis.diagnose`) diagnoses a :class:`~wsdoctor.model.Target` and
+knows nothing of the mock. ``--target mock`` is this command's business: it starts the mock on
+127.0.0.1 (port 0) with a key it generates -- the mock accepts only that key, and the engine treats
+it as the run's key, so it is redacted from every output like any other -- hands the engine the
+mock's URL as a target marked ``is_mock``, and stops the mock when the diagnosis is over (after a
+signal or ``--timeout`` too).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
-from typing import TYPE_CHECKING, Any
 
-from wsdoctor import deepgram
-from wsdoctor.commands.common import ExitCode, ids, positive
-from wsdoctor.commands.output import add_output_arguments, emit, prepare_outputs
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, ids, positive
+from wsdoctor.commands.output import add_output_arguments
 from wsdoctor.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from wsdoctor.check import RunOptions
     from wsdoctor.diagnosis import Diagnosis
-    from wsdoctor.model import Report
+    from wsdoctor.mock import MockConfig
+    from wsdoctor.model import Report, Target
 
 __all__ = ["DEFAULT_URL", "add_parser", "handle"]
 
-DEFAULT_URL = deepgram.DEFAULT_URL
+#: Deepgram's streaming endpoint: ``wsdoctor.deepgram.DEFAULT_URL``, spelled out so that ``--help``
+#: does not import the protocol module (tests/test_cli.py keeps the two equal).
+DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
 
 
 def add_parser(sub: Any) -> None:
     run = sub.add_parser(
         "run",
-        help="diagnose a WebSocket endpoint (default: Deepgram's)",
+        help=SUMMARIES["run"],
         description="Run every check against URL and report the first layer that breaks.",
     )
     run.add_argument("url", nargs="?", help=f"ws:// or wss:// URL (default {DEFAULT_URL})")
@@ -246,6 +259,8 @@ def _soak(seconds: float | None) -> float | None:
 def handle(args: argparse.Namespace) -> int:
     import asyncio
 
+    from wsdoctor.commands.output import emit, prepare_outputs
+    from wsdoctor.diagnosis import Diagnosis
     from wsdoctor.model import Target
     from wsdoctor.registry import load_checks
     from wsdoctor.runner import select_checks
@@ -256,34 +271,46 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("--mock-fault needs --target mock")
     target = Target.parse(args.url or DEFAULT_URL) if args.target != "mock" else None
     options = _options(args)
-    prepare_outputs(args)  # fail before any probe runs, not after a minute of probing
+    outputs = prepare_outputs(args)  # fail before any probe runs, not after a minute of probing
     loaded = load_checks()
     checks, _deselected = select_checks(loaded.checks, only=args.checks, skip=args.skip, quick=args.quick)
-    if args.mock_fault:
-        from wsdoctor.mock import FAULTS
+    mock = _mock_config(args) if args.target == "mock" else None
 
-        if args.mock_fault not in FAULTS:
-            raise UsageError(f"unknown mock fault {args.mock_fault!r} (one of: {', '.join(sorted(FAULTS))})")
-    key = os.environ.get(args.api_key_env)  # as set: diagnose() tells unset, empty and malformed apart
-    from wsdoctor.diagnosis import Diagnosis
+    def diagnosis(target: Target, key: str | None) -> Diagnosis:
+        # The key and proxy passwords are redacted by diagnose() (run_secrets), before any reporter.
+        return Diagnosis(target=target, options=options, checks=checks, key=key,
+                         broken_plugins=loaded.broken, deadline_s=args.timeout)
 
-    mock = None
-    if args.target == "mock":
-        from wsdoctor.mock import MockConfig
+    # the key as set (diagnose() tells unset, empty and malformed apart); the mock gets a key of its own
+    key = os.environ.get(args.api_key_env) if mock is None else None
+    report, signal_code = asyncio.run(_Run(diagnosis, target, key, mock).main())
+    return emit(report, args, outputs, signal_code)
 
-        mock = MockConfig(fault=args.mock_fault, idle_timeout_s=args.mock_idle_timeout)
-    # The key and proxy passwords are redacted by diagnose() (run_secrets), before any reporter.
-    diagnosis = Diagnosis(target=target, options=options, checks=checks, key=key,
-                          broken_plugins=loaded.broken, mock=mock, deadline_s=args.timeout)
-    report, signal_code = asyncio.run(_Run(diagnosis).main())
-    return emit(report, args, signal_code)
+
+def _mock_config(args: argparse.Namespace) -> MockConfig:
+    """The built-in mock ``--target mock`` starts (without its key: :meth:`_Run.main` makes one)."""
+    from wsdoctor.mock import FAULTS, MockConfig
+
+    if args.mock_fault and args.mock_fault not in FAULTS:
+        raise UsageError(f"unknown mock fault {args.mock_fault!r} (one of: {', '.join(sorted(FAULTS))})")
+    return MockConfig(fault=args.mock_fault, idle_timeout_s=args.mock_idle_timeout)
 
 
 class _Run:
-    """``wsdoctor run``'s async body: the diagnosis, with SIGINT/SIGTERM turned into a partial report."""
+    """``wsdoctor run``'s async body: the diagnosis, with SIGINT/SIGTERM turned into a partial report
+    and, for ``--target mock``, the mock's life around it."""
 
-    def __init__(self, diagnosis: Diagnosis) -> None:
+    def __init__(
+        self,
+        diagnosis: Callable[[Target, str | None], Diagnosis],
+        target: Target | None,
+        key: str | None,
+        mock: MockConfig | None = None,
+    ) -> None:
         self.diagnosis = diagnosis
+        self.target = target
+        self.key = key
+        self.mock = mock
         self.signal_code = 0
 
     async def main(self) -> tuple[Report, int]:
@@ -305,10 +332,27 @@ class _Run:
                     loop.add_signal_handler(sig, on_signal, int(code))
                     installed.append(sig)
 
+        server = None
         try:
-            report = await diagnose(self.diagnosis, on_task=on_task)
+            target, key = self.target, self.key
+            if self.mock is not None:
+                import secrets
+                from dataclasses import replace
+
+                from wsdoctor.mock import start_mock
+                from wsdoctor.model import Target
+
+                key = "mock-" + secrets.token_urlsafe(24)  # the user's key never goes to the mock
+                server = await start_mock(replace(self.mock, api_key=key))
+                target = Target.parse(server.url, is_mock=True)
+            assert target is not None  # handle() parsed a URL unless it asked for the mock
+            report = await diagnose(self.diagnosis(target, key), on_task=on_task)
         finally:
-            for sig in installed:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(sig)
+            try:
+                if server is not None:  # inside the signal handlers: a signal now still gets its report
+                    await server.stop()
+            finally:
+                for sig in installed:
+                    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                        loop.remove_signal_handler(sig)
         return report, self.signal_code

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from wsdoctor.commands import SUMMARIES
+from wsdoctor.commands.common import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["add_parser", "handle"]
 
@@ -11,7 +16,7 @@ __all__ = ["add_parser", "handle"]
 def add_parser(sub: Any) -> None:
     serve = sub.add_parser(
         "serve",
-        help="Prometheus exporter: GET /probe?target=NAME&profile=P diagnoses a configured target",
+        help=SUMMARIES["serve"],
         description=(
             "Serve /probe (one diagnosis of a configured target, in the OpenMetrics format, cut at the "
             "scrape timeout Prometheus sends) and /metrics (the exporter's own health). Only targets "
