@@ -20,8 +20,8 @@ from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, Status
 
 if TYPE_CHECKING:  # the probes (dnspython, h11) load when a check runs, not when checks are listed
-    from wsdoctor.probes.netpath import DnsObservation, DnsOutcome, DnsRecord
     from wsdoctor.probes.proxy import RouteDecision
+    from wsdoctor.probes.resolver import DnsObservation, DnsOutcome, DnsRecord
 
 __all__ = ["CHECKS", "DnsResolve", "analyze", "observed"]
 
@@ -46,7 +46,7 @@ def _failed(outcomes: set[DnsOutcome]) -> str | None:
 
 
 def analyze(obs: DnsObservation, route: RouteDecision | None = None) -> list[Finding]:
-    """Judge a :class:`~wsdoctor.probes.netpath.DnsObservation`. ``route`` is the app's route
+    """Judge a :class:`~wsdoctor.probes.resolver.DnsObservation`. ``route`` is the app's route
     (env.proxy's fact): through a proxy, the proxy resolves the name, so a failure here only warns."""
     findings = _findings(obs)
     if route is not None and route.route == "proxy":
@@ -115,8 +115,8 @@ def _findings(obs: DnsObservation) -> list[Finding]:
 def observed(ctx: Context) -> DnsObservation | None:
     """dns.resolve's observation, typed again from its evidence; None if it has none (skipped,
     failed before resolving, or evidence that is not a DnsObservation)."""
-    from wsdoctor.probes.netpath import DnsObservation
     from wsdoctor.probes.record import FixtureError
+    from wsdoctor.probes.resolver import DnsObservation
 
     evidence = ctx.evidence_of("dns.resolve", "dns")
     if evidence is None:
@@ -133,8 +133,8 @@ class DnsResolve(Check):
     timeout: ClassVar[float] = 12.0
 
     async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.netpath import resolve
         from wsdoctor.probes.proxy import route_for
+        from wsdoctor.probes.resolver import resolve
 
         obs = await resolve(ctx)
         decision, _proxy = route_for(ctx)

@@ -285,7 +285,7 @@ def analyze_clock(obs: ClockObservation) -> list[Finding]:
 
 def target_addresses(ctx: Context) -> tuple[str, ...]:
     """The addresses the target resolves to: dns.resolve's answer, else an IP literal / --resolve."""
-    from wsdoctor.probes.netpath import DnsObservation
+    from wsdoctor.probes.resolver import DnsObservation
 
     dns_ev = ctx.evidence_of("dns.resolve", "dns")
     if isinstance(dns_ev, Mapping):

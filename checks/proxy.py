@@ -198,11 +198,10 @@ class ProxyConnect(Check):
 
     async def run(self, ctx: Context) -> CheckResult:
         import asyncio
-        import contextlib
 
         from checks.dns import observed as dns_observed
-        from wsdoctor.probes.netpath import ProxyConnectObservation, TcpAttempt, connect_all, proxy_address
-        from wsdoctor.probes.proxy import open_tunnel, route_for
+        from wsdoctor.probes.netpath import ProxyConnectObservation, TcpAttempt, connect_all, tunnel_probe
+        from wsdoctor.probes.proxy import route_for
 
         decision, proxy = route_for(ctx)
         if proxy is None:
@@ -223,20 +222,7 @@ class ProxyConnect(Check):
                 return None
             return (await connect_all(ctx, (direct_addr,)))[0]
 
-        (tunnel, _reader, writer), direct_tcp = await asyncio.gather(
-            open_tunnel(
-                proxy,
-                target.host,
-                target.port,
-                opts.connect_timeout_s,
-                address=await proxy_address(ctx, proxy.host, proxy.port),
-            ),
-            direct(),
-        )
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        tunnel, direct_tcp = await asyncio.gather(tunnel_probe(ctx), direct())
         obs = ProxyConnectObservation(tunnel, direct_tcp)
         recorded = obs.to_dict()
         comparison = compare(obs)

@@ -109,8 +109,9 @@ class TcpConnect(Check):
 
     async def run(self, ctx: Context) -> CheckResult:
         from checks.dns import observed as dns_observed
-        from wsdoctor.probes.netpath import TcpObservation, connect_all, resolve_host
+        from wsdoctor.probes.netpath import TcpObservation, connect_all
         from wsdoctor.probes.proxy import route_for
+        from wsdoctor.probes.resolver import resolve_host
 
         decision, proxy = route_for(ctx)
         if proxy is not None:

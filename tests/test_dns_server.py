@@ -15,7 +15,7 @@ import trustme
 from tests.system.services import dns_server
 from wsdoctor.check import Context, RunOptions
 from wsdoctor.model import Target
-from wsdoctor.probes import netpath
+from wsdoctor.probes import netpath, resolver
 
 
 def _no_system_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,8 +33,8 @@ def test_resolve_asks_only_the_named_server(monkeypatch: pytest.MonkeyPatch) -> 
             target=Target.parse("ws://both.test:8080/v1/listen"),
             options=RunOptions(dns_server=("127.0.0.1", port), connect_timeout_s=2.0),
         )
-        obs = asyncio.run(netpath.resolve(ctx))
-        hosts = asyncio.run(netpath.resolve_host(ctx, "both.test", 8080))
+        obs = asyncio.run(resolver.resolve(ctx))
+        hosts = asyncio.run(resolver.resolve_host(ctx, "both.test", 8080))
     assert obs.source == "dns"
     assert obs.addresses == ("127.0.0.1", "::1")
     assert obs.resolver == f"127.0.0.1:{port} (--dns-server)"
@@ -49,7 +49,7 @@ def test_nxdomain_from_the_named_server_is_an_error_for_connections(monkeypatch:
             options=RunOptions(dns_server=("127.0.0.1", port), connect_timeout_s=2.0),
         )
         with pytest.raises(socket.gaierror, match="nxdomain"):
-            asyncio.run(netpath.resolve_host(ctx, "nothing.invalid", 80))
+            asyncio.run(resolver.resolve_host(ctx, "nothing.invalid", 80))
 
 
 def test_chain_fallback_decodes_the_leaf_without_a_chain_api() -> None:

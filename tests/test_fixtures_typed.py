@@ -22,9 +22,10 @@ from wsdoctor.probes.host import (
     SocketObservation,
 )
 from wsdoctor.probes.idle import IdleFamily
-from wsdoctor.probes.netpath import DnsObservation, ProxyConnectObservation, TcpObservation, TlsObservation
+from wsdoctor.probes.netpath import ProxyConnectObservation, TcpObservation, TlsObservation
 from wsdoctor.probes.proxy import RouteDecision
 from wsdoctor.probes.record import FixtureError
+from wsdoctor.probes.resolver import DnsObservation
 from wsdoctor.probes.sdk import SdkObservation
 from wsdoctor.probes.session import SessionObservation
 from wsdoctor.probes.wsclient import UpgradeObservation

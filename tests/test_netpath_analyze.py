@@ -18,9 +18,6 @@ from wsdoctor.causes import CAUSES, FINDING_CODES
 from wsdoctor.model import Finding, Outcome, Status
 from wsdoctor.probes.netpath import (
     CertInfo,
-    DnsObservation,
-    DnsOutcome,
-    DnsRecord,
     ProxyConnectObservation,
     StoreResult,
     TcpAttempt,
@@ -29,6 +26,7 @@ from wsdoctor.probes.netpath import (
 )
 from wsdoctor.probes.proxy import RouteDecision
 from wsdoctor.probes.record import FixtureError
+from wsdoctor.probes.resolver import DnsObservation, DnsOutcome, DnsRecord
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
 

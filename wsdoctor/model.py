@@ -35,6 +35,7 @@ __all__ = [
     "Status",
     "Summary",
     "Target",
+    "is_ip_address",
     "layer_of",
 ]
 
@@ -283,6 +284,15 @@ _SECRET_QUERY_KEYS = frozenset(
 )  # fmt: skip
 
 
+def is_ip_address(text: str) -> bool:
+    """``text`` is an IPv4 or IPv6 address (brackets and an IPv6 zone ``%eth0`` allowed), not a name."""
+    try:
+        ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a run points. ``url`` is the *display* form: credentials stripped."""
@@ -307,11 +317,7 @@ class Target:
 
     @property
     def is_ip_literal(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return is_ip_address(self.host)
 
     @classmethod
     def parse(cls, url: str, *, is_mock: bool = False) -> Target:

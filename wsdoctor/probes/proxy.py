@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wsdoctor.check import Context, Secret
-from wsdoctor.model import JSONValue, Outcome, Target
+from wsdoctor.model import JSONValue, Outcome, Target, is_ip_address
 from wsdoctor.probes.record import from_json
+from wsdoctor.probes.transport import classify_oserror, error_text
 
 __all__ = [
     "PROXY_VARIABLES",
@@ -252,7 +253,7 @@ def no_proxy_match(no_proxy: str, host: str, port: int) -> str | None:
                 name, entry_port = head, int(tail)
         if entry_port is not None and entry_port != port:
             continue
-        if addr is not None and ("/" in name or _is_ip(name)):
+        if addr is not None and ("/" in name or is_ip_address(name)):
             with contextlib.suppress(ValueError):
                 if addr in ipaddress.ip_network(name, strict=False):
                     return raw.strip()
@@ -261,14 +262,6 @@ def no_proxy_match(no_proxy: str, host: str, port: int) -> str | None:
         if name and (host == name or host.endswith("." + name)):
             return raw.strip()
     return None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 #: Which way the app goes: straight to the target, through an HTTP proxy, or nowhere -- a proxy
@@ -464,14 +457,6 @@ class TunnelObservation:
 _UNRECORDED_HEADERS = {"proxy-authorization"}
 
 
-def _error_text(exc: BaseException, outcome: Outcome) -> str:
-    """The exception's words; for an OSERROR outcome, which has no name of its own, with the
-    errno's name in front (wsclient's ``describe_oserror``)."""
-    from wsdoctor.probes.wsclient import describe_oserror
-
-    return describe_oserror(exc) if outcome is Outcome.OSERROR else (str(exc) or type(exc).__name__)
-
-
 async def open_tunnel(
     proxy: ProxyURL,
     host: str,
@@ -488,7 +473,6 @@ async def open_tunnel(
     import h11
 
     from wsdoctor import __version__
-    from wsdoctor.probes.wsclient import classify_oserror
 
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     auth = proxy.authorization()
@@ -506,7 +490,7 @@ async def open_tunnel(
                 outcome=outcome,
                 proxy_address=proxy_address,
                 connect_s=round(time.monotonic() - t0, 6),
-                error=f"connecting to the proxy: {_error_text(exc, outcome)}"[:300],
+                error=f"connecting to the proxy: {error_text(exc, outcome)}"[:300],
             ),
             None,
             None,
@@ -601,7 +585,7 @@ async def open_tunnel(
                 proxy_address=proxy_address,
                 connect_s=connect_s,
                 tunnel_s=round(time.monotonic() - t1, 6),
-                error=_error_text(exc, outcome)[:300],
+                error=error_text(exc, outcome)[:300],
             ),
             None,
             None,

@@ -1,33 +1,38 @@
 """The article's Alternative: POST the same speech to Deepgram's REST /v1/listen.
 
-Theory of operation: one HTTP POST (aiohttp client) of the bundled WAV to the target's host with
-the streaming URL's path and query, ``https`` for a ``wss`` target and ``http`` for ``ws``,
-``Authorization: Token <key>``. Same trust as the WebSocket probes (system store + certifi or
-``--ca-file``), ``--resolve`` honoured, the same proxy route as the WebSocket probes (``--proxy``,
-``--no-proxy`` or the proxy variables, read by :mod:`wsdoctor.probes.proxy`), every step bounded.
-The answer is kept: status,
-``dg-request-id``/``dg-error``, the transcript. When streaming fails and this works, the report
-recommends REST for pre-recorded audio.
+Theory of operation: one HTTP/1.1 POST (h11, sans-I/O, like the Upgrade) of the bundled WAV to the
+target's host with the streaming URL's path and query, ``https`` for a ``wss`` target and ``http``
+for ``ws``, ``Authorization: Token <key>``, on the probes' one connection
+(:func:`wsdoctor.probes.connect.open_connection`): the same trust, ``--resolve``, DNS and proxy
+route as the WebSocket probes -- a CONNECT tunnel for https, an absolute-form request to the proxy
+for plain http, as HTTP clients do. Every step is bounded, the whole exchange by
+``--connect-timeout`` + 10 s, the head by 64 KiB and the body by 1 MiB. The answer is kept:
+status, ``dg-request-id``/``dg-error``, the transcript. When streaming fails and this works, the
+report recommends REST for pre-recorded audio.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import h11
+
 from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import JSONValue, Outcome
+from wsdoctor.probes.connect import ConnectFailed, Connection, open_connection
 from wsdoctor.probes.record import from_json
-from wsdoctor.probes.wsclient import classify_oserror, tls_context
+from wsdoctor.probes.transport import classify_oserror, error_text
 
 __all__ = ["RestObservation", "post_audio"]
 
 MAX_BODY = 1 << 20
+MAX_HEAD_BYTES = 64 * 1024  # h11 refuses a head larger than this: "endless headers" are bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,116 +68,102 @@ def rest_url(ctx: Context) -> str:
 
 
 async def post_audio(ctx: Context) -> RestObservation:
-    import aiohttp
-    from aiohttp.abc import AbstractResolver, ResolveResult
-
+    """POST the bundled speech to ``/v1/listen`` on the connection the factory opens. Never raises
+    for the network or the peer: every failure is the observation's ``outcome`` and ``error``."""
     options, target = ctx.options, ctx.target
-    url = rest_url(ctx)
     shown = urllib.parse.urlunsplit(
         urllib.parse.urlsplit(target.url)._replace(scheme="https" if target.tls else "http")
     )
-
-    class OverrideResolver(AbstractResolver):
-        """``--resolve``: connect to the given address, keep Host and SNI."""
-
-        def __init__(self, address: str) -> None:
-            self.address = address
-
-        async def resolve(
-            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-        ) -> list[ResolveResult]:
-            fam = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-            return [
-                {
-                    "hostname": host,
-                    "host": self.address,
-                    "port": port,
-                    "family": fam,
-                    "proto": 0,
-                    "flags": socket.AI_NUMERICHOST,
-                }
-            ]
-
-        async def close(self) -> None:
-            return None
-
-    from wsdoctor.probes.proxy import route_for
-
-    # The app's route: through the proxy when one applies (aiohttp sends CONNECT for https and an
-    # absolute-form request for http), with the proxy URL's userinfo as Proxy-Authorization.
-    _decision, proxy = route_for(ctx)
-    proxy_url: str | None = None
-    proxy_headers: dict[str, str] | None = None
-    if proxy is not None:
-        host = f"[{proxy.host}]" if ":" in proxy.host else proxy.host
-        proxy_addr = options.resolve_for(proxy.host, proxy.port)
-        proxy_url = f"http://{proxy_addr or host}:{proxy.port}"
-        auth = proxy.authorization()
-        if auth is not None:
-            proxy_headers = {"Proxy-Authorization": auth}
-    override = options.resolve_for(target.host, target.port) if proxy is None else None
-    if override is None and proxy is None and not target.is_ip_literal:
-        # Our resolver, not aiohttp's: --dns-server is honoured, and getaddrinfo runs in a daemon
-        # thread that cannot hold the process past a deadline (netpath.system_getaddrinfo).
-        from wsdoctor.probes.netpath import resolve_host
-
-        try:
-            override = (await resolve_host(ctx, target.host, target.port))[0]
-        except (OSError, TimeoutError) as exc:
-            return RestObservation(url=shown, outcome=Outcome.DNS_ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
-    connector = aiohttp.TCPConnector(
-        ssl=tls_context(options.ca_file) if target.tls else False,
-        resolver=OverrideResolver(override) if override else None,
-        limit=1,
+    body = options.audio_path.read_bytes()
+    # A 3 s clip transcribes in about a second; 10 s more than the connect bound is generous and
+    # keeps a server that drips its answer (slowloris) from holding the run.
+    budget = ctx.timeout(options.connect_timeout_s + 10.0)
+    t0 = ctx.clock()
+    conn: Connection | None = None
+    try:
+        async with asyncio.timeout(budget):
+            conn = await open_connection(ctx, tunnel=False)
+            status, headers, raw = await _exchange(conn, _request(ctx, conn, len(body)), body)
+    except ConnectFailed as exc:
+        return RestObservation(url=shown, outcome=exc.outcome, time_s=round(ctx.clock() - t0, 6), error=exc.error)
+    except (OSError, TimeoutError, h11.ProtocolError) as exc:
+        outcome = Outcome.PROTOCOL_ERROR if isinstance(exc, h11.ProtocolError) else classify_oserror(exc)
+        error = f"not a valid HTTP answer: {exc}" if outcome is Outcome.PROTOCOL_ERROR else error_text(exc, outcome)
+        if isinstance(exc, TimeoutError):
+            error = f"no complete answer within {budget:.1f} s"
+        return RestObservation(url=shown, outcome=outcome, time_s=round(ctx.clock() - t0, 6), error=error[:300])
+    finally:
+        if conn is not None:
+            await conn.aclose()
+    elapsed = round(ctx.clock() - t0, 6)
+    text = raw.decode("utf-8", "replace")
+    transcript = duration = problem = None
+    if status == 200:
+        transcript, duration, problem = _transcript(text)
+    return RestObservation(
+        url=shown,
+        outcome=Outcome.ANSWERED,
+        status=status,
+        time_s=elapsed,
+        request_id=headers.get(deepgram.HEADER_REQUEST_ID),
+        dg_error=headers.get(deepgram.HEADER_ERROR),
+        server=headers.get("server"),
+        transcript=transcript,
+        audio_duration_s=duration,
+        body_excerpt=text[:500] if status != 200 or problem else None,
+        body_problem=problem,
     )
-    headers = {"Content-Type": "audio/wav", "User-Agent": f"wsdoctor/{__version__}"}
+
+
+def _request(ctx: Context, conn: Connection, length: int) -> h11.Request:
+    target = ctx.target
+    headers = [
+        ("Host", target.host_header),
+        ("User-Agent", f"wsdoctor/{__version__}"),
+        ("Content-Type", "audio/wav"),
+        ("Content-Length", str(length)),
+        ("Connection", "close"),
+    ]
     if ctx.api_key is not None:
         key = ctx.api_key.reveal()
         scheme = deepgram.AUTH_SCHEME_TOKEN if deepgram.key_shape(key).jwt else deepgram.AUTH_SCHEME_KEY
-        headers["Authorization"] = f"{scheme} {key}"
-    if proxy_headers and not target.tls:
-        # http:// through a proxy is one absolute-form request *to the proxy*: its credentials go
-        # on that request (aiohttp applies proxy_headers to CONNECT only).
-        headers.update(proxy_headers)
-    # A 3 s clip transcribes in about a second; 10 s more than the connect bound is generous and
-    # keeps a server that drips its answer (slowloris) from holding the run.
-    timeout = aiohttp.ClientTimeout(
-        total=ctx.timeout(options.connect_timeout_s + 10.0), connect=ctx.timeout(options.connect_timeout_s)
-    )
-    body = options.audio_path.read_bytes()
-    t0 = ctx.clock()
-    try:
-        async with (
-            aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
-            session.post(
-                url, data=body, headers=headers, allow_redirects=False, proxy=proxy_url, proxy_headers=proxy_headers
-            ) as resp,
-        ):
-            raw = await resp.content.read(MAX_BODY)
-            elapsed = round(ctx.clock() - t0, 6)
-            text = raw.decode("utf-8", "replace")
-            transcript = duration = problem = None
-            if resp.status == 200:
-                transcript, duration, problem = _transcript(text)
-            return RestObservation(
-                url=shown,
-                outcome=Outcome.ANSWERED,
-                status=resp.status,
-                time_s=elapsed,
-                request_id=resp.headers.get(deepgram.HEADER_REQUEST_ID),
-                dg_error=resp.headers.get(deepgram.HEADER_ERROR),
-                server=resp.headers.get("server"),
-                transcript=transcript,
-                audio_duration_s=duration,
-                body_excerpt=text[:500] if resp.status != 200 or problem else None,
-                body_problem=problem,
-            )
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        cause = exc.__cause__ if isinstance(exc, aiohttp.ClientConnectorError) and exc.__cause__ else exc
-        outcome = Outcome.TIMEOUT if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else classify_oserror(cause)
-        return RestObservation(
-            url=shown, outcome=outcome, time_s=round(ctx.clock() - t0, 6), error=f"{type(exc).__name__}: {exc}"[:300]
-        )
+        headers.append(("Authorization", f"{scheme} {key}"))
+    resource = target.resource
+    if conn.route.absolute_form:
+        # plain http through a proxy: one absolute-form request *to the proxy*, its credentials on it
+        resource = f"http://{target.host_header}{target.resource}"
+        if conn.route.proxy_authorization:
+            headers.append(("Proxy-Authorization", conn.route.proxy_authorization))
+    return h11.Request(method="POST", target=resource, headers=headers)
+
+
+async def _exchange(conn: Connection, request: h11.Request, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send the request, read the answer: (status, headers by lower-case name, body up to
+    MAX_BODY). The caller bounds the time; the sizes are bounded here."""
+    h = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    conn.writer.write(h.send(request) + h.send(h11.Data(data=body)) + h.send(h11.EndOfMessage()))
+    with contextlib.suppress(OSError):  # a server may answer (401, 413) and close before reading the
+        await conn.writer.drain()  # body: read what it said
+    response: h11.Response | None = None
+    raw = b""
+    while True:
+        event = h.next_event()
+        if event is h11.NEED_DATA:
+            data = await conn.reader.read(65536)
+            h.receive_data(data)  # b"" = the peer closed: h11 decides whether the answer was complete
+            continue
+        if isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            raw += bytes(event.data)[: MAX_BODY - len(raw)]
+            if len(raw) >= MAX_BODY:
+                break
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
+            break
+    if response is None:
+        raise ConnectionResetError("the connection closed before an HTTP answer")
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+    return response.status_code, headers, raw
 
 
 def _transcript(text: str) -> tuple[str | None, float | None, str | None]:

@@ -22,16 +22,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import hashlib
 import json
 import os
-import socket
 import ssl
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import h11
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -42,6 +40,10 @@ from wsdoctor.check import Context
 from wsdoctor.model import EndKind, FrameKind, JSONValue, Outcome
 from wsdoctor.probes.lifecycle import Lifecycle, Stage
 from wsdoctor.probes.record import from_json
+from wsdoctor.probes.transport import classify_oserror, describe_oserror, error_text
+
+if TYPE_CHECKING:
+    from wsdoctor.probes.connect import Route
 
 __all__ = [
     "Direction",
@@ -49,10 +51,7 @@ __all__ = [
     "UpgradeObservation",
     "WireEvent",
     "WsProbe",
-    "classify_oserror",
-    "describe_oserror",
     "handshake_violations",
-    "tls_context",
 ]
 
 READ_SIZE = 65536
@@ -74,60 +73,6 @@ MAX_EVENTS_KEPT = 1000
 #: peer that keeps the buffer full must not starve deadlines, signals and the other checks.
 YIELD_EVERY_FRAMES = 64
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def classify_oserror(exc: BaseException) -> Outcome:
-    """Name a connection failure as a fact; ``analyze()`` decides what it means. Failures without
-    a name of their own are :attr:`Outcome.OSERROR`; :func:`describe_oserror` keeps the errno."""
-    if isinstance(exc, TimeoutError):
-        return Outcome.TIMEOUT
-    if isinstance(exc, ConnectionRefusedError):
-        return Outcome.REFUSED
-    if isinstance(exc, ConnectionResetError):
-        return Outcome.RESET
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return Outcome.TLS_VERIFY_FAILED
-    if isinstance(exc, ssl.SSLError):
-        return Outcome.TLS_ERROR
-    if isinstance(exc, socket.gaierror):
-        return Outcome.DNS_ERROR
-    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return Outcome.UNREACHABLE
-    return Outcome.OSERROR
-
-
-def describe_oserror(exc: BaseException) -> str:
-    """One line for an observation's ``error``: the errno's name (``ECONNABORTED``) when there is
-    one, then the message -- the detail an ``oserror`` outcome leaves to the reader."""
-    text = str(exc) or type(exc).__name__
-    code = getattr(exc, "errno", None)
-    name = errno.errorcode.get(code) if isinstance(code, int) else None
-    if name and name not in text:
-        text = f"{name}: {text}"
-    return text[:300]
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """The trust a typical client has: the system store plus certifi, or exactly ``--ca-file``."""
-    if ca_file:
-        ctx = ssl.create_default_context(cafile=ca_file)
-    else:
-        import certifi
-
-        ctx = ssl.create_default_context()
-        ctx.load_verify_locations(certifi.where())
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 #: Which way a wire event went: ``in`` from the peer, ``out`` from us.
@@ -326,83 +271,48 @@ class WsProbe:
     async def connect(self) -> UpgradeObservation:
         """Open TCP (+TLS), send the Upgrade, read the answer. Never raises for network faults.
 
-        The route is the app's: directly to the target (``--resolve``, ``--dns-server`` or the
-        system resolver for its address), or -- when ``--proxy`` or the proxy variables apply --
-        TCP to the proxy, ``CONNECT host:port`` (Stage.TUNNELING), then TLS and the Upgrade inside
-        the tunnel. A proxy that refuses the tunnel ends the attempt with outcome ``proxy-error``
-        and its answer kept in ``answer``."""
-        from wsdoctor.probes.netpath import resolve_host
-        from wsdoctor.probes.proxy import open_tunnel, route_for
+        The connection is the probes' one (:func:`wsdoctor.probes.connect.open_connection`): the
+        app's route, directly or through a proxy's ``CONNECT`` tunnel, each step bounded; its trace
+        marks this connection's lifecycle stages (resolving, connecting, tunneling, tls). A proxy
+        that refuses the tunnel ends the attempt with outcome ``proxy-error`` and its answer kept
+        in ``answer``."""
+        from wsdoctor.probes.connect import ConnectFailed, open_connection
 
-        target, options = self.ctx.target, self.ctx.options
         lc = self.lifecycle
-        address: str | None = None
         try:
-            decision, proxy = route_for(self.ctx)
-            if proxy is not None:
-                self._route = {
-                    "proxy": decision.proxy,
-                    "target": f"{target.host}:{target.port}",
-                    "proxy_credentials": proxy.username is not None,
-                }
-            hop_host, hop_port = (proxy.host, proxy.port) if proxy is not None else (target.host, target.port)
-            addr = options.resolve_for(hop_host, hop_port)
-            if addr is None and not _is_ip(hop_host):
-                lc.advance(Stage.RESOLVING)
-                found = await asyncio.wait_for(
-                    resolve_host(self.ctx, hop_host, hop_port), self.ctx.timeout(options.connect_timeout_s)
-                )
-                addr = found[0]
-            addr = addr or hop_host.strip("[]")
-            lc.advance(Stage.CONNECTING)
-            address = f"[{addr}]:{hop_port}" if ":" in addr else f"{addr}:{hop_port}"
-            if proxy is not None:
-                tunnel, reader_, writer_ = await open_tunnel(
-                    proxy,
-                    target.host,
-                    target.port,
-                    self.ctx.timeout(options.connect_timeout_s),
-                    address=addr,
-                    on_connected=lambda: lc.advance(Stage.TUNNELING),
-                )
-                if reader_ is None or writer_ is None:
-                    lc.abort()
-                    answer = None
-                    if tunnel.status is not None:
-                        answer = HttpAnswer(tunnel.status, tunnel.reason or "", tunnel.headers, tunnel.body_excerpt)
-                    outcome = (
-                        Outcome.PROXY_ERROR if tunnel.outcome == Outcome.HTTP_RESPONSE else Outcome.of(tunnel.outcome)
-                    )
-                    return self._observation(
-                        address,
-                        outcome,
-                        error=(tunnel.error or f"the proxy {tunnel.proxy} answered CONNECT with {tunnel.status}")[:300],
-                        answer=answer,
-                    )
-                reader, writer = reader_, writer_
-            else:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(addr, target.port, limit=READ_SIZE),
-                    self.ctx.timeout(options.connect_timeout_s),
-                )
-            self._reader, self._writer = reader, writer
-            if target.tls:
-                lc.advance(Stage.TLS)
-                await asyncio.wait_for(
-                    writer.start_tls(tls_context(options.ca_file), server_hostname=target.host),
-                    self.ctx.timeout(options.connect_timeout_s),
-                )
-            lc.advance(Stage.UPGRADING)
-            return await self._upgrade(address)
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            conn = await open_connection(self.ctx, trace=self._trace)
+        except ConnectFailed as exc:
             lc.abort()
-            await self.abort()
-            detail = str(exc) or type(exc).__name__
-            if isinstance(exc, ssl.SSLCertVerificationError):
-                detail = exc.verify_message or detail
-            if not isinstance(exc, ssl.SSLCertVerificationError):
-                detail = describe_oserror(exc)
-            return self._observation(address, classify_oserror(exc), error=detail[:300])
+            self._set_route(exc.route)
+            tunnel = exc.tunnel
+            answer = None
+            if tunnel is not None and tunnel.status is not None and exc.outcome is Outcome.PROXY_ERROR:
+                answer = HttpAnswer(tunnel.status, tunnel.reason or "", tunnel.headers, tunnel.body_excerpt)
+            error = exc.error
+            if isinstance(exc.cause, ssl.SSLCertVerificationError):
+                error = exc.cause.verify_message or error  # OpenSSL's words, without the prefix
+            return self._observation(exc.address, exc.outcome, error=error[:300], answer=answer)
+        self._set_route(conn.route)
+        self._reader, self._writer = conn.reader, conn.writer
+        lc.advance(Stage.UPGRADING)
+        return await self._upgrade(conn.address)
+
+    #: The factory's steps as this connection's lifecycle stages.
+    _STAGE_OF_STEP: ClassVar[dict[str, Stage]] = {
+        "resolve.started": Stage.RESOLVING,
+        "connect_tcp.started": Stage.CONNECTING,
+        "proxy_connect.started": Stage.TUNNELING,
+        "start_tls.started": Stage.TLS,
+    }
+
+    def _trace(self, name: str, _info: Mapping[str, object]) -> None:
+        stage = self._STAGE_OF_STEP.get(name)
+        if stage is not None:
+            self.lifecycle.advance(stage)
+
+    def _set_route(self, route: Route) -> None:
+        if route.proxy is not None:
+            self._route = {"proxy": route.proxy, "target": route.target, "proxy_credentials": route.proxy_credentials}
 
     def _observation(self, address: str | None, outcome: Outcome, **kw: Any) -> UpgradeObservation:
         return UpgradeObservation(
@@ -502,7 +412,7 @@ class WsProbe:
             return self._observation(
                 address,
                 classify_oserror(exc),
-                error=describe_oserror(exc),
+                error=error_text(exc, classify_oserror(exc)),
                 raw_excerpt=first_bytes.decode("latin-1") or None,
             )
 
