@@ -38,8 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from wsdoctor.model import JSONValue
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record
 
 __all__ = [
     "SOCKET_SAMPLE_GAP_S",
@@ -115,22 +114,15 @@ def _tcp_state(status: object) -> TcpState:
 
 
 @dataclass(frozen=True, slots=True)
-class SocketEntry:
+class SocketEntry(Record):
     local: str
     remote: str
     status: TcpState
     pid: int | None
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {"local": self.local, "remote": self.remote, "status": self.status, "pid": self.pid}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SocketEntry:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class SocketObservation:
+class SocketObservation(Record):
     scope: Literal["host", "pid"]  # every process, or the ``--pid`` one
     pid: int | None
     process_name: str | None
@@ -144,28 +136,9 @@ class SocketObservation:
     time_wait: int
     gap_s: float
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "scope": self.scope,
-            "pid": self.pid,
-            "process_name": self.process_name,
-            "addresses": list(self.addresses),
-            "port": self.port,
-            "counts": dict(self.counts),
-            "close_wait_first": self.close_wait_first,
-            "close_wait_persisting": [s.to_dict() for s in self.close_wait_persisting],
-            "close_wait_persisting_count": self.close_wait_persisting_count,
-            "time_wait": self.time_wait,
-            "gap_s": self.gap_s,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SocketObservation:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class FdObservation:
+class FdObservation(Record):
     pid: int
     scope: Literal["self", "pid"]  # wsdoctor's own process, or the ``--pid`` one
     process_name: str | None
@@ -174,24 +147,11 @@ class FdObservation:
     hard_limit: int | None
     limits_source: str  # "resource" | "psutil" | "/proc/PID/limits" (with the pid: not a closed set)
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "pid": self.pid,
-            "scope": self.scope,
-            "process_name": self.process_name,
-            "open_fds": self.open_fds,
-            "soft_limit": self.soft_limit,
-            "hard_limit": self.hard_limit,
-            "limits_source": self.limits_source,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FdObservation:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class EphemeralObservation:
+class EphemeralObservation(Record):
+    _DERIVED = ("size",)  # written for readers, recomputed
+
     low: int
     high: int
     in_use_total: int  # TCP sockets (not LISTEN) whose local port is in the range
@@ -203,24 +163,9 @@ class EphemeralObservation:
     def size(self) -> int:
         return self.high - self.low + 1
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "low": self.low,
-            "high": self.high,
-            "size": self.size,
-            "in_use_total": self.in_use_total,
-            "in_use_to_target": self.in_use_to_target,
-            "addresses": list(self.addresses),
-            "port": self.port,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> EphemeralObservation:
-        return from_json(cls, d, derived=("size",))  # ``size`` is written for readers, recomputed
-
 
 @dataclass(frozen=True, slots=True)
-class LoopLagObservation:
+class LoopLagObservation(Record):
     interval_s: float
     window_s: float
     samples: int
@@ -231,44 +176,14 @@ class LoopLagObservation:
     stall_s: float = 0.2
     lags_s: tuple[float, ...] = field(default=())  # the largest few, for the report
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "interval_s": self.interval_s,
-            "window_s": self.window_s,
-            "samples": self.samples,
-            "max_lag_s": self.max_lag_s,
-            "mean_lag_s": self.mean_lag_s,
-            "late_samples": self.late_samples,
-            "stalls": self.stalls,
-            "stall_s": self.stall_s,
-            "lags_s": list(self.lags_s),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LoopLagObservation:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class ClockObservation:
+class ClockObservation(Record):
     server_date: str
     server_epoch_s: float
     local_epoch_s: float
     skew_s: float  # local minus server: positive = our clock is ahead
     source: str  # the check whose answer carried the Date header
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "server_date": self.server_date,
-            "server_epoch_s": self.server_epoch_s,
-            "local_epoch_s": self.local_epoch_s,
-            "skew_s": self.skew_s,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ClockObservation:
-        return from_json(cls, d)
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -512,7 +427,7 @@ async def sample_loop_lag(
 
 
 @dataclass(frozen=True, slots=True)
-class SchedulingObservation:
+class SchedulingObservation(Record):
     """How late the host wakes a process that only sleeps, with the host's own counters beside it."""
 
     sampler: Literal["process", "thread"]  # a separate sleeping process | the fallback (shares our GIL)
@@ -526,24 +441,6 @@ class SchedulingObservation:
     throttled_periods: int | None = None
     own_loop: LoopLagObservation | None = None  # wsdoctor's own event loop: context only
     error: str | None = None  # why the process sampler could not run (then ``sampler`` is "thread")
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "sampler": self.sampler,
-            "wakeups": self.wakeups.to_dict(),
-            "run_delay_s": self.run_delay_s,
-            "steal_pct": self.steal_pct,
-            "load1": self.load1,
-            "cpus": self.cpus,
-            "throttled_s": self.throttled_s,
-            "throttled_periods": self.throttled_periods,
-            "own_loop": self.own_loop.to_dict() if self.own_loop else None,
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SchedulingObservation:
-        return from_json(cls, d)
 
 
 SAMPLER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedsampler.py")

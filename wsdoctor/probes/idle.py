@@ -20,15 +20,14 @@ The KeepAlive and ping connections stop ``margin_s`` after the silent one ended 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import EndKind, JSONValue
+from wsdoctor.model import EndKind
 from wsdoctor.probes.audio import load_wav
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
@@ -43,7 +42,7 @@ IdleName = Literal["silent", "keepalive", "ping"]
 
 
 @dataclass(frozen=True, slots=True)
-class IdleConnection:
+class IdleConnection(Record):
     name: IdleName
     upgrade: UpgradeObservation
     open_t: float | None = None  # seconds since this connection's start
@@ -57,29 +56,9 @@ class IdleConnection:
     end_t: float | None = None
     events: tuple[WireEvent, ...] = ()
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "name": self.name,
-            "upgrade": self.upgrade.to_dict(),
-            "open_t": self.open_t,
-            "idle_from_t": self.idle_from_t,
-            "keepalive_every_s": self.keepalive_every_s,
-            "ping_every_s": self.ping_every_s,
-            "keepalives_sent": self.keepalives_sent,
-            "pings_sent": self.pings_sent,
-            "ended_by": self.ended_by.value if self.ended_by else None,
-            "closed_by_us": self.closed_by_us,
-            "end_t": self.end_t,
-            "events": [e.to_dict() for e in self.events[:400]],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> IdleConnection:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class IdleFamily:
+class IdleFamily(Record):
     idle_max_s: float
     margin_s: float
     wall_s: float
@@ -87,18 +66,6 @@ class IdleFamily:
 
     def get(self, name: str) -> IdleConnection | None:
         return next((c for c in self.connections if c.name == name), None)
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "idle_max_s": self.idle_max_s,
-            "margin_s": self.margin_s,
-            "wall_s": self.wall_s,
-            "connections": [c.to_dict() for c in self.connections],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> IdleFamily:
-        return from_json(cls, d)
 
 
 async def _watch(

@@ -37,7 +37,7 @@ from wsdoctor.errors import InternalError
 from wsdoctor.model import JSONValue, Outcome
 from wsdoctor.probes.connect import ConnectFailed, open_connection
 from wsdoctor.probes.proxy import TunnelObservation
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record, from_json
 from wsdoctor.probes.transport import classify_oserror, error_text
 
 __all__ = [
@@ -56,31 +56,20 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class TcpAttempt:
+class TcpAttempt(Record):
     address: str
     family: Literal["ipv4", "ipv6"]
     outcome: Outcome  # CONNECTED, or how the connect failed (REFUSED, TIMEOUT, UNREACHABLE, OSERROR ...)
     time_s: float
     error: str | None = None
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "address": self.address,
-            "family": self.family,
-            "outcome": self.outcome.value,
-            "time_s": self.time_s,
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TcpAttempt:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class TcpObservation:
+class TcpObservation(Record):
     """tcp.connect's facts: one attempt per address, all to ``port`` -- the target's, or, when the
     app's route is a proxy, the proxy's (``via_proxy``, its redacted URL: the app's first hop)."""
+
+    _SPARSE = frozenset({"proxy_dns_error"})  # written only when set
 
     attempts: tuple[TcpAttempt, ...]
     port: int
@@ -88,38 +77,14 @@ class TcpObservation:
     #: the proxy's host name did not resolve, so nothing was tried (the resolver's words)
     proxy_dns_error: str | None = None
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        d: dict[str, JSONValue] = {
-            "attempts": [a.to_dict() for a in self.attempts],
-            "port": self.port,
-            "via_proxy": self.via_proxy,
-        }
-        if self.proxy_dns_error is not None:  # only then: a report of a resolved proxy keeps its form
-            d["proxy_dns_error"] = self.proxy_dns_error
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TcpObservation:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class ProxyConnectObservation:
+class ProxyConnectObservation(Record):
     """proxy.connect's facts: one CONNECT through the app's proxy and, when the target's address is
     known, one direct TCP attempt beside it (does the app *need* the proxy, or is it in the way?)."""
 
     tunnel: TunnelObservation
     direct_tcp: TcpAttempt | None = None
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "tunnel": self.tunnel.to_dict(),
-            "direct_tcp": self.direct_tcp.to_dict() if self.direct_tcp is not None else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ProxyConnectObservation:
-        return from_json(cls, d)
 
 
 async def connect_all(ctx: Context, addresses: tuple[str, ...], *, port: int | None = None) -> tuple[TcpAttempt, ...]:
@@ -165,7 +130,7 @@ async def tunnel_probe(ctx: Context) -> TunnelObservation:
 
 
 @dataclass(frozen=True, slots=True)
-class CertInfo:
+class CertInfo(Record):
     """One certificate as ssl decodes it: the peer's, or one of the chain's."""
 
     subject: str
@@ -174,28 +139,17 @@ class CertInfo:
     not_after: str
     san: tuple[str, ...] = ()  # "DNS:api.deepgram.com", "IP Address:127.0.0.1"
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "subject": self.subject,
-            "issuer": self.issuer,
-            "not_before": self.not_before,
-            "not_after": self.not_after,
-            "san": list(self.san),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CertInfo:
-        return from_json(cls, d)
-
 
 #: The trust stores tls.handshake verifies against, one handshake each.
 TrustStore = Literal["certifi", "system", "ca_file"]
 
 
 @dataclass(frozen=True, slots=True)
-class StoreResult:
+class StoreResult(Record):
     """One verified handshake against one trust store. ``to_dict`` writes only the keys that apply
     (time for ``ok``, OpenSSL's code and words for a failed verification, else the error)."""
+
+    _SPARSE = frozenset({"time_s", "verify_code", "verify_message", "error"})  # written only when set
 
     outcome: Outcome  # OK, TLS_VERIFY_FAILED, or how the connection failed
     time_s: float | None = None
@@ -203,21 +157,9 @@ class StoreResult:
     verify_message: str | None = None
     error: str | None = None
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        d: dict[str, JSONValue] = {"outcome": self.outcome.value}
-        for key in ("time_s", "verify_code", "verify_message", "error"):
-            value = getattr(self, key)
-            if value is not None:
-                d[key] = value
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StoreResult:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class TlsObservation:
+class TlsObservation(Record):
     address: str
     server_name: str
     outcome: Outcome  # OK, TLS_VERIFY_FAILED, TLS_ERROR, RESET, EOF, TIMEOUT, PROXY_ERROR ...

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from wsdoctor.model import PHASES, JSONValue, Outcome, Phase
-from wsdoctor.probes.record import from_json
+from wsdoctor.model import PHASES, Outcome, Phase
+from wsdoctor.probes.record import Record
 
 if TYPE_CHECKING:
     from wsdoctor.check import Context
@@ -26,7 +25,7 @@ __all__ = ["REPEAT_PHASES", "PhaseSample", "RepeatObservation", "repeat_phases"]
 
 
 @dataclass(frozen=True, slots=True)
-class PhaseSample:
+class PhaseSample(Record):
     """One connection attempt: how it ended and how long each phase took (``None``: not reached).
 
     The duration fields are named by :data:`wsdoctor.model.PHASES`' metrics, so a phase's duration
@@ -54,13 +53,6 @@ class PhaseSample:
     def duration(self, phase: Phase) -> float | None:
         return self.durations().get(phase.metric)
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {"outcome": self.outcome.value, **self.durations()}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PhaseSample:
-        return from_json(cls, d)
-
 
 #: The phases one sample times, in connection order: every phase of the shared vocabulary but the
 #: close handshake (an attempt drops its transport after a bounded wait for the close).
@@ -70,17 +62,10 @@ REPEAT_PHASES: tuple[Phase, ...] = tuple(
 
 
 @dataclass(frozen=True, slots=True)
-class RepeatObservation:
+class RepeatObservation(Record):
     """The samples of ``--repeat N`` connections, in the order they were made."""
 
     samples: tuple[PhaseSample, ...]
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {"samples": [s.to_dict() for s in self.samples]}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RepeatObservation:
-        return from_json(cls, d)
 
 
 async def _one(ctx: Context, frames: list[bytes], first_result_wait_s: float) -> PhaseSample:

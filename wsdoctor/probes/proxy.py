@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wsdoctor.check import Context, Secret
-from wsdoctor.model import JSONValue, Outcome, Target, is_ip_address
-from wsdoctor.probes.record import from_json
+from wsdoctor.model import Outcome, Target, is_ip_address
+from wsdoctor.probes.record import Record
 from wsdoctor.probes.transport import classify_oserror, error_text
 
 __all__ = [
@@ -270,7 +270,7 @@ Route = Literal["direct", "proxy", "unsupported"]
 
 
 @dataclass(frozen=True, slots=True)
-class ProxyDisagreement:
+class ProxyDisagreement(Record):
     """The upper- and lower-case spellings of one proxy variable are both set, to different values
     (both redacted); urllib reads the lower-case one, other tools may not."""
 
@@ -280,22 +280,9 @@ class ProxyDisagreement:
     lower_value: str
     used_by_urllib: str
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "upper": self.upper,
-            "upper_value": self.upper_value,
-            "lower": self.lower,
-            "lower_value": self.lower_value,
-            "used_by_urllib": self.used_by_urllib,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ProxyDisagreement:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class RouteDecision:
+class RouteDecision(Record):
     """Which way the app would go, and why. Holds no password (``proxy`` is the redacted URL)."""
 
     route: Route
@@ -306,22 +293,6 @@ class RouteDecision:
     variables: dict[str, str] = field(default_factory=dict)  # as set, redacted
     disagreements: tuple[ProxyDisagreement, ...] = ()
     error: str | None = None  # the chosen value does not parse
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "route": self.route,
-            "reason": self.reason,
-            "source": self.source,
-            "proxy": self.proxy,
-            "no_proxy_entry": self.no_proxy_entry,
-            "variables": dict(self.variables),
-            "disagreements": [d.to_dict() for d in self.disagreements],
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RouteDecision:
-        return from_json(cls, d)
 
 
 def _disagreements(environ: Mapping[str, str]) -> tuple[ProxyDisagreement, ...]:
@@ -413,7 +384,7 @@ def route_for(ctx: Context) -> tuple[RouteDecision, ProxyURL | None]:
 
 
 @dataclass(frozen=True, slots=True)
-class TunnelObservation:
+class TunnelObservation(Record):
     """Facts of one CONNECT through a proxy."""
 
     proxy: str  # redacted display URL
@@ -432,26 +403,6 @@ class TunnelObservation:
     def header(self, name: str) -> str | None:
         lname = name.lower()
         return next((v for k, v in self.headers if k.lower() == lname), None)
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "proxy": self.proxy,
-            "target": self.target,
-            "outcome": self.outcome.value,
-            "proxy_address": self.proxy_address,
-            "connect_s": self.connect_s,
-            "tunnel_s": self.tunnel_s,
-            "status": self.status,
-            "reason": self.reason,
-            "headers": [[k, v] for k, v in self.headers],
-            "body_excerpt": self.body_excerpt,
-            "sent_credentials": self.sent_credentials,
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TunnelObservation:
-        return from_json(cls, d)
 
 
 _UNRECORDED_HEADERS = {"proxy-authorization"}

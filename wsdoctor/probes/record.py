@@ -14,6 +14,13 @@ loudly instead of being judged half-read:
   (their own ``from_dict``), enums (by value), and JSON blobs (``JSONValue``/``Any``) passed through
   as data.
 
+:class:`Record` gives an observation dataclass both directions from its fields: ``to_dict()``
+writes every field in order (enums by value, tuples as lists, nested records by their own
+``to_dict``), leaves out the fields named in ``_SPARSE`` while they hold their default (a wire
+event's ``size`` 0, a DNS record's absent ``error``), and adds the ``_DERIVED`` properties for
+readers; ``from_dict()`` is :func:`from_json` knowing those. A class whose report form is not its
+fields (a key's shape, one written conditionally) overrides ``to_dict`` and says why.
+
 Stdlib only; nothing here does I/O.
 """
 
@@ -25,13 +32,68 @@ import enum
 import types
 import typing
 from collections.abc import Collection, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from wsdoctor.model import JSONValue
 
-__all__ = ["FixtureError", "from_json"]
+__all__ = ["FixtureError", "Record", "from_json", "to_json"]
 
 T = TypeVar("T")
+
+
+class Record:
+    """Base of the observation dataclasses: ``to_dict``/``from_dict`` from the fields (module doc)."""
+
+    __slots__ = ()
+    #: fields written only while they differ from their default
+    _SPARSE: ClassVar[frozenset[str]] = frozenset()
+    #: properties written after the fields, for readers; recomputed, so skipped when read back
+    _DERIVED: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        return from_json(cls, d, derived=cls._DERIVED)
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def to_json(obj: Any) -> dict[str, JSONValue]:
+    """A :class:`Record` (any dataclass) as its report form: see the module docstring."""
+    sparse: frozenset[str] = getattr(obj, "_SPARSE", frozenset())
+    out: dict[str, JSONValue] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in sparse and value == _default(f):
+            continue
+        out[f.name] = _encode(value)
+    for name in getattr(obj, "_DERIVED", ()):
+        out[name] = _encode(getattr(obj, name))
+    return out
+
+
+def _encode(value: Any) -> JSONValue:
+    if isinstance(value, enum.Enum):
+        encoded: JSONValue = value.value
+        return encoded
+    to_dict = getattr(value, "to_dict", None)
+    if to_dict is not None and dataclasses.is_dataclass(value):
+        result: JSONValue = to_dict()
+        return result
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    plain: JSONValue = value
+    return plain
 
 
 class FixtureError(ValueError):

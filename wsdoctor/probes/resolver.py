@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue, is_ip_address
-from wsdoctor.probes.record import from_json
+from wsdoctor.model import is_ip_address
+from wsdoctor.probes.record import Record
 from wsdoctor.probes.transport import classify_oserror, error_text
 
 __all__ = [
@@ -58,28 +58,16 @@ class DnsOutcome(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class DnsRecord:
+class DnsRecord(Record):
     """One record type's query (``A`` or ``AAAA``). ``to_dict`` writes only the keys that apply
     (answers for ``ok``, error for failures, no time when nothing was asked): the report's form."""
+
+    _SPARSE = frozenset({"answers", "error", "time_s"})  # written only when set
 
     outcome: DnsOutcome
     answers: tuple[str, ...] | None = None
     time_s: float | None = None
     error: str | None = None
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        d: dict[str, JSONValue] = {"outcome": self.outcome.value}
-        if self.answers is not None:
-            d["answers"] = list(self.answers)
-        if self.error is not None:
-            d["error"] = self.error
-        if self.time_s is not None:
-            d["time_s"] = self.time_s
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DnsRecord:
-        return from_json(cls, d)
 
 
 #: Where a DnsObservation's addresses came from.
@@ -87,7 +75,7 @@ DnsSource = Literal["ip-literal", "resolve-override", "dns", "local-name"]
 
 
 @dataclass(frozen=True, slots=True)
-class DnsObservation:
+class DnsObservation(Record):
     host: str
     source: DnsSource
     addresses: tuple[str, ...] = ()  # what the connection will use, system order
@@ -95,21 +83,6 @@ class DnsObservation:
     resolver: str | None = None  # nameserver(s) dnspython asked
     records: dict[str, DnsRecord] = field(default_factory=dict)  # by record type: "A", "AAAA"
     time_s: float | None = None
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "host": self.host,
-            "source": self.source,
-            "addresses": list(self.addresses),
-            "system_error": self.system_error,
-            "resolver": self.resolver,
-            "records": {rd: r.to_dict() for rd, r in self.records.items()},
-            "time_s": self.time_s,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DnsObservation:
-        return from_json(cls, d)
 
 
 def _resolver(server: tuple[str, int] | None, timeout: float) -> Any:

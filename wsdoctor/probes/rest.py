@@ -16,17 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import h11
 
 from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import JSONValue, Outcome
+from wsdoctor.model import Outcome
 from wsdoctor.probes.connect import ConnectFailed, Connection, open_connection
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record
 from wsdoctor.probes.transport import classify_oserror, error_text
 
 __all__ = ["RestObservation", "post_audio"]
@@ -36,7 +34,7 @@ MAX_HEAD_BYTES = 64 * 1024  # h11 refuses a head larger than this: "endless head
 
 
 @dataclass(frozen=True, slots=True)
-class RestObservation:
+class RestObservation(Record):
     url: str
     outcome: Outcome  # ANSWERED, or how the connection failed
     status: int | None = None
@@ -50,15 +48,6 @@ class RestObservation:
     error: str | None = None
     #: why a 200's body could not be read as a transcript (not JSON, the wrong shape), else None
     body_problem: str | None = None
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        d: dict[str, JSONValue] = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["outcome"] = self.outcome.value
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RestObservation:
-        return from_json(cls, d)
 
 
 def rest_url(ctx: Context) -> str:

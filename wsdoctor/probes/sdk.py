@@ -30,13 +30,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from wsdoctor.model import JSONValue
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record
 
 __all__ = [
     "WATCHED",
@@ -269,7 +268,7 @@ def constraint(spec: str, style: str) -> Constraint:
 
 
 @dataclass(frozen=True, slots=True)
-class Pin:
+class Pin(Record):
     """One declaration of a watched package: where, as written, and what it allows."""
 
     ecosystem: Ecosystem
@@ -282,23 +281,6 @@ class Pin:
     upper: str | None = None
     tool: Tool | None = None
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "ecosystem": self.ecosystem,
-            "package": self.package,
-            "spec": self.spec,
-            "file": self.file,
-            "kind": self.kind,
-            "exact": self.exact,
-            "lower": self.lower,
-            "upper": self.upper,
-            "tool": self.tool,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Pin:
-        return from_json(cls, d)
-
 
 def _pin(ecosystem: Ecosystem, name: str, spec: str, style: str, file: str, kind: PinKind, tool: Tool) -> Pin | None:
     package = normalize_name(ecosystem, name)
@@ -309,27 +291,13 @@ def _pin(ecosystem: Ecosystem, name: str, spec: str, style: str, file: str, kind
 
 
 @dataclass(frozen=True, slots=True)
-class SdkObservation:
+class SdkObservation(Record):
     source: Literal["installed", "app-dir"]  # this Python environment, or ``--app-dir``
     root: str | None
     pins: tuple[Pin, ...]
     files: tuple[str, ...] = ()  # manifests and lockfiles read
     errors: tuple[str, ...] = ()  # one line per file that could not be parsed
     truncated: bool = False  # the walk hit MAX_ENTRIES
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "source": self.source,
-            "root": self.root,
-            "pins": [p.to_dict() for p in self.pins],
-            "files": list(self.files),
-            "errors": list(self.errors),
-            "truncated": self.truncated,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SdkObservation:
-        return from_json(cls, d)
 
 
 def installed_pins() -> SdkObservation:

@@ -18,15 +18,14 @@ tell *when* a connection died: mid-stream, right after our close, or while idle.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
-from wsdoctor.model import EndKind, JSONValue
+from wsdoctor.model import EndKind
 from wsdoctor.probes.audio import load_wav, stream_realtime
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 
 __all__ = ["Ending", "SessionObservation", "pump_until_end", "run_session", "stop_pump", "wait_end"]
@@ -37,7 +36,7 @@ Ending = Literal["closestream", "close", "none"]
 
 
 @dataclass(frozen=True, slots=True)
-class SessionObservation:
+class SessionObservation(Record):
     upgrade: UpgradeObservation
     ending: Ending
     close_wait_s: float
@@ -50,26 +49,6 @@ class SessionObservation:
     end_t: float | None = None  # when we stopped (terminal event or gave up waiting)
     terminal: EndKind | None = None  # how it ended; None = still open when we gave up
     events: tuple[WireEvent, ...] = ()
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "upgrade": self.upgrade.to_dict(),
-            "ending": self.ending,
-            "close_wait_s": self.close_wait_s,
-            "audio_s": self.audio_s,
-            "open_t": self.open_t,
-            "audio_first_t": self.audio_first_t,
-            "audio_last_t": self.audio_last_t,
-            "closestream_t": self.closestream_t,
-            "close_sent_t": self.close_sent_t,
-            "end_t": self.end_t,
-            "terminal": self.terminal.value if self.terminal else None,
-            "events": [e.to_dict() for e in self.events],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SessionObservation:
-        return from_json(cls, d)
 
 
 async def pump_until_end(probe: WsProbe) -> None:

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind, JSONValue, Outcome
 from wsdoctor.probes.audio import CHUNK_S, load_wav
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import WireEvent, WsProbe
 
@@ -30,7 +28,7 @@ MAX_CONNECTIONS = 200  # a path that drops every second must not spin forever
 
 
 @dataclass(frozen=True, slots=True)
-class SoakConnection:
+class SoakConnection(Record):
     """One connection of the soak: when it started, how the Upgrade went and, if it opened, how
     long it streamed and how it ended."""
 
@@ -72,29 +70,13 @@ class SoakConnection:
         )
         return d
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SoakConnection:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class SoakObservation:
+class SoakObservation(Record):
     soak_s: float
     wall_s: float
     audio_s: float
     connections: tuple[SoakConnection, ...] = ()
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "soak_s": self.soak_s,
-            "wall_s": self.wall_s,
-            "audio_s": self.audio_s,
-            "connections": [c.to_dict() for c in self.connections],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SoakObservation:
-        return from_json(cls, d)
 
 
 async def run_soak(ctx: Context, seconds: float) -> SoakObservation:

@@ -39,7 +39,7 @@ from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind, FrameKind, JSONValue, Outcome
 from wsdoctor.probes.lifecycle import Lifecycle, Stage
-from wsdoctor.probes.record import from_json
+from wsdoctor.probes.record import Record
 from wsdoctor.probes.transport import classify_oserror, describe_oserror, error_text
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ Direction = Literal["in", "out"]
 
 
 @dataclass(frozen=True, slots=True)
-class HttpAnswer:
+class HttpAnswer(Record):
     """What answered our Upgrade request."""
 
     status: int
@@ -92,22 +92,13 @@ class HttpAnswer:
         lname = name.lower()
         return next((v for k, v in self.headers if k.lower() == lname), None)
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "headers": [[k, v] for k, v in self.headers],
-            "body_excerpt": self.body_excerpt,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> HttpAnswer:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class UpgradeObservation:
+class UpgradeObservation(Record):
     """Facts of one connection attempt up to (and including) the answer to the Upgrade."""
+
+    _SPARSE = frozenset({"proxy", "target", "proxy_credentials"})  # written only when set
+    _DERIVED = ("furthest",)  # written for readers, recomputed
 
     url: str
     authenticated: bool  # did we send credentials
@@ -130,34 +121,12 @@ class UpgradeObservation:
         stages = [s for s, _ in self.marks if s != Stage.ABORTED.value]
         return stages[-1] if stages else None
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "url": self.url,
-            "authenticated": self.authenticated,
-            "address": self.address,
-            "marks": [[s, t] for s, t in self.marks],
-            "furthest": self.furthest,  # derived, for readers of the evidence
-            "outcome": self.outcome.value,
-            "error": self.error,
-            "answer": self.answer.to_dict() if self.answer else None,
-            "accept_ok": self.accept_ok,
-            "raw_excerpt": self.raw_excerpt,
-            "violations": list(self.violations),
-            **(
-                {"proxy": self.proxy, "target": self.target, "proxy_credentials": self.proxy_credentials}
-                if self.proxy is not None
-                else {}
-            ),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> UpgradeObservation:
-        return from_json(cls, d, derived=("furthest",))
-
 
 @dataclass(frozen=True, slots=True)
-class WireEvent:
+class WireEvent(Record):
     """One thing that crossed the wire after the upgrade (or ended it)."""
+
+    _SPARSE = frozenset({"size", "code", "reason", "msg_type", "detail"})  # written only when set
 
     t_s: float  # seconds since the connection attempt started
     direction: Direction
@@ -172,22 +141,6 @@ class WireEvent:
     def end_kind(self) -> EndKind | None:
         """How the connection ended, if this event ended it (or is a close frame)."""
         return self.kind if isinstance(self.kind, EndKind) else None
-
-    def to_dict(self) -> dict[str, JSONValue]:
-        d: dict[str, JSONValue] = {"t_s": self.t_s, "direction": self.direction, "kind": self.kind.value}
-        if self.size:
-            d["size"] = self.size
-        for key in ("code", "reason", "msg_type"):
-            value = getattr(self, key)
-            if value is not None:
-                d[key] = value
-        if self.detail:
-            d["detail"] = dict(self.detail)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> WireEvent:
-        return from_json(cls, d)
 
 
 def _text(value: Any, limit: int) -> str | None:
