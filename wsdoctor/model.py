@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 from wsdoctor.errors import UsageError
+from wsdoctor.record import JSONValue, from_json, to_json
 
 __all__ = [
     "LAYERS",
@@ -41,8 +42,6 @@ __all__ = [
 
 SCHEMA = "wsdoctor.report/1"
 
-# Sequence/Mapping (covariant) rather than list/dict, so a list[dict[str, JSONValue]] is a JSONValue.
-JSONValue = Union[None, bool, int, float, str, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
 Metric = Union[int, float, None]
 
 #: The order in which a connection is built. The *primary cause* of a report is the cause of the
@@ -185,23 +184,11 @@ class Finding:
     evidence: Mapping[str, JSONValue] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "code": self.code,
-            "cause": self.cause,
-            "severity": self.severity.value,
-            "message": self.message,
-            "evidence": dict(self.evidence),
-        }
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
-        return cls(
-            code=str(data["code"]),
-            cause=str(data["cause"]),
-            severity=Status(data["severity"]),
-            message=str(data["message"]),
-            evidence=dict(data.get("evidence") or {}),
-        )
+        return from_json(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,33 +213,11 @@ class CheckResult:
         return layer_of(self.check_id)
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "check_id": self.check_id,
-            "title": self.title,
-            "status": self.status.value,
-            "summary": self.summary,
-            "duration_s": self.duration_s,
-            "started_at_s": self.started_at_s,
-            "metrics": dict(self.metrics),
-            "evidence": dict(self.evidence),
-            "findings": [f.to_dict() for f in self.findings],
-            "blocked_by": self.blocked_by,
-        }
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
-        return cls(
-            check_id=str(data["check_id"]),
-            title=str(data["title"]),
-            status=Status(data["status"]),
-            summary=str(data["summary"]),
-            duration_s=float(data.get("duration_s", 0.0)),
-            started_at_s=float(data.get("started_at_s", 0.0)),
-            metrics=_metrics(data.get("metrics") or {}),
-            evidence=dict(data.get("evidence") or {}),
-            findings=tuple(Finding.from_dict(f) for f in data.get("findings") or ()),
-            blocked_by=data.get("blocked_by"),
-        )
+        return from_json(cls, data)
 
 
 def _metrics(data: Mapping[str, Any]) -> dict[str, Metric]:
@@ -409,12 +374,7 @@ class CauseSummary:
     severity: Status
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "cause": self.cause,
-            "codes": list(self.codes),
-            "checks": list(self.checks),
-            "severity": self.severity.value,
-        }
+        return to_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,13 +386,7 @@ class Summary:
     causes: tuple[CauseSummary, ...]
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "verdict": self.verdict,
-            "primary_cause": self.primary_cause,
-            "primary_finding": self.primary_finding,
-            "counts": dict(self.counts),
-            "causes": [c.to_dict() for c in self.causes],
-        }
+        return to_json(self)
 
 
 #: The statuses a check can end with (INFO is a finding severity only).

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from wsdoctor.probes.record import Record
+from wsdoctor.record import Record
 
 __all__ = [
     "SOCKET_SAMPLE_GAP_S",

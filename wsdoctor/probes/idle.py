@@ -27,9 +27,9 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind
 from wsdoctor.probes.audio import load_wav
-from wsdoctor.probes.record import Record
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
+from wsdoctor.record import Record
 
 __all__ = ["IdleConnection", "IdleFamily", "IdleName", "run_idle_family"]
 

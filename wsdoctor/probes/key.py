@@ -34,18 +34,14 @@ class KeyObservation:
     read_at: float = 0.0  # Unix time when it was read: a JWT's exp is judged against it
 
     def to_dict(self) -> dict[str, JSONValue]:
+        """The variable's state and the key's shape, flattened -- never the key itself."""
         shape = self.shape
-        return {
-            "variable": self.variable,
-            "state": self.state,
-            "read_at": self.read_at,
-            "length": shape.length if shape else None,
-            "problems": list(shape.problems) if shape else [],
-            "scheme_prefix": shape.scheme_prefix if shape else None,
-            "jwt": shape.jwt if shape else False,
-            "jwt_expires_at": shape.jwt_expires_at if shape else None,
-            "jwt_issued_at": shape.jwt_issued_at if shape else None,
-        }
+        d: dict[str, JSONValue] = {"variable": self.variable, "state": self.state, "read_at": self.read_at}
+        for name in ("length", "scheme_prefix", "jwt_expires_at", "jwt_issued_at"):
+            d[name] = getattr(shape, name) if shape else None
+        d["problems"] = list(shape.problems) if shape else []
+        d["jwt"] = shape.jwt if shape else False
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> KeyObservation:

@@ -37,8 +37,8 @@ from wsdoctor.errors import InternalError
 from wsdoctor.model import JSONValue, Outcome
 from wsdoctor.probes.connect import ConnectFailed, open_connection
 from wsdoctor.probes.proxy import TunnelObservation
-from wsdoctor.probes.record import Record, from_json
 from wsdoctor.probes.transport import classify_oserror, error_text
+from wsdoctor.record import Record, from_json, to_json
 
 __all__ = [
     "CertInfo",
@@ -178,22 +178,10 @@ class TlsObservation(Record):
     via_proxy: str | None = None  # the (redacted) proxy the handshake was tunnelled through
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return {
-            "address": self.address,
-            "server_name": self.server_name,
-            "outcome": self.outcome.value,
-            "time_s": self.time_s,
-            "protocol": self.protocol,
-            "cipher": self.cipher,
-            "alpn": self.alpn,
-            "verify_code": self.verify_code,
-            "verify_message": self.verify_message,
-            "error": self.error,
-            "peer": self.peer.to_dict() if self.peer is not None else {},
-            "chain": [c.to_dict() for c in self.chain],
-            "stores": {k: v.to_dict() for k, v in self.stores.items()},
-            "via_proxy": self.via_proxy,
-        }
+        d = to_json(self)
+        if self.peer is None:
+            d["peer"] = {}  # the report's form for "no peer certificate"
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TlsObservation:

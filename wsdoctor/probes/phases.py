@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wsdoctor.model import PHASES, Outcome, Phase
-from wsdoctor.probes.record import Record
+from wsdoctor.record import Record
 
 if TYPE_CHECKING:
     from wsdoctor.check import Context

@@ -46,8 +46,8 @@ from typing import Any, Literal
 
 from wsdoctor.check import Context, Secret
 from wsdoctor.model import Outcome, Target, is_ip_address
-from wsdoctor.probes.record import Record
 from wsdoctor.probes.transport import classify_oserror, error_text
+from wsdoctor.record import Record
 
 __all__ = [
     "PROXY_VARIABLES",
@@ -66,7 +66,6 @@ __all__ = [
     "split_proxy_url",
 ]
 
-MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_EXCERPT = 2048
 #: The variables that matter to a WebSocket client, lower-case; others ending in _proxy
 #: (``TRAVIS_APT_PROXY`` ...) are not read by the libraries we mirror, so they are ignored (as httpx does).
@@ -424,38 +423,42 @@ async def open_tunnel(
     import h11
 
     from wsdoctor import __version__
+    from wsdoctor.probes.http1 import PeerClosed, client, next_event
 
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     auth = proxy.authorization()
-    base: dict[str, Any] = {"proxy": proxy.display, "target": authority, "sent_credentials": auth is not None}
     connect_to = address or proxy.host
-    proxy_address = f"[{connect_to}]:{proxy.port}" if ":" in connect_to else f"{connect_to}:{proxy.port}"
     t0 = time.monotonic()
+
+    def observed(outcome: Outcome, **facts: Any) -> TunnelObservation:
+        return TunnelObservation(
+            proxy=proxy.display,
+            target=authority,
+            outcome=outcome,
+            proxy_address=f"[{connect_to}]:{proxy.port}" if ":" in connect_to else f"{connect_to}:{proxy.port}",
+            sent_credentials=auth is not None,
+            **facts,
+        )
+
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(connect_to, proxy.port), timeout)
     except (OSError, TimeoutError) as exc:
         outcome = classify_oserror(exc)
-        return (
-            TunnelObservation(
-                **base,
-                outcome=outcome,
-                proxy_address=proxy_address,
-                connect_s=round(time.monotonic() - t0, 6),
-                error=f"connecting to the proxy: {error_text(exc, outcome)}"[:300],
-            ),
-            None,
-            None,
-        )
+        error = f"connecting to the proxy: {error_text(exc, outcome)}"[:300]
+        return observed(outcome, connect_s=round(time.monotonic() - t0, 6), error=error), None, None
     connect_s = round(time.monotonic() - t0, 6)
     if on_connected is not None:
         on_connected()
     t1 = time.monotonic()
-    deadline = t1 + timeout
     headers = [("Host", authority), ("User-Agent", f"wsdoctor/{__version__}"), ("Proxy-Connection", "keep-alive")]
     if auth:
         headers.append(("Proxy-Authorization", auth))
-    conn = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    conn = client()
     keep_open = False
+
+    def answered(outcome: Outcome, **facts: Any) -> TunnelObservation:
+        return observed(outcome, connect_s=connect_s, tunnel_s=round(time.monotonic() - t1, 6), **facts)
+
     try:
         writer.write(conn.send(h11.Request(method="CONNECT", target=authority, headers=headers)))
         writer.write(conn.send(h11.EndOfMessage()) or b"")
@@ -463,14 +466,7 @@ async def open_tunnel(
         response: h11.Response | None = None
         body = b""
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("no complete answer to CONNECT in time")
-                data = await asyncio.wait_for(reader.read(65536), remaining)
-                conn.receive_data(data)
-                continue
+            event = await next_event(conn, reader, t1 + timeout, what="answer to CONNECT")
             if isinstance(event, h11.Response):
                 response = event
                 if 200 <= event.status_code < 300:
@@ -481,27 +477,11 @@ async def open_tunnel(
                 if len(body) < MAX_BODY_EXCERPT:
                     body += bytes(event.data)[: MAX_BODY_EXCERPT - len(body)]
                 continue
-            if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
-                break
+            break  # the end of the answer (EndOfMessage, ConnectionClosed, PAUSED)
         if response is None:
-            return (
-                TunnelObservation(
-                    **base,
-                    outcome=Outcome.EOF,
-                    proxy_address=proxy_address,
-                    connect_s=connect_s,
-                    tunnel_s=round(time.monotonic() - t1, 6),
-                    error="the proxy closed without answering CONNECT",
-                ),
-                None,
-                None,
-            )
-        obs = TunnelObservation(
-            **base,
-            outcome=Outcome.ESTABLISHED if keep_open else Outcome.HTTP_RESPONSE,
-            proxy_address=proxy_address,
-            connect_s=connect_s,
-            tunnel_s=round(time.monotonic() - t1, 6),
+            return answered(Outcome.EOF, error="the proxy closed without answering CONNECT"), None, None
+        obs = answered(
+            Outcome.ESTABLISHED if keep_open else Outcome.HTTP_RESPONSE,
             status=response.status_code,
             reason=response.reason.decode("latin-1"),
             headers=tuple(
@@ -514,33 +494,14 @@ async def open_tunnel(
         if keep_open:
             return obs, reader, writer
         return obs, None, None
+    except PeerClosed:
+        return answered(Outcome.EOF, error="the proxy closed without answering CONNECT"), None, None
     except h11.RemoteProtocolError as exc:
-        return (
-            TunnelObservation(
-                **base,
-                outcome=Outcome.PROTOCOL_ERROR,
-                proxy_address=proxy_address,
-                connect_s=connect_s,
-                tunnel_s=round(time.monotonic() - t1, 6),
-                error=f"the proxy's answer to CONNECT is not valid HTTP: {exc}"[:300],
-            ),
-            None,
-            None,
-        )
+        error = f"the proxy's answer to CONNECT is not valid HTTP: {exc}"[:300]
+        return answered(Outcome.PROTOCOL_ERROR, error=error), None, None
     except (OSError, TimeoutError) as exc:
         outcome = classify_oserror(exc)
-        return (
-            TunnelObservation(
-                **base,
-                outcome=outcome,
-                proxy_address=proxy_address,
-                connect_s=connect_s,
-                tunnel_s=round(time.monotonic() - t1, 6),
-                error=error_text(exc, outcome)[:300],
-            ),
-            None,
-            None,
-        )
+        return answered(outcome, error=error_text(exc, outcome)[:300]), None, None
     finally:
         if not keep_open:
             writer.close()

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from wsdoctor.check import Context
 from wsdoctor.model import is_ip_address
-from wsdoctor.probes.record import Record
 from wsdoctor.probes.transport import classify_oserror, error_text
+from wsdoctor.record import Record
 
 __all__ = [
     "DnsObservation",

@@ -24,13 +24,13 @@ from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import Outcome
 from wsdoctor.probes.connect import ConnectFailed, Connection, open_connection
-from wsdoctor.probes.record import Record
+from wsdoctor.probes.http1 import PeerClosed, client, next_event
 from wsdoctor.probes.transport import classify_oserror, error_text
+from wsdoctor.record import Record
 
 __all__ = ["RestObservation", "post_audio"]
 
 MAX_BODY = 1 << 20
-MAX_HEAD_BYTES = 64 * 1024  # h11 refuses a head larger than this: "endless headers" are bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +72,11 @@ async def post_audio(ctx: Context) -> RestObservation:
     try:
         async with asyncio.timeout(budget):
             conn = await open_connection(ctx, tunnel=False)
-            status, headers, raw = await _exchange(conn, _request(ctx, conn, len(body)), body)
+            status, headers, raw = await _exchange(conn, _request(ctx, conn, len(body)), body, budget)
     except ConnectFailed as exc:
         return RestObservation(url=shown, outcome=exc.outcome, time_s=round(ctx.clock() - t0, 6), error=exc.error)
+    except PeerClosed as exc:
+        return RestObservation(url=shown, outcome=Outcome.EOF, time_s=round(ctx.clock() - t0, 6), error=str(exc))
     except (OSError, TimeoutError, h11.ProtocolError) as exc:
         outcome = Outcome.PROTOCOL_ERROR if isinstance(exc, h11.ProtocolError) else classify_oserror(exc)
         error = f"not a valid HTTP answer: {exc}" if outcome is Outcome.PROTOCOL_ERROR else error_text(exc, outcome)
@@ -126,29 +128,26 @@ def _request(ctx: Context, conn: Connection, length: int) -> h11.Request:
     return h11.Request(method="POST", target=resource, headers=headers)
 
 
-async def _exchange(conn: Connection, request: h11.Request, body: bytes) -> tuple[int, dict[str, str], bytes]:
+async def _exchange(
+    conn: Connection, request: h11.Request, body: bytes, budget: float
+) -> tuple[int, dict[str, str], bytes]:
     """Send the request, read the answer: (status, headers by lower-case name, body up to
-    MAX_BODY). The caller bounds the time; the sizes are bounded here."""
-    h = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    MAX_BODY), within ``budget`` seconds; the sizes are bounded here."""
+    h = client()
     conn.writer.write(h.send(request) + h.send(h11.Data(data=body)) + h.send(h11.EndOfMessage()))
     with contextlib.suppress(OSError):  # a server may answer (401, 413) and close before reading the
         await conn.writer.drain()  # body: read what it said
     response: h11.Response | None = None
     raw = b""
-    while True:
-        event = h.next_event()
-        if event is h11.NEED_DATA:
-            data = await conn.reader.read(65536)
-            h.receive_data(data)  # b"" = the peer closed: h11 decides whether the answer was complete
-            continue
+    deadline = asyncio.get_running_loop().time() + budget
+    while len(raw) < MAX_BODY:
+        event = await next_event(h, conn.reader, deadline, what="answer to the POST")
         if isinstance(event, h11.Response):
             response = event
         elif isinstance(event, h11.Data):
             raw += bytes(event.data)[: MAX_BODY - len(raw)]
-            if len(raw) >= MAX_BODY:
-                break
-        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
-            break
+        elif not isinstance(event, h11.InformationalResponse):
+            break  # the end of the answer (EndOfMessage, ConnectionClosed, PAUSED)
     if response is None:
         raise ConnectionResetError("the connection closed before an HTTP answer")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}

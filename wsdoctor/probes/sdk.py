@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from wsdoctor.probes.record import Record
+from wsdoctor.record import Record
 
 __all__ = [
     "WATCHED",

@@ -25,8 +25,8 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind
 from wsdoctor.probes.audio import load_wav, stream_realtime
-from wsdoctor.probes.record import Record
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
+from wsdoctor.record import Record
 
 __all__ = ["Ending", "SessionObservation", "pump_until_end", "run_session", "stop_pump", "wait_end"]
 

@@ -18,9 +18,9 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind, JSONValue, Outcome
 from wsdoctor.probes.audio import CHUNK_S, load_wav
-from wsdoctor.probes.record import Record
 from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
 from wsdoctor.probes.wsclient import WireEvent, WsProbe
+from wsdoctor.record import Record
 
 __all__ = ["SoakConnection", "SoakObservation", "run_soak"]
 

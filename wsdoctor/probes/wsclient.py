@@ -38,9 +38,10 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from wsdoctor import __version__, deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind, FrameKind, JSONValue, Outcome
+from wsdoctor.probes.http1 import READ_SIZE, PeerClosed, client, next_event
 from wsdoctor.probes.lifecycle import Lifecycle, Stage
-from wsdoctor.probes.record import Record
 from wsdoctor.probes.transport import classify_oserror, describe_oserror, error_text
+from wsdoctor.record import Record
 
 if TYPE_CHECKING:
     from wsdoctor.probes.connect import Route
@@ -54,8 +55,6 @@ __all__ = [
     "handshake_violations",
 ]
 
-READ_SIZE = 65536
-MAX_HEADER_BYTES = 64 * 1024  # h11 refuses a head larger than this: "endless headers" are bounded
 MAX_BODY_EXCERPT = 2048
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a Deepgram message is a few KiB; anything near this is hostile
 #: Fragments of one message: Deepgram sends each message whole, so thousands of (possibly empty)
@@ -300,28 +299,15 @@ class WsProbe:
         reader, writer = self._reader, self._writer
         lc, timeout = self.lifecycle, self.ctx.timeout(self.ctx.options.connect_timeout_s)
         nonce = base64.b64encode(os.urandom(16)).decode()
-        h = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+        h = client()
         request = h11.Request(method="GET", target=self.ctx.target.resource, headers=self._request_headers(nonce))
         writer.write(h.send(request))
         await writer.drain()
-        first_bytes = b""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        seen = bytearray()
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
             while True:
-                event = h.next_event()
-                if event is h11.NEED_DATA:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        raise TimeoutError("no complete HTTP answer to the Upgrade in time")
-                    data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
-                    if len(first_bytes) < 512:
-                        first_bytes += data[: 512 - len(first_bytes)]
-                    if not data and not first_bytes:
-                        lc.abort()
-                        return self._observation(address, Outcome.EOF, error="connection closed before any HTTP answer")
-                    h.receive_data(data)
-                    continue
+                event = await next_event(h, reader, deadline, what="HTTP answer to the Upgrade", seen=seen)
                 if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
                     answer = HttpAnswer(101, event.reason.decode("latin-1"), _headers(event.headers))
                     expected = base64.b64encode(hashlib.sha1(nonce.encode() + _WS_GUID).digest()).decode()  # noqa: S324 - RFC 6455
@@ -350,6 +336,9 @@ class WsProbe:
                         address, Outcome.EOF, error="connection closed before a complete HTTP answer"
                     )
                 # an InformationalResponse other than 101 (e.g. 100): keep reading
+        except PeerClosed:
+            lc.abort()
+            return self._observation(address, Outcome.EOF, error="connection closed before any HTTP answer")
         except h11.RemoteProtocolError as exc:
             lc.abort()
             await self.abort()
@@ -357,7 +346,7 @@ class WsProbe:
                 address,
                 Outcome.PROTOCOL_ERROR,
                 error=f"not a valid HTTP answer: {exc}"[:300],
-                raw_excerpt=first_bytes.decode("latin-1"),
+                raw_excerpt=seen.decode("latin-1"),
             )
         except (OSError, TimeoutError) as exc:
             lc.abort()
@@ -366,38 +355,22 @@ class WsProbe:
                 address,
                 classify_oserror(exc),
                 error=error_text(exc, classify_oserror(exc)),
-                raw_excerpt=first_bytes.decode("latin-1") or None,
+                raw_excerpt=seen.decode("latin-1") or None,
             )
 
     async def _read_body(self, h: h11.Connection, deadline: float) -> str:
-        """Up to MAX_BODY_EXCERPT bytes of a rejection body, without waiting past the deadline."""
+        """Up to MAX_BODY_EXCERPT bytes of a rejection body, within 2 s and never past the deadline."""
         assert self._reader is not None
-        loop = asyncio.get_running_loop()
+        body_deadline = min(deadline, asyncio.get_running_loop().time() + 2.0)
         body = b""
         while len(body) < MAX_BODY_EXCERPT:
             try:
-                event = h.next_event()
-            except h11.RemoteProtocolError:
+                event = await next_event(h, self._reader, body_deadline, what="body")
+            except (OSError, TimeoutError, h11.RemoteProtocolError):
+                break  # the status and headers are the evidence; a body cut short is still kept
+            if not isinstance(event, h11.Data):
                 break
-            if isinstance(event, h11.Data):
-                body += bytes(event.data)
-                continue
-            if event is not h11.NEED_DATA:
-                break
-            remaining = min(deadline - loop.time(), 2.0)
-            if remaining <= 0:
-                break
-            try:
-                data = await asyncio.wait_for(self._reader.read(READ_SIZE), remaining)
-            except (OSError, TimeoutError):
-                break
-            if not data:
-                with contextlib.suppress(h11.RemoteProtocolError):
-                    h.receive_data(b"")
-                if not body:
-                    continue
-                break
-            h.receive_data(data)
+            body += bytes(event.data)
         return body[:MAX_BODY_EXCERPT].decode("utf-8", "replace")
 
     # -- the open connection -----------------------------------------------------------------

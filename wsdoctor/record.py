@@ -1,4 +1,4 @@
-"""Observations from JSON, strictly: the one way a recorded observation becomes a typed one.
+"""Typed records to and from JSON: the one way an observation becomes its report form and back.
 
 Theory of operation. A probe's observation is a frozen dataclass; its ``to_dict()`` is what a report's
 evidence and a recorded fixture hold. :func:`from_json` is the way back, for every observation
@@ -31,12 +31,13 @@ import dataclasses
 import enum
 import types
 import typing
-from collections.abc import Collection, Mapping
-from typing import Any, ClassVar, Self, TypeVar
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar, Self, TypeVar, Union
 
-from wsdoctor.model import JSONValue
+__all__ = ["FixtureError", "JSONValue", "Record", "from_json", "to_json"]
 
-__all__ = ["FixtureError", "Record", "from_json", "to_json"]
+# Sequence/Mapping (covariant) rather than list/dict, so a list[dict[str, JSONValue]] is a JSONValue.
+JSONValue = Union[None, bool, int, float, str, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
 
 T = TypeVar("T")
 
