@@ -115,7 +115,7 @@ def _findings(obs: DnsObservation) -> list[Finding]:
 def observed(ctx: Context) -> DnsObservation | None:
     """dns.resolve's observation, typed again from its evidence; None if it has none (skipped,
     failed before resolving, or evidence that is not a DnsObservation)."""
-    from wsdoctor.probes.record import FixtureError
+    from wsdoctor.record import FixtureError
     from wsdoctor.probes.resolver import DnsObservation
 
     evidence = ctx.evidence_of("dns.resolve", "dns")

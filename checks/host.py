@@ -42,7 +42,7 @@ from wsdoctor.probes.host import (
     SchedulingObservation,
     SocketObservation,
 )
-from wsdoctor.probes.record import FixtureError
+from wsdoctor.record import FixtureError
 
 __all__ = [
     "CHECKS",

@@ -29,7 +29,7 @@ import wsdoctor
 from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
-from wsdoctor.probes.record import from_json
+from wsdoctor.record import from_json
 from wsdoctor.probes.sdk import Ecosystem, Pin, SdkObservation, Tool
 
 __all__ = [

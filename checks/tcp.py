@@ -87,7 +87,7 @@ def observed(ctx: Context) -> TcpObservation | None:
     """tcp.connect's observation, typed again from its evidence; None if it has none (skipped,
     or evidence that is not a TcpObservation)."""
     from wsdoctor.probes.netpath import TcpObservation
-    from wsdoctor.probes.record import FixtureError
+    from wsdoctor.record import FixtureError
 
     result = ctx.result_of("tcp.connect")
     if result is None or not result.evidence:

@@ -20,7 +20,7 @@ from wsdoctor.causes import cause_for
 from wsdoctor.check import Check, Context
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.probes.key import KeyObservation
-from wsdoctor.probes.record import FixtureError
+from wsdoctor.record import FixtureError
 from wsdoctor.sanitize import printable
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed

@@ -24,7 +24,7 @@ from wsdoctor.probes.host import (
 from wsdoctor.probes.idle import IdleFamily
 from wsdoctor.probes.netpath import ProxyConnectObservation, TcpObservation, TlsObservation
 from wsdoctor.probes.proxy import RouteDecision
-from wsdoctor.probes.record import FixtureError
+from wsdoctor.record import FixtureError
 from wsdoctor.probes.resolver import DnsObservation
 from wsdoctor.probes.sdk import SdkObservation
 from wsdoctor.probes.session import SessionObservation

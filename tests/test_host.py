@@ -37,7 +37,7 @@ from wsdoctor.probes.host import (
     SchedulingObservation,
     SocketObservation,
 )
-from wsdoctor.probes.record import FixtureError
+from wsdoctor.record import FixtureError
 from wsdoctor.registry import load_checks
 from wsdoctor.runner import run_checks, select_checks
 

@@ -25,7 +25,7 @@ from wsdoctor.probes.netpath import (
     TlsObservation,
 )
 from wsdoctor.probes.proxy import RouteDecision
-from wsdoctor.probes.record import FixtureError
+from wsdoctor.record import FixtureError
 from wsdoctor.probes.resolver import DnsObservation, DnsOutcome, DnsRecord
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"

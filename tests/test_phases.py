@@ -11,7 +11,7 @@ import pytest
 from checks import phases
 from wsdoctor.model import PHASES, Finding, Outcome, Status
 from wsdoctor.probes.phases import REPEAT_PHASES, PhaseSample, RepeatObservation
-from wsdoctor.probes.record import FixtureError
+from wsdoctor.record import FixtureError
 
 
 def sample(outcome: str = "upgraded", **durations: float | None) -> dict[str, Any]:

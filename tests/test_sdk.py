@@ -13,7 +13,7 @@ from checks import sdk
 from wsdoctor.check import Context, RunOptions
 from wsdoctor.cli import main
 from wsdoctor.model import Status, Target
-from wsdoctor.probes.record import FixtureError
+from wsdoctor.record import FixtureError
 from wsdoctor.probes.sdk import (
     WATCHED,
     Pin,
