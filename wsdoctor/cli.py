@@ -1,8 +1,10 @@
 """Command line: ``wsdoctor run | mock | checks | render | explain | serve | load``.
 
-Each subcommand lives in ``wsdoctor.commands.<name>`` with ``add_parser(sub)`` and ``handle(args)``;
-those modules import only argparse and stdlib-only wsdoctor modules at the top, and everything
-else inside ``handle``. :func:`main` builds in full only the subcommand named on the command line;
+Each subcommand lives in ``wsdoctor.commands.<name>`` with ``handle(args)`` and, optionally,
+``DESCRIPTION`` and ``add_arguments(parser)``; :func:`build_parser` makes every subparser the same
+way from those and :data:`wsdoctor.commands.SUMMARIES`. The modules import only argparse and
+stdlib-only wsdoctor modules at the top, and everything else inside ``handle``. :func:`main` builds
+in full only the subcommand named on the command line;
 the others are one-line stubs (:data:`wsdoctor.commands.SUMMARIES`), so ``wsdoctor --help`` imports
 what argparse needs and no more: no subcommand module, not aiohttp, jinja2 or dnspython, nor the
 model, its dataclasses or ``typing`` (``tests/test_cli.py`` checks ``sys.modules``;
@@ -24,6 +26,7 @@ from wsdoctor.errors import UsageError, WsdoctorError
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
+    from types import ModuleType
     from typing import NoReturn
 
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "entry", "main"]
@@ -46,10 +49,20 @@ def build_parser(full: Collection[str] | None = None) -> Parser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, summary in SUMMARIES.items():
         if full is None or name in full:
-            importlib.import_module(f"wsdoctor.commands.{name}").add_parser(sub)
+            _add_command(sub.add_parser(name, help=summary), importlib.import_module(f"wsdoctor.commands.{name}"))
         else:
             sub.add_parser(name, help=summary)
     return p
+
+
+def _add_command(parser: Parser, module: ModuleType) -> None:
+    """Fill a subcommand's parser from its module: the description and arguments it declares, and
+    its ``handle`` as the handler."""
+    parser.description = getattr(module, "DESCRIPTION", None)
+    add_arguments = getattr(module, "add_arguments", None)
+    if add_arguments is not None:
+        add_arguments(parser)
+    parser.set_defaults(handler=module.handle)
 
 
 def _command_of(args: Sequence[str]) -> str | None:

@@ -1,4 +1,12 @@
-"""The subcommands of ``wsdoctor``: one module each, with ``add_parser(sub)`` and ``handle(args)``.
+"""The subcommands of ``wsdoctor``: one module each, named as in :data:`SUMMARIES`, with
+
+- ``handle(args) -> int``: the command, on the parsed arguments (its exit code);
+- ``DESCRIPTION`` (optional): the paragraph ``wsdoctor NAME --help`` shows under the usage line;
+- ``add_arguments(parser)`` (optional): the command's arguments, on the parser
+  :func:`wsdoctor.cli.build_parser` made for it (named, with its summary as help, like every other).
+
+Options several commands take are declared once, in :data:`wsdoctor.commands.common.SHARED_OPTIONS`
+and :func:`wsdoctor.commands.output.add_output_arguments`.
 
 :data:`SUMMARIES` holds the line ``wsdoctor --help`` lists for each subcommand, in help order. The
 top-level help is built from it alone, importing no subcommand module; ``wsdoctor NAME ...`` imports

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from wsdoctor.commands import SUMMARIES
-from wsdoctor.commands.common import TYPE_CHECKING, ExitCode
+from wsdoctor.commands.common import ExitCode
 
-if TYPE_CHECKING:
-    from typing import Any
-
-__all__ = ["add_parser", "handle"]
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("checks", help=SUMMARIES["checks"])
-    p.set_defaults(handler=handle)
+__all__ = ["handle"]
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -16,9 +16,9 @@ from wsdoctor.errors import UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: True for mypy, False at run time
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
-__all__ = ["TYPE_CHECKING", "ExitCode", "Parser", "ids", "positive"]
+__all__ = ["SHARED_OPTIONS", "TYPE_CHECKING", "ExitCode", "Parser", "add_shared_options", "ids", "positive"]
 
 
 class ExitCode(enum.IntEnum):
@@ -49,3 +49,39 @@ def positive(text: str) -> float:
 
 def ids(text: str) -> list[str]:
     return [i.strip() for i in text.split(",") if i.strip()]
+
+
+#: The options more than one command takes (``run`` and ``load``), each declared once: flag ->
+#: ``add_argument`` keywords. A command adds the ones it takes with :func:`add_shared_options`, in
+#: the order its help lists them; a help text that quotes a default does so as ``%(default)g``, so a
+#: command that changes the default (``load --connect-timeout``: 10) still says the right one.
+SHARED_OPTIONS: dict[str, dict[str, Any]] = {
+    "--api-key-env": {
+        "metavar": "NAME",
+        "default": "DEEPGRAM_API_KEY",
+        "help": "environment variable holding the API key (default DEEPGRAM_API_KEY); "
+        "keys are never taken on the command line",
+    },
+    "--ca-file": {"metavar": "PEM", "help": "trust exactly these CA certificates for wss://"},
+    "--connect-timeout": {
+        "metavar": "S",
+        "type": positive,
+        "default": 5.0,
+        "help": "per-connection connect/TLS/upgrade timeout (default %(default)g)",
+    },
+    "--close-wait": {
+        "metavar": "S",
+        "type": positive,
+        "default": 5.0,
+        "help": "how long to wait for each close step (default %(default)g)",
+    },
+}
+
+
+def add_shared_options(parser: argparse.ArgumentParser, *flags: str, **defaults: Any) -> None:
+    """Add the :data:`SHARED_OPTIONS` named by ``flags`` to ``parser``, in that order; ``defaults``
+    (by destination, e.g. ``connect_timeout=10.0``) replace the shared defaults for this command."""
+    for flag in flags:
+        parser.add_argument(flag, **SHARED_OPTIONS[flag])
+    if defaults:
+        parser.set_defaults(**defaults)

@@ -16,32 +16,27 @@ import argparse
 import os
 import sys
 
-from wsdoctor.commands import SUMMARIES
 from wsdoctor.commands.common import TYPE_CHECKING, ExitCode
 from wsdoctor.errors import UsageError
 
 if TYPE_CHECKING:
-    from typing import IO, Any, TextIO
+    from typing import IO, TextIO
 
     from wsdoctor.explain import Explanation, Match
 
-__all__ = ["add_parser", "handle", "render_text"]
+__all__ = ["DESCRIPTION", "add_arguments", "handle", "render_text"]
+
+DESCRIPTION = (
+    "Recognise WebSocket error messages and close codes from common clients (python websockets, "
+    "aiohttp, Deepgram's SDKs, Node ws, Go gorilla, .NET, browsers) in TEXT, a log file or stdin, "
+    "and say what they mean. Exit 0 if something matched, 1 for 'no match'."
+)
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "explain",
-        help=SUMMARIES["explain"],
-        description=(
-            "Recognise WebSocket error messages and close codes from common clients (python websockets, "
-            "aiohttp, Deepgram's SDKs, Node ws, Go gorilla, .NET, browsers) in TEXT, a log file or stdin, "
-            "and say what they mean. Exit 0 if something matched, 1 for 'no match'."
-        ),
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", metavar="TEXT", help="the error message (quote it)")
     p.add_argument("--file", metavar="LOG", help="read a log file instead ('-' for stdin); streamed, any size")
     p.add_argument("--json", metavar="PATH|-", help="also write the answer as JSON to PATH ('-' for stdout)")
-    p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

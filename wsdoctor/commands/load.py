@@ -10,38 +10,30 @@ from __future__ import annotations
 import argparse
 import os
 
-from wsdoctor.commands import SUMMARIES
-from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, positive
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, add_shared_options, positive
 from wsdoctor.commands.output import add_output_arguments
 from wsdoctor.errors import UsageError
 
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["add_parser", "handle"]
+__all__ = ["DESCRIPTION", "add_arguments", "handle"]
+
+DESCRIPTION = "Stream speech on N connections at once; report where the path or account gives."
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "load",
-        help=SUMMARIES["load"],
-        description="Stream speech on N connections at once; report where the path or account gives.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", help="ws:// or wss:// URL (loopback only unless --i-own-this-endpoint)")
     p.add_argument("--streams", type=int, default=10, help="concurrent streams, 1-1000 (default 10)")
     p.add_argument("--duration", type=positive, default=10.0, help="seconds each stream streams, max 600 (default 10)")
     p.add_argument("--ramp", type=positive, default=50.0, help="new streams started per second (default 50)")
-    p.add_argument("--api-key-env", metavar="NAME", default="DEEPGRAM_API_KEY")
-    p.add_argument("--ca-file", metavar="PEM")
-    p.add_argument("--connect-timeout", type=positive, default=10.0, metavar="S")
-    p.add_argument("--close-wait", type=positive, default=5.0, metavar="S")
+    add_shared_options(p, "--api-key-env", "--ca-file", "--connect-timeout", "--close-wait", connect_timeout=10.0)
     p.add_argument(
         "--i-own-this-endpoint",
         action="store_true",
         help="allow a non-loopback target (you pay for and may disturb it)",
     )
     add_output_arguments(p)
-    p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

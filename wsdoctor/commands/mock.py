@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from wsdoctor.commands import SUMMARIES
-from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, positive
+from wsdoctor.commands.common import ExitCode, positive
 from wsdoctor.errors import UsageError
 
-if TYPE_CHECKING:
-    from typing import Any
-
-__all__ = ["add_parser", "handle"]
+__all__ = ["add_arguments", "handle"]
 
 
-def add_parser(sub: Any) -> None:
-    mock = sub.add_parser("mock", help=SUMMARIES["mock"])
+def add_arguments(mock: argparse.ArgumentParser) -> None:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     mock.add_argument(
@@ -51,13 +46,25 @@ def add_parser(sub: Any) -> None:
         default=4.0,
         help="idle-cutoff: cut an idle connection without a close frame after S (default 4)",
     )
-    mock.add_argument("--results-interval", metavar="S", type=positive, default=1.0,
-                      help="seconds of audio per Results message (default 1, like Deepgram)")
-    mock.add_argument("--workers", type=int, default=1,
-                      help="serve from K processes sharing the port (SO_REUSEPORT), for load tests (default 1)")
-    mock.add_argument("--max-streams", type=int, metavar="N",
-                      help="a concurrency limit: stream N+1 gets 429 TOO_MANY_REQUESTS (per worker)")
-    mock.set_defaults(handler=handle)
+    mock.add_argument(
+        "--results-interval",
+        metavar="S",
+        type=positive,
+        default=1.0,
+        help="seconds of audio per Results message (default 1, like Deepgram)",
+    )
+    mock.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serve from K processes sharing the port (SO_REUSEPORT), for load tests (default 1)",
+    )
+    mock.add_argument(
+        "--max-streams",
+        type=int,
+        metavar="N",
+        help="a concurrency limit: stream N+1 gets 429 TOO_MANY_REQUESTS (per worker)",
+    )
 
 
 def handle(args: argparse.Namespace) -> int:

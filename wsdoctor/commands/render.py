@@ -29,7 +29,6 @@ import argparse
 import re
 from itertools import accumulate
 
-from wsdoctor.commands import SUMMARIES
 from wsdoctor.commands.common import TYPE_CHECKING, ExitCode
 from wsdoctor.commands.output import add_output_arguments
 from wsdoctor.errors import UsageError
@@ -41,7 +40,7 @@ __all__ = [
     "MAX_REPORT_BYTES",
     "MAX_REPORT_DEPTH",
     "MAX_REPORT_VALUES",
-    "add_parser",
+    "add_arguments",
     "handle",
     "json_shape",
     "load_report_json",
@@ -108,11 +107,9 @@ def json_shape(
     return max(accumulate(map(_STEP.__getitem__, brackets)), default=0), values
 
 
-def add_parser(sub: Any) -> None:
-    render = sub.add_parser("render", help=SUMMARIES["render"])
+def add_arguments(render: argparse.ArgumentParser) -> None:
     render.add_argument("report", help="a JSON report written by 'wsdoctor run --json'")
     add_output_arguments(render)
-    render.set_defaults(handler=handle)
 
 
 def load_report_json(path: str) -> Any:

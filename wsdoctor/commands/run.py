@@ -14,8 +14,7 @@ import argparse
 import contextlib
 import os
 
-from wsdoctor.commands import SUMMARIES
-from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, ids, positive
+from wsdoctor.commands.common import TYPE_CHECKING, ExitCode, add_shared_options, ids, positive
 from wsdoctor.commands.output import add_output_arguments
 from wsdoctor.errors import UsageError
 
@@ -28,32 +27,22 @@ if TYPE_CHECKING:
     from wsdoctor.mock import MockConfig
     from wsdoctor.model import Report, Target
 
-__all__ = ["DEFAULT_URL", "add_parser", "handle"]
+__all__ = ["DEFAULT_URL", "DESCRIPTION", "add_arguments", "handle"]
 
 #: Deepgram's streaming endpoint: ``wsdoctor.deepgram.DEFAULT_URL``, spelled out so that ``--help``
 #: does not import the protocol module (tests/test_cli.py keeps the two equal).
 DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
 
+DESCRIPTION = "Run every check against URL and report the first layer that breaks."
 
-def add_parser(sub: Any) -> None:
-    run = sub.add_parser(
-        "run",
-        help=SUMMARIES["run"],
-        description="Run every check against URL and report the first layer that breaks.",
-    )
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("url", nargs="?", help=f"ws:// or wss:// URL (default {DEFAULT_URL})")
     run.add_argument("--target", choices=["mock"], help="'mock': start the built-in Deepgram mock and diagnose it")
     run.add_argument(
         "--mock-fault", metavar="NAME", help="with --target mock: inject this mock fault (see 'wsdoctor mock --help')"
     )
-    run.add_argument(
-        "--api-key-env",
-        metavar="NAME",
-        default="DEEPGRAM_API_KEY",
-        help="environment variable holding the API key (default DEEPGRAM_API_KEY); "
-        "keys are never taken on the command line",
-    )
-    run.add_argument("--ca-file", metavar="PEM", help="trust exactly these CA certificates for wss://")
+    add_shared_options(run, "--api-key-env", "--ca-file")
     proxy = run.add_mutually_exclusive_group()
     proxy.add_argument(
         "--proxy",
@@ -61,9 +50,7 @@ def add_parser(sub: Any) -> None:
         help="tunnel through this HTTP proxy (http://[user:pass@]host:port), overriding HTTPS_PROXY & co.; "
         "the password never appears in any output",
     )
-    proxy.add_argument(
-        "--no-proxy", action="store_true", help="ignore the proxy variables and connect directly"
-    )
+    proxy.add_argument("--no-proxy", action="store_true", help="ignore the proxy variables and connect directly")
     run.add_argument(
         "--dns-server",
         metavar="ADDR[:PORT]",
@@ -126,20 +113,7 @@ def add_parser(sub: Any) -> None:
         type=positive,
         help="bound the whole run; unfinished checks are reported as interrupted",
     )
-    run.add_argument(
-        "--connect-timeout",
-        metavar="S",
-        type=positive,
-        default=5.0,
-        help="per-connection connect/TLS/upgrade timeout (default 5)",
-    )
-    run.add_argument(
-        "--close-wait",
-        metavar="S",
-        type=positive,
-        default=5.0,
-        help="how long to wait for each close step (default 5)",
-    )
+    add_shared_options(run, "--connect-timeout", "--close-wait")
     run.add_argument(
         "--fail-on", choices=["warn", "fail"], default="fail", help="exit 1 on failures (default) or on warnings too"
     )
@@ -157,7 +131,6 @@ def add_parser(sub: Any) -> None:
     )
 
     add_output_arguments(run)
-    run.set_defaults(handler=handle)
 
 
 def _options(args: argparse.Namespace) -> RunOptions:
@@ -278,8 +251,7 @@ def handle(args: argparse.Namespace) -> int:
 
     def diagnosis(target: Target, key: str | None) -> Diagnosis:
         # The key and proxy passwords are redacted by diagnose() (run_secrets), before any reporter.
-        return Diagnosis(target=target, options=options, checks=checks, key=key,
-                         broken_plugins=loaded.broken, deadline_s=args.timeout)
+        return Diagnosis(target, options, checks, key, broken_plugins=loaded.broken, deadline_s=args.timeout)
 
     # the key as set (diagnose() tells unset, empty and malformed apart); the mock gets a key of its own
     key = os.environ.get(args.api_key_env) if mock is None else None

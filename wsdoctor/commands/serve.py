@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from wsdoctor.commands import SUMMARIES
-from wsdoctor.commands.common import TYPE_CHECKING
+__all__ = ["DESCRIPTION", "add_arguments", "handle"]
 
-if TYPE_CHECKING:
-    from typing import Any
+DESCRIPTION = (
+    "Serve /probe (one diagnosis of a configured target, in the OpenMetrics format, cut at the "
+    "scrape timeout Prometheus sends) and /metrics (the exporter's own health). Only targets "
+    "listed in the config can be probed; anything else gets 403. SIGHUP reloads the config."
+)
 
-__all__ = ["add_parser", "handle"]
 
-
-def add_parser(sub: Any) -> None:
-    serve = sub.add_parser(
-        "serve",
-        help=SUMMARIES["serve"],
-        description=(
-            "Serve /probe (one diagnosis of a configured target, in the OpenMetrics format, cut at the "
-            "scrape timeout Prometheus sends) and /metrics (the exporter's own health). Only targets "
-            "listed in the config can be probed; anything else gets 403. SIGHUP reloads the config."
-        ),
-    )
+def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -34,7 +25,6 @@ def add_parser(sub: Any) -> None:
         help="TOML (or .yaml/.yml) file with targets and profiles "
         "(default: the one target wss://api.deepgram.com/v1/listen with default settings)",
     )
-    serve.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
