@@ -6,6 +6,12 @@ runner orders checks by ``requires``, runs independent ones concurrently, enforc
 and skips dependants of a failed requirement. Checks do the I/O through ``wsdoctor.probes`` and
 judge with a pure ``analyze()`` next to them in ``checks/<family>.py``.
 
+:class:`ObservingCheck` is that split as a template, in the spirit of a sans-I/O core: ``observe``
+does all the I/O and returns a typed observation (or a skip), ``judge`` hands it to the pure
+``analyze``, ``summarize``/``measure``/``evidence`` say it in a line, in numbers and in the report;
+its ``run`` only wires them together, so no ``run()`` holds a judgement and a recorded observation
+is judged exactly as a live one. :func:`finding` makes a finding with its code's default cause.
+
 Stdlib-only at import time: aiohttp and friends are imported inside ``run``.
 """
 
@@ -16,15 +22,27 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, final
 
+from wsdoctor.causes import cause_for
 from wsdoctor.errors import UsageError
 from wsdoctor.model import CheckResult, Finding, JSONValue, Metric, Status, Target
 
 if TYPE_CHECKING:
     from wsdoctor.probes.key import KeyObservation
 
-__all__ = ["MIN_PHASE_S", "Check", "Context", "ResolveOverride", "RunOptions", "Secret"]
+__all__ = [
+    "MIN_PHASE_S",
+    "Check",
+    "Context",
+    "ObsT",
+    "Observation",
+    "ObservingCheck",
+    "ResolveOverride",
+    "RunOptions",
+    "Secret",
+    "finding",
+]
 
 T = TypeVar("T")
 
@@ -241,3 +259,74 @@ class Check:
             blocked_by=blocked_by,
             evidence=dict(evidence or {}),
         )
+
+
+class Observation(Protocol):
+    """What a probe hands a check: a frozen record whose ``to_dict()`` is its report form
+    (:class:`wsdoctor.record.Record`)."""
+
+    def to_dict(self) -> Mapping[str, JSONValue]: ...
+
+
+ObsT = TypeVar("ObsT", bound=Observation)
+
+
+class ObservingCheck(Check, Generic[ObsT]):
+    """A check that observes, then judges: the I/O in :meth:`observe`, the judgement in :meth:`judge`.
+
+    ``run`` is fixed: :meth:`preflight` (a skip decided before any probing), observe (a
+    :class:`~wsdoctor.model.CheckResult` returned there is a skip, and is the result), then judge,
+    summarize, measure and record the one observation. A check whose evidence holds several
+    observations observes a small composite record of them and overrides :meth:`evidence`.
+    ``judge`` and ``summarize`` do no I/O: they read the observation and, from ``ctx``, only the
+    run's settings (thresholds, the key variable's observation)."""
+
+    #: The evidence entry the observation is recorded under; ``None``: its report form is the evidence.
+    evidence_key: ClassVar[str | None] = None
+    #: For an opt-in check (see :meth:`Check.requested`): the option that asks for it, named in its skip.
+    opt_in: ClassVar[str] = ""
+
+    def preflight(self, ctx: Context) -> CheckResult | None:
+        """A skip decided before any probing, else ``None``: an opt-in check the options did not ask for."""
+        if not self.requested(ctx.options):
+            return self.skip(f"not requested (use {self.opt_in})")
+        return None
+
+    async def observe(self, ctx: Context) -> ObsT | CheckResult:
+        """Probe, and return what was seen -- or a skip (``self.skip(...)``) when there is nothing to probe."""
+        raise NotImplementedError
+
+    def judge(self, obs: ObsT, ctx: Context) -> list[Finding]:
+        """The findings: the module's pure ``analyze`` applied to ``obs``."""
+        raise NotImplementedError
+
+    def summarize(self, obs: ObsT, ctx: Context) -> str:
+        """One line for the table (replaced by the findings' messages when they warn or fail)."""
+        raise NotImplementedError
+
+    def measure(self, obs: ObsT) -> Mapping[str, Metric]:
+        return {}
+
+    def evidence(self, obs: ObsT) -> Mapping[str, JSONValue]:
+        recorded = obs.to_dict()
+        return recorded if self.evidence_key is None else {self.evidence_key: recorded}
+
+    @final
+    async def run(self, ctx: Context) -> CheckResult:
+        skipped = self.preflight(ctx)
+        if skipped is not None:
+            return skipped
+        obs = await self.observe(ctx)
+        if isinstance(obs, CheckResult):
+            return obs
+        return self.result(
+            self.judge(obs, ctx),
+            summary=self.summarize(obs, ctx),
+            metrics=self.measure(obs),
+            evidence=self.evidence(obs),
+        )
+
+
+def finding(code: str, severity: Status, message: str, evidence: Mapping[str, JSONValue] | None = None) -> Finding:
+    """A finding that points to its code's default cause (:func:`wsdoctor.causes.cause_for`)."""
+    return Finding(code, cause_for(code), severity, message, {} if evidence is None else evidence)
