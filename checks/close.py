@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Context, RunOptions
+from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, EndKind, Finding, Outcome, Status
 from wsdoctor.sanitize import printable
 
@@ -55,9 +54,8 @@ def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding
     known = deepgram.identify_close(code, reason)
     ev: dict[str, Any] = {"code": code, "reason": reason, "when": when, "deepgram_reason": known.id if known else None}
     if known is deepgram.NET_0001:
-        return Finding(
+        return finding(
             "idle.server-timeout",
-            cause_for("idle.server-timeout"),
             Status.FAIL,
             f"Deepgram closed the stream {when} with {code} NET-0001: {known.meaning}",
             ev,
@@ -88,9 +86,8 @@ def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding
             "service-side trouble (reconnect with jittered backoff)",
             ev,
         )
-    return Finding(
+    return finding(
         "close.unexpected-code",
-        cause_for("close.unexpected-code"),
         Status.FAIL,
         f"the server closed the stream {when} with code {code} {printable(reason or '', 120)}",
         ev,
@@ -111,9 +108,8 @@ def judge_ending(kind: EndKind | None, event: WireEvent | None, when: str) -> Fi
     }
     reason = event.reason if event else None
     if kind is EndKind.EOF:
-        return Finding(
+        return finding(
             "close.no-close-frame",
-            cause_for("close.no-close-frame"),
             Status.FAIL,
             f"the connection ended {when} without a close frame (TCP closed: the article's "
             "'no close frame received or sent', code 1006)",
@@ -121,26 +117,23 @@ def judge_ending(kind: EndKind | None, event: WireEvent | None, when: str) -> Fi
         )
     if kind in (EndKind.RESET, EndKind.ERROR):
         detail = f" ({reason})" if reason else ""
-        return Finding(
+        return finding(
             "stream.reset",
-            cause_for("stream.reset"),
             Status.FAIL,
             f"the connection was reset {when}{detail} (code 1006 in most clients)",
             ev,
         )
     if kind is EndKind.FLOOD:
-        return Finding(
+        return finding(
             "stream.flood",
-            cause_for("stream.flood"),
             Status.FAIL,
             f"the server flooded the connection {when}: {reason or 'too many frames'}; "
             "wsdoctor cut it (Deepgram sends a few messages a second)",
             ev,
         )
     if kind in (EndKind.PROTOCOL_ERROR, EndKind.OVERSIZE):
-        return Finding(
+        return finding(
             "stream.protocol-error",
-            cause_for("stream.protocol-error"),
             Status.FAIL,
             f"the server broke the WebSocket protocol {when}: {reason or kind}",
             ev,
@@ -165,9 +158,8 @@ def _after(obs: SessionObservation, t: float | None, msg_type: str) -> float | N
 def _not_opened(obs: SessionObservation) -> Finding:
     """The stream this check needs could not be opened although ws.auth got through: a flaky path."""
     up = obs.upgrade
-    return Finding(
+    return finding(
         "http.no-response",
-        cause_for("http.no-response"),
         Status.FAIL,
         f"the stream could not be opened: {up.outcome}" + (f" ({up.error})" if up.error else ""),
         {"outcome": up.outcome.value, "error": up.error},
@@ -210,9 +202,8 @@ def analyze_closestream(obs: SessionObservation) -> list[Finding]:
 
 
 def _no_reply(obs: SessionObservation, severity: Status, message: str) -> Finding:
-    return Finding(
+    return finding(
         "close.no-close-reply",
-        cause_for("close.no-close-reply"),
         severity,
         message,
         {"close_wait_s": obs.close_wait_s},

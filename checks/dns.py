@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context
+from wsdoctor.check import Check, Context, finding
 from wsdoctor.model import CheckResult, Finding, Status
 
 if TYPE_CHECKING:  # the probes (dnspython, h11) load when a check runs, not when checks are listed
@@ -82,9 +81,8 @@ def _findings(obs: DnsObservation) -> list[Finding]:
             "timeout": f"got no DNS answer within {waited:.1f} s" if waited else "got no DNS answer in time",
         }[outcome]
         return [
-            Finding(
+            finding(
                 code,
-                cause_for(code),
                 Status.FAIL,
                 f"{host} {words} (resolver {obs.resolver})",
                 {"records": records, "system_error": obs.system_error, "waited_s": waited},
@@ -93,18 +91,16 @@ def _findings(obs: DnsObservation) -> list[Finding]:
     system_error = obs.system_error or ""
     if "timeout" in system_error:
         return [
-            Finding(
+            finding(
                 "dns.timeout",
-                cause_for("dns.timeout"),
                 Status.FAIL,
                 f"{host}: the system resolver did not answer within {obs.time_s or 0:.1f} s",
                 {"system_error": system_error, "waited_s": obs.time_s},
             )
         ]
     return [
-        Finding(
+        finding(
             "dns.no-address",
-            cause_for("dns.no-address"),
             Status.FAIL,
             f"{host} resolved to no address ({system_error or 'no A/AAAA records'})",
             {"records": records, "system_error": system_error},
@@ -115,8 +111,8 @@ def _findings(obs: DnsObservation) -> list[Finding]:
 def observed(ctx: Context) -> DnsObservation | None:
     """dns.resolve's observation, typed again from its evidence; None if it has none (skipped,
     failed before resolving, or evidence that is not a DnsObservation)."""
-    from wsdoctor.record import FixtureError
     from wsdoctor.probes.resolver import DnsObservation
+    from wsdoctor.record import FixtureError
 
     evidence = ctx.evidence_of("dns.resolve", "dns")
     if evidence is None:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context
+from wsdoctor.check import Check, Context, finding
 from wsdoctor.model import CheckResult, Finding, Status
 
 if TYPE_CHECKING:  # the probes load when a check runs, not when checks are listed
@@ -29,9 +28,8 @@ def analyze(decision: RouteDecision) -> list[Finding]:
     findings: list[Finding] = []
     for d in decision.disagreements:
         findings.append(
-            Finding(
+            finding(
                 "env.proxy-disagreement",
-                cause_for("env.proxy-disagreement"),
                 Status.WARN,
                 f"{d.upper}={d.upper_value} and {d.lower}={d.lower_value} "
                 f"differ: Python (urllib, websockets, aiohttp, httpx) uses {d.used_by_urllib}, other "
@@ -41,9 +39,8 @@ def analyze(decision: RouteDecision) -> list[Finding]:
         )
     if decision.route == "unsupported":
         findings.append(
-            Finding(
+            finding(
                 "proxy.misconfigured",
-                cause_for("proxy.misconfigured"),
                 Status.FAIL,
                 f"{decision.reason}: set {decision.source} to http://[user:password@]host:port "
                 "of the proxy, or unset it if no proxy is needed",

@@ -32,8 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context
+from wsdoctor.check import Check, Context, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
 from wsdoctor.probes.host import (
     ClockObservation,
@@ -90,10 +89,6 @@ CLOCK_SKEW_WARN_S = 5.0
 CLOCK_SKEW_FAIL_S = 30.0
 
 
-def _finding(code: str, severity: Status, message: str, evidence: Mapping[str, JSONValue]) -> Finding:
-    return Finding(code, cause_for(code), severity, message, dict(evidence))
-
-
 def _who(obs: SocketObservation | FdObservation) -> str:
     if obs.scope in ("pid", "self") and obs.pid is not None:
         name = obs.process_name
@@ -109,7 +104,7 @@ def analyze_sockets(obs: SocketObservation) -> list[Finding]:
     if leaked >= CLOSE_WAIT_WARN:
         severity = Status.FAIL if leaked >= CLOSE_WAIT_FAIL else Status.WARN
         findings.append(
-            _finding(
+            finding(
                 "host.close-wait-leak",
                 severity,
                 f"{leaked} socket(s) of {_who(obs)} to {target} stayed in CLOSE_WAIT for {obs.gap_s} s: the "
@@ -128,7 +123,7 @@ def analyze_sockets(obs: SocketObservation) -> list[Finding]:
     time_wait = obs.time_wait
     if time_wait >= TIME_WAIT_WARN:
         findings.append(
-            _finding(
+            finding(
                 "host.time-wait-pileup",
                 Status.WARN,
                 f"{time_wait} sockets to {target} are in TIME_WAIT on this host: connections are opened and closed "
@@ -151,7 +146,7 @@ def analyze_fds(obs: FdObservation) -> list[Finding]:
         return []
     severity = Status.FAIL if ratio >= FD_FAIL else Status.WARN
     return [
-        _finding(
+        finding(
             "host.fd-pressure",
             severity,
             f"{_who(obs)} has {open_fds} of {soft} file descriptors open ({ratio:.0%} of RLIMIT_NOFILE): new "
@@ -186,7 +181,7 @@ def analyze_ephemeral(obs: EphemeralObservation) -> list[Finding]:
     if target_ratio >= EPHEMERAL_WARN:
         severity = Status.FAIL if target_ratio >= EPHEMERAL_FAIL else Status.WARN
         return [
-            _finding(
+            finding(
                 "host.ephemeral-ports",
                 severity,
                 f"{to_target} of the {size} ephemeral ports ({low}-{high}) are in use towards the target "
@@ -196,7 +191,7 @@ def analyze_ephemeral(obs: EphemeralObservation) -> list[Finding]:
         ]
     if total_ratio >= EPHEMERAL_FAIL:
         return [
-            _finding(
+            finding(
                 "host.ephemeral-ports",
                 Status.WARN,
                 f"{total} of the {size} ephemeral ports ({low}-{high}) are in use on this host ({total_ratio:.0%})",
@@ -236,7 +231,7 @@ def analyze_loop_lag(obs: SchedulingObservation) -> list[Finding]:
     if obs.load1 is not None and obs.cpus:
         host.append(f"load {obs.load1:g} on {obs.cpus} CPUs")
     return [
-        _finding(
+        finding(
             "host.loop-lag",
             severity,
             f"the host woke a process that only sleeps up to {worst * 1000:.0f} ms late ({stalls} of "
@@ -268,7 +263,7 @@ def analyze_clock(obs: ClockObservation) -> list[Finding]:
     severity = Status.FAIL if abs(skew) >= CLOCK_SKEW_FAIL_S else Status.WARN
     direction = "ahead of" if skew > 0 else "behind"
     return [
-        _finding(
+        finding(
             "host.clock-skew",
             severity,
             f"the local clock is {abs(skew):.0f} s {direction} the server's (Date: {obs.server_date}): "

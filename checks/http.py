@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context
+from wsdoctor.check import Check, Context, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 from wsdoctor.probes.lifecycle import Stage
 
@@ -77,18 +77,16 @@ def analyze(obs: UpgradeObservation) -> list[Finding]:
         if not obs.accept_ok or any("Upgrade header" in v for v in violations):
             why = "; ".join(violations)
             return [
-                Finding(
+                finding(
                     "http.upgrade-stripped",
-                    cause_for("http.upgrade-stripped"),
                     Status.FAIL,
                     f"a 101 came back but {why}: something on the path rewrites the WebSocket handshake",
                     ev,
                 )
             ]
         return [
-            Finding(
+            finding(
                 "http.invalid-handshake",
-                cause_for("http.invalid-handshake"),
                 Status.FAIL,
                 f"the 101 breaks RFC 6455: {'; '.join(violations)} -- python websockets, browsers and Node ws "
                 f"refuse such a handshake ({answered_by(answer)})",
@@ -100,9 +98,8 @@ def analyze(obs: UpgradeObservation) -> list[Finding]:
             return [_redirect_finding(obs, answer, ev)]
         if not from_deepgram:
             return [
-                Finding(
+                finding(
                     "http.intermediary-response",
-                    cause_for("http.intermediary-response"),
                     Status.FAIL,
                     f"HTTP {status} to the WebSocket Upgrade came from something other than Deepgram "
                     f"({answered_by(answer)}): a proxy, captive portal or WAF answered",
@@ -111,9 +108,8 @@ def analyze(obs: UpgradeObservation) -> list[Finding]:
             ]
         if status in (426, 200) or (status == 400 and "upgrade" in answer.body_excerpt.lower()):
             return [
-                Finding(
+                finding(
                     "http.upgrade-stripped",
-                    cause_for("http.upgrade-stripped"),
                     Status.FAIL,
                     f"Deepgram answered HTTP {status}: it received the request without a WebSocket "
                     "Upgrade, so a hop on the path removed the Upgrade/Connection headers",
@@ -124,9 +120,8 @@ def analyze(obs: UpgradeObservation) -> list[Finding]:
     if outcome is Outcome.PROTOCOL_ERROR:
         ev["raw_excerpt"] = (obs.raw_excerpt or "")[:300]
         return [
-            Finding(
+            finding(
                 "http.intermediary-response",
-                cause_for("http.intermediary-response"),
                 Status.FAIL,
                 "the answer to the WebSocket Upgrade is not valid HTTP: something on the path "
                 "speaks another protocol on this port",
@@ -161,9 +156,8 @@ def analyze(obs: UpgradeObservation) -> list[Finding]:
                 )
             ]
         return [
-            Finding(
+            finding(
                 "http.no-response",
-                cause_for("http.no-response"),
                 Status.FAIL,
                 f"{_PATH_FAILURES[outcome]} (last stage reached: {obs.furthest or 'connect'})",
                 ev,
@@ -171,16 +165,15 @@ def analyze(obs: UpgradeObservation) -> list[Finding]:
         ]
     if outcome in (Outcome.TLS_VERIFY_FAILED, Outcome.TLS_ERROR):
         return [
-            Finding(
+            finding(
                 "tls.handshake-failed",
-                cause_for("tls.handshake-failed"),
                 Status.FAIL,
                 f"TLS failed while opening the WebSocket: {obs.error}",
                 ev,
             )
         ]
     code = _CONNECT_FAILURES.get(outcome, "http.no-response")
-    return [Finding(code, cause_for(code), Status.FAIL, f"could not open the connection: {outcome} ({obs.error})", ev)]
+    return [finding(code, Status.FAIL, f"could not open the connection: {outcome} ({obs.error})", ev)]
 
 
 def _where(location: str, obs: UpgradeObservation) -> tuple[str, bool]:

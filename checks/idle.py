@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from checks.close import is_idle_timeout, judge_close_code, judge_ending
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Context, RunOptions
+from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, EndKind, Finding, FrameKind, JSONValue, Outcome, Status
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
@@ -108,9 +107,8 @@ def pong_rtts_ms(conn: IdleConnection) -> list[float]:
 
 def _cut_finding(conn: IdleConnection, what: str) -> Finding:
     idle_s = _idle_for(conn) or 0.0
-    return Finding(
+    return finding(
         "idle.middlebox-cutoff",
-        cause_for("idle.middlebox-cutoff"),
         Status.FAIL,
         f"{what} was cut after {idle_s:.1f} s idle without a close frame and without Deepgram's NET-0001 reason: "
         f"a proxy, firewall or load balancer idle timeout of about {idle_s:.0f} s on the path",
@@ -135,9 +133,8 @@ def analyze_silent(family: IdleFamily) -> list[Finding]:
         if close is not None and is_idle_timeout(close):
             first = "after its Metadata" if _metadata_before_close(conn) else "without Metadata first"
             return [
-                Finding(
+                finding(
                     "idle.server-timeout",
-                    cause_for("idle.server-timeout"),
                     Status.INFO,
                     f"Deepgram closes a silent stream after {idle_s or 0.0:.1f} s with {close.code} NET-0001 "
                     f"({first}): a client must send a text KeepAlive every 3-5 s while no audio flows",
@@ -155,7 +152,7 @@ def analyze_silent(family: IdleFamily) -> list[Finding]:
         terminal = next((e for e in reversed(conn.events) if e.kind is ended), None)
         f = judge_ending(ended, terminal, f"after {_idle_for(conn)} s of silence")
         if f is not None and ended is EndKind.ERROR:  # a socket error on an idle stream: the server broke it
-            f = Finding("stream.protocol-error", cause_for("stream.protocol-error"), f.severity, f.message, f.evidence)
+            f = finding("stream.protocol-error", f.severity, f.message, f.evidence)
         return [f] if f else []
     return []
 
@@ -223,9 +220,8 @@ def _judge_keepalive_idle_close(family: IdleFamily, conn: IdleConnection, close:
         if close_t - idle_from > window + tolerance:
             return []  # the KeepAlives did extend the stream: the window is shorter than our interval
     return [
-        Finding(
+        finding(
             "idle.keepalive-ineffective",
-            cause_for("idle.keepalive-ineffective"),
             Status.FAIL,
             f"the stream was closed with NET-0001 after {idle_s} s of idle although {len(sent)} text KeepAlive "
             f"were sent (every {every:g} s), the last {ev['after_last_keepalive_s']} s before the close: the server "
@@ -244,9 +240,8 @@ def analyze_ping(family: IdleFamily) -> list[Finding]:
     findings: list[Finding] = []
     if sent >= 2 and not rtts:
         findings.append(
-            Finding(
+            finding(
                 "idle.no-pong",
-                cause_for("idle.no-pong"),
                 Status.WARN,
                 f"{sent} WebSocket pings got no pong: clients with a ping timeout (python websockets: ping_interval "
                 "20 s, ping_timeout 20 s) will close healthy streams with 1011 'keepalive ping timeout'",

@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.check import Check, Context, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
@@ -93,24 +92,21 @@ def connect_finding(
             if basic
             else f"use a client that speaks {scheme_text}, or ask for a Basic-auth or unauthenticated exemption"
         )
-        return Finding(
+        return finding(
             "proxy.auth-required",
-            cause_for("proxy.auth-required"),
             Status.FAIL,
             f"the proxy {proxy} {what} (407, scheme {scheme_text}): {hint}; or {allow}",
             ev,
         )
     if status == 403:
-        return Finding(
+        return finding(
             "proxy.connect-denied",
-            cause_for("proxy.connect-denied"),
             Status.FAIL,
             f"the proxy {proxy} denied CONNECT to {target} (403, {proxy_by(headers)}): {allow}",
             ev,
         )
-    return Finding(
+    return finding(
         "proxy.bad-answer",
-        cause_for("proxy.bad-answer"),
         Status.FAIL,
         f"the proxy {proxy} answered CONNECT to {target} with HTTP {status} ({proxy_by(headers)}): {allow}",
         ev,
@@ -126,7 +122,7 @@ def analyze(obs: ProxyConnectObservation) -> list[Finding]:
     if outcome is Outcome.ESTABLISHED:
         return []
     if outcome is Outcome.HTTP_RESPONSE:
-        finding = connect_finding(
+        refused = connect_finding(
             tunnel.status,
             tunnel.headers,
             proxy=proxy,
@@ -135,8 +131,8 @@ def analyze(obs: ProxyConnectObservation) -> list[Finding]:
             body_excerpt=tunnel.body_excerpt,
         )
         if direct is not None:  # Findings are frozen: a new one with the direct attempt added
-            finding = replace(finding, evidence={**finding.evidence, "direct_tcp": direct.to_dict()})
-        return [finding]
+            refused = replace(refused, evidence={**refused.evidence, "direct_tcp": direct.to_dict()})
+        return [refused]
     ev: dict[str, JSONValue] = {
         "proxy": proxy,
         "proxy_address": tunnel.proxy_address,
@@ -148,9 +144,8 @@ def analyze(obs: ProxyConnectObservation) -> list[Finding]:
     unreachable = (Outcome.REFUSED, Outcome.TIMEOUT, Outcome.UNREACHABLE)
     if outcome in unreachable or (tunnel.error or "").startswith("connecting"):
         return [
-            Finding(
+            finding(
                 "proxy.unreachable",
-                cause_for("proxy.unreachable"),
                 Status.FAIL,
                 f"the proxy {proxy} ({tunnel.proxy_address}) does not accept TCP: {outcome}; check the "
                 "proxy address in HTTPS_PROXY/--proxy and that the proxy is running",
@@ -158,9 +153,8 @@ def analyze(obs: ProxyConnectObservation) -> list[Finding]:
             )
         ]
     return [
-        Finding(
+        finding(
             "proxy.bad-answer",
-            cause_for("proxy.bad-answer"),
             Status.FAIL,
             f"the proxy {proxy} did not answer CONNECT to {target} properly: {outcome} ({tunnel.error})",
             ev,

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from checks.ws import bad_request_cause
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.check import Check, Context, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 
 if TYPE_CHECKING:
@@ -26,9 +25,8 @@ def analyze(obs: RestObservation) -> list[Finding]:
     ev = obs.to_dict()
     if obs.outcome is not Outcome.ANSWERED:
         return [
-            Finding(
+            finding(
                 "rest.failed",
-                cause_for("rest.failed"),
                 Status.FAIL,
                 f"the REST request to {obs.url} failed: {obs.outcome} ({obs.error})",
                 ev,
@@ -41,9 +39,8 @@ def analyze(obs: RestObservation) -> list[Finding]:
     elif status == 200:
         if obs.body_problem:
             return [
-                Finding(
+                finding(
                     "rest.malformed-response",
-                    cause_for("rest.malformed-response"),
                     Status.FAIL,
                     f"REST /v1/listen answered 200 with a body that is not Deepgram's transcript: {obs.body_problem}",
                     ev,
@@ -51,9 +48,8 @@ def analyze(obs: RestObservation) -> list[Finding]:
             ]
         if not obs.transcript:
             return [
-                Finding(
+                finding(
                     "stream.empty-transcript",
-                    cause_for("stream.empty-transcript"),
                     Status.WARN,
                     "the REST answer had an empty transcript for real speech",
                     ev,

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import wsdoctor
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context
+from wsdoctor.check import Check, Context, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
-from wsdoctor.record import from_json
 from wsdoctor.probes.sdk import Ecosystem, Pin, SdkObservation, Tool
+from wsdoctor.record import from_json
 
 __all__ = [
     "CHECKS",
@@ -215,9 +214,8 @@ def analyze(obs: SdkObservation, issues: Sequence[KnownIssue] | None = None) -> 
             for r, s in problems
         ]
         findings.append(
-            Finding(
+            finding(
                 "sdk.outdated",
-                cause_for("sdk.outdated"),
                 Status.WARN,
                 f"{_pretty(pin.ecosystem, pin.package)} {found} ({pin.file}) has known "
                 f"{'/'.join(areas)} problems fixed in "

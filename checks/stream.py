@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 from checks.close import judge_ending, terminal_event
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Context, RunOptions
+from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.probes.audio import CHUNK_S
 
@@ -100,9 +99,8 @@ def analyze(obs: SessionObservation, slow_first_result_s: float = 3.0) -> list[F
         upgrade_s = marks["open"] - marks["upgrading"]
     if m["results"] == 0 and not findings:
         findings.append(
-            Finding(
+            finding(
                 "stream.no-results",
-                cause_for("stream.no-results"),
                 Status.FAIL,
                 f"no Results arrived for {m['audio_s']} s of speech",
                 {"metrics": m},
@@ -129,9 +127,8 @@ def analyze(obs: SessionObservation, slow_first_result_s: float = 3.0) -> list[F
         listed = [str(p) for p in problems] if isinstance(problems, list) else []
         said = "; ".join(listed)
         findings.append(
-            Finding(
+            finding(
                 "stream.malformed-message",
-                cause_for("stream.malformed-message"),
                 Status.WARN,
                 f"{len(malformed)} message(s) from the server do not match Deepgram's schema; the first "
                 f"({malformed[0].msg_type or 'no type'}): {said}",
@@ -145,9 +142,8 @@ def analyze(obs: SessionObservation, slow_first_result_s: float = 3.0) -> list[F
         )
     if m["results"] and m["transcript_chars"] == 0:
         findings.append(
-            Finding(
+            finding(
                 "stream.empty-transcript",
-                cause_for("stream.empty-transcript"),
                 Status.WARN,
                 f"{m['results']} Results arrived but every transcript was empty for real speech: "
                 "the audio format does not match the stream's parameters",
@@ -209,9 +205,8 @@ def analyze_soak(obs: SoakObservation) -> list[Finding]:
             )
     if refused:
         findings.append(
-            Finding(
+            finding(
                 "http.no-response",
-                cause_for("http.no-response"),
                 Status.FAIL,
                 f"{len(refused)} reconnect attempt(s) during the soak failed: "
                 f"{refused[0].outcome} (HTTP {refused[0].status})",

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.check import Check, Context, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
@@ -30,9 +29,8 @@ def analyze(obs: TcpObservation) -> list[Finding]:
     proxy, port = obs.via_proxy, obs.port
     if obs.proxy_dns_error is not None:
         return [
-            Finding(
+            finding(
                 "proxy.unreachable",
-                cause_for("proxy.unreachable"),
                 Status.FAIL,
                 f"the proxy host of {proxy} does not resolve: {obs.proxy_dns_error}",
                 {"proxy": proxy},
@@ -64,9 +62,8 @@ def analyze(obs: TcpObservation) -> list[Finding]:
         severity = Status.WARN if ok else Status.FAIL
         hop = "proxy " if proxy is not None else ""
         findings.append(
-            Finding(
+            finding(
                 code,
-                cause_for(code),
                 severity,
                 f"{hop}{a.address} port {port} {what}: {advice}",
                 {"attempt": a.to_dict(), "other_addresses_work": ok, "via_proxy": proxy},

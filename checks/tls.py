@@ -18,8 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from wsdoctor import deepgram
-from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, RunOptions
+from wsdoctor.check import Check, Context, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
@@ -88,9 +87,8 @@ def _store_findings(obs: TlsObservation, host: str) -> list[Finding]:
         else "update certifi (pip install -U certifi) or the CA bundle your SDK ships"
     )
     return [
-        Finding(
+        finding(
             "tls.local-ca-stale",
-            cause_for("tls.local-ca-stale"),
             Status.WARN,
             f"the chain of {host} is trusted by the {good} store but not by the {bad} store ({bad_msg}): "
             f"apps that use the {bad} store fail with 'certificate verify failed'; {fix}",
@@ -114,9 +112,8 @@ def analyze(obs: TlsObservation) -> list[Finding]:
         findings = _store_findings(obs, host)
         if deepgram.is_deepgram_host(host) and public is False:
             findings.append(
-                Finding(
+                finding(
                     "tls.interception",
-                    cause_for("tls.interception"),
                     Status.WARN,
                     f"the certificate for {host} is issued by {issuer_text}, not by a public CA Deepgram "
                     f"uses: TLS is intercepted (corporate proxy or antivirus) and this machine trusts the "
@@ -148,14 +145,13 @@ def analyze(obs: TlsObservation) -> list[Finding]:
                 f"the certificate chain of {host} (issuer {issuer_text}) is not trusted ({message}); pass its "
                 "CA with --ca-file if it is a private CA, or update the local CA bundle",
             )
-        return [Finding(code, cause_for(code), Status.FAIL, text, evidence), *_store_findings(obs, host)]
+        return [finding(code, Status.FAIL, text, evidence), *_store_findings(obs, host)]
     if outcome is Outcome.PROXY_ERROR:
         return []  # the proxy refused the tunnel: proxy.connect reports it
     if outcome in (Outcome.RESET, Outcome.EOF):
         return [
-            Finding(
+            finding(
                 "tls.sni-reset",
-                cause_for("tls.sni-reset"),
                 Status.FAIL,
                 f"the connection was {'reset' if outcome is Outcome.RESET else 'closed'} during the TLS handshake "
                 f"for {host}: typical of SNI filtering by a firewall; ask the network team to allow TLS to "
@@ -164,9 +160,8 @@ def analyze(obs: TlsObservation) -> list[Finding]:
             )
         ]
     return [
-        Finding(
+        finding(
             "tls.handshake-failed",
-            cause_for("tls.handshake-failed"),
             Status.FAIL,
             f"the TLS handshake with {host} failed: {obs.error}",
             evidence,

@@ -17,7 +17,7 @@ from checks.http import analyze as analyze_upgrade
 from checks.http import answered_by
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context
+from wsdoctor.check import Check, Context, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.probes.key import KeyObservation
 from wsdoctor.record import FixtureError
@@ -69,9 +69,8 @@ def analyze(obs: UpgradeObservation, key: KeyObservation | None = None, *, own: 
     if obs.outcome is not Outcome.HTTP_RESPONSE or answer is None:
         if own and obs.outcome not in (Outcome.UPGRADED, Outcome.HTTP_RESPONSE):
             return [
-                Finding(
+                finding(
                     "http.no-response",
-                    cause_for("http.no-response"),
                     Status.FAIL,
                     f"the authenticated connection failed: {obs.outcome} ({obs.error})",
                     {"outcome": obs.outcome.value},
@@ -91,9 +90,8 @@ def analyze(obs: UpgradeObservation, key: KeyObservation | None = None, *, own: 
     }
     if ev["dg_request_id"] is None:
         return [
-            Finding(
+            finding(
                 "http.intermediary-response",
-                cause_for("http.intermediary-response"),
                 Status.FAIL,
                 f"HTTP {status} to the authenticated Upgrade came from something other than Deepgram "
                 f"({ev['answered_by']})",
@@ -161,9 +159,8 @@ def analyze_key(
         )
         untested = ", ".join(key_checks) or "streaming, idle and close behaviour"
         findings.append(
-            Finding(
+            finding(
                 "ws.no-key",
-                cause_for("ws.no-key"),
                 Status.WARN,
                 f"no API key: {var} {said}; {path}. Not tested without a key: {untested}. "
                 f"Set it with `export {key.variable}=...` (or name another variable with --api-key-env)",
@@ -185,9 +182,8 @@ def analyze_key(
         }
         found = "; ".join(words[p] for p in shape.problems)
         findings.append(
-            Finding(
+            finding(
                 "ws.key-format",
-                cause_for("ws.key-format"),
                 Status.WARN,
                 f"{var} holds more than the key: {found}. An app that sends the value as-is gets 401 or an "
                 "invalid-header error; wsdoctor tested the key without them",
@@ -207,9 +203,8 @@ def _token_finding(key: KeyObservation, shape: deepgram.KeyShape) -> Finding:
         "jwt_issued_at": shape.jwt_issued_at,
     }
     if shape.jwt_expires_at is None:
-        return Finding(
+        return finding(
             "ws.temporary-token",
-            cause_for("ws.temporary-token"),
             Status.INFO,
             f"{var} holds a temporary token (a JWT, sent as 'Bearer'), not an API key: it expires about "
             f"{deepgram.TEMPORARY_TOKEN_TTL_S} s after it is issued",
@@ -218,18 +213,16 @@ def _token_finding(key: KeyObservation, shape: deepgram.KeyShape) -> Finding:
     left = shape.jwt_expires_at - key.read_at
     ev["expires_in_s"] = round(left, 1)
     if left <= 0:
-        return Finding(
+        return finding(
             "ws.temporary-token",
-            cause_for("ws.temporary-token"),
             Status.WARN,
             f"{var} holds a temporary token (JWT) that expired {-left:.0f} s before the run: Deepgram answers "
             "401 to it; request a fresh one right before connecting",
             ev,
         )
     severity = Status.WARN if left < TOKEN_EXPIRY_WARN_S else Status.INFO
-    return Finding(
+    return finding(
         "ws.temporary-token",
-        cause_for("ws.temporary-token"),
         severity,
         f"{var} holds a temporary token (JWT) that expires {left:.0f} s after the run started: it only needs to "
         "be valid when a connection opens, so an app must fetch a new one for every reconnect",
