@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
 from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, EndKind, Finding, Outcome, Status
+from wsdoctor.record import Record
 from wsdoctor.sanitize import printable
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
@@ -35,6 +37,7 @@ if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when 
 __all__ = [
     "CHECKS",
     "CloseHandshake",
+    "CloseSessions",
     "analyze",
     "close_metrics",
     "is_idle_timeout",
@@ -257,7 +260,15 @@ def close_metrics(
     return metrics
 
 
-class CloseHandshake(AuthenticatedCheck):
+@dataclass(frozen=True, slots=True)
+class CloseSessions(Record):
+    """What close.handshake observes: its two connections (their report form is its evidence)."""
+
+    closestream: SessionObservation
+    client_close: SessionObservation
+
+
+class CloseHandshake(AuthenticatedCheck[CloseSessions]):
     id = "close.handshake"
     title = "CloseStream and close frames complete the close handshake"
     timeout: ClassVar[float] = 30.0
@@ -265,28 +276,28 @@ class CloseHandshake(AuthenticatedCheck):
     def deadline_s(self, options: RunOptions) -> float:
         return 2 * options.close_wait_s + 2 * options.connect_timeout_s + 5.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> CloseSessions | CheckResult:
         from wsdoctor.probes.session import run_session
 
-        if (skipped := self.auth_skip(ctx)) is not None:
-            return skipped
         wait = ctx.options.close_wait_s
         a, b = await asyncio.gather(
             run_session(ctx, audio_seconds=1.0, ending="closestream", close_wait_s=wait),
             run_session(ctx, audio_seconds=0.0, ending="close", close_wait_s=wait),
         )
-        findings = analyze(a, b)
-        metrics = close_metrics(a, b)
-        summary = (
-            f"CloseStream -> Metadata {_fmt(metrics['closestream_to_metadata_s'])}, close 1000 "
-            f"{_fmt(metrics['closestream_to_close_s'])}; our close answered {_fmt(metrics['close_reply_s'])}"
+        return CloseSessions(a, b)
+
+    def judge(self, obs: CloseSessions, ctx: Context) -> list[Finding]:
+        return analyze(obs.closestream, obs.client_close)
+
+    def summarize(self, obs: CloseSessions, ctx: Context) -> str:
+        m = self.measure(obs)
+        return (
+            f"CloseStream -> Metadata {_fmt(m['closestream_to_metadata_s'])}, close 1000 "
+            f"{_fmt(m['closestream_to_close_s'])}; our close answered {_fmt(m['close_reply_s'])}"
         )
-        return self.result(
-            findings,
-            summary=summary,
-            metrics=metrics,
-            evidence={"closestream": a.to_dict(), "client_close": b.to_dict()},
-        )
+
+    def measure(self, obs: CloseSessions) -> dict[str, float | None]:
+        return close_metrics(obs.closestream, obs.client_close)
 
 
 def _fmt(v: float | None) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.check import Check, Context, finding
+from wsdoctor.check import Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, Status
 
 if TYPE_CHECKING:  # the probes (dnspython, h11) load when a check runs, not when checks are listed
@@ -123,28 +123,33 @@ def observed(ctx: Context) -> DnsObservation | None:
         return None
 
 
-class DnsResolve(Check):
+class DnsResolve(ObservingCheck["DnsObservation"]):
     id = "dns.resolve"
     title = "The target's host name resolves to addresses"
     timeout: ClassVar[float] = 12.0
+    evidence_key = "dns"
 
-    async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.proxy import route_for
+    async def observe(self, ctx: Context) -> DnsObservation | CheckResult:
         from wsdoctor.probes.resolver import resolve
 
-        obs = await resolve(ctx)
-        decision, _proxy = route_for(ctx)
-        findings = analyze(obs, decision)
+        return await resolve(ctx)
+
+    def judge(self, obs: DnsObservation, ctx: Context) -> list[Finding]:
+        from wsdoctor.probes.proxy import route_for
+
+        return analyze(obs, route_for(ctx)[0])
+
+    def summarize(self, obs: DnsObservation, ctx: Context) -> str:
         how = {
             "ip-literal": "IP literal, no lookup needed",
             "resolve-override": "from --resolve",
             "local-name": "local name (hosts file)",
             "dns": f"via {obs.resolver or 'system resolver'}",
         }
-        summary = f"{obs.host} -> {', '.join(obs.addresses)} ({how.get(obs.source, obs.source)})"
-        return self.result(
-            findings, summary=summary, metrics={"resolve_s": obs.time_s}, evidence={"dns": obs.to_dict()}
-        )
+        return f"{obs.host} -> {', '.join(obs.addresses)} ({how.get(obs.source, obs.source)})"
+
+    def measure(self, obs: DnsObservation) -> dict[str, float | None]:
+        return {"resolve_s": obs.time_s}
 
 
 CHECKS = (DnsResolve,)

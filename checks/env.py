@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.check import Check, Context, finding
+from wsdoctor.check import Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, Status
 
 if TYPE_CHECKING:  # the probes load when a check runs, not when checks are listed
@@ -50,18 +50,23 @@ def analyze(decision: RouteDecision) -> list[Finding]:
     return findings
 
 
-class EnvProxy(Check):
+class EnvProxy(ObservingCheck["RouteDecision"]):
     id = "env.proxy"
     title = "Which route the app would take: direct or through a proxy (and why)"
     timeout: ClassVar[float] = 5.0
+    evidence_key = "route"
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> RouteDecision | CheckResult:
         from wsdoctor.probes.proxy import route_for
 
-        decision, _proxy = route_for(ctx)
-        where = f"through {decision.proxy}" if decision.route == "proxy" else decision.route
-        summary = f"{where}: {decision.reason}"
-        return self.result(analyze(decision), summary=summary, evidence={"route": decision.to_dict()})
+        return route_for(ctx)[0]
+
+    def judge(self, obs: RouteDecision, ctx: Context) -> list[Finding]:
+        return analyze(obs)
+
+    def summarize(self, obs: RouteDecision, ctx: Context) -> str:
+        where = f"through {obs.proxy}" if obs.route == "proxy" else obs.route
+        return f"{where}: {obs.reason}"
 
 
 CHECKS = (EnvProxy,)

@@ -29,15 +29,16 @@ clock skew warn >= 5 s, fail >= 30 s. wsdoctor's own probe connections never cou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Awaitable, Mapping
+from typing import ClassVar, TypeVar
 
-from wsdoctor.check import Check, Context, finding
+from wsdoctor.check import Check, Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
 from wsdoctor.probes.host import (
     ClockObservation,
     EphemeralObservation,
     FdObservation,
+    ProbeUnavailableError,
     SchedulingObservation,
     SocketObservation,
 )
@@ -87,6 +88,8 @@ RUN_DELAY_CONFIRMS = 0.5
 STEAL_NOTE_PCT = 5.0
 CLOCK_SKEW_WARN_S = 5.0
 CLOCK_SKEW_FAIL_S = 30.0
+
+T = TypeVar("T")
 
 
 def _who(obs: SocketObservation | FdObservation) -> str:
@@ -312,125 +315,138 @@ def _upgrade_headers(ctx: Context) -> tuple[tuple[str, str], ...]:
         return ()
 
 
-def _unavailable(check: Check, exc: Exception) -> CheckResult:
-    return check.skip(f"not applicable here: {exc}")
+async def _unless_unavailable(check: Check, probe: Awaitable[T]) -> T | CheckResult:
+    """The probe's observation, or a skip when it cannot run here (no such process, not Linux)."""
+    try:
+        return await probe
+    except ProbeUnavailableError as exc:
+        return check.skip(f"not applicable here: {exc}")
 
 
-class HostSockets(Check):
+class HostSockets(ObservingCheck[SocketObservation]):
     id = "host.sockets"
     title = "No leaked (CLOSE_WAIT) or churned (TIME_WAIT) sockets to the target"
     requires = ("dns.resolve",)
     timeout: ClassVar[float] = 15.0
+    evidence_key = "sockets"
 
-    async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.host import ProbeUnavailableError, sample_sockets
+    async def observe(self, ctx: Context) -> SocketObservation | CheckResult:
+        from wsdoctor.probes.host import sample_sockets
 
         addresses = target_addresses(ctx)
         if not addresses:
             return self.skip("no address for the target", blocked_by="dns.resolve")
-        try:
-            obs = await sample_sockets(addresses, ctx.target.port, pid=ctx.options.pid)
-        except ProbeUnavailableError as exc:
-            return _unavailable(self, exc)
-        d = obs.to_dict()
+        return await _unless_unavailable(self, sample_sockets(addresses, ctx.target.port, pid=ctx.options.pid))
+
+    def judge(self, obs: SocketObservation, ctx: Context) -> list[Finding]:
+        return analyze_sockets(obs)
+
+    def summarize(self, obs: SocketObservation, ctx: Context) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(obs.counts.items())) or "none"
         scope = f"process {obs.pid}" if obs.pid is not None else "host-wide"
-        return self.result(
-            analyze_sockets(obs),
-            summary=f"sockets to {ctx.target.host}:{ctx.target.port} ({scope}): {counts}; TIME_WAIT host-wide "
-            f"{obs.time_wait}",
-            metrics={"close_wait": obs.close_wait_persisting_count, "time_wait": obs.time_wait},
-            evidence={"sockets": d},
+        return (
+            f"sockets to {ctx.target.host}:{ctx.target.port} ({scope}): {counts}; TIME_WAIT host-wide {obs.time_wait}"
         )
 
+    def measure(self, obs: SocketObservation) -> dict[str, int]:
+        return {"close_wait": obs.close_wait_persisting_count, "time_wait": obs.time_wait}
 
-class HostFds(Check):
+
+class HostFds(ObservingCheck[FdObservation]):
     id = "host.fds"
     title = "Open file descriptors are well below the limit"
     timeout: ClassVar[float] = 10.0
+    evidence_key = "fds"
 
-    async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.host import ProbeUnavailableError, read_fds
+    async def observe(self, ctx: Context) -> FdObservation | CheckResult:
+        from wsdoctor.probes.host import read_fds
 
-        try:
-            obs = await read_fds(ctx.options.pid)
-        except ProbeUnavailableError as exc:
-            return _unavailable(self, exc)
-        d = obs.to_dict()
+        return await _unless_unavailable(self, read_fds(ctx.options.pid))
+
+    def judge(self, obs: FdObservation, ctx: Context) -> list[Finding]:
+        return analyze_fds(obs)
+
+    def summarize(self, obs: FdObservation, ctx: Context) -> str:
         limit = obs.soft_limit if obs.soft_limit is not None else "unlimited"
         who = f"process {obs.pid}" if obs.scope == "pid" else f"wsdoctor (pid {obs.pid})"
-        return self.result(
-            analyze_fds(obs),
-            summary=f"{who}: {obs.open_fds} open of {limit} (RLIMIT_NOFILE)",
-            metrics={"open_fds": obs.open_fds, "fd_limit": obs.soft_limit},
-            evidence={"fds": d},
-        )
+        return f"{who}: {obs.open_fds} open of {limit} (RLIMIT_NOFILE)"
+
+    def measure(self, obs: FdObservation) -> dict[str, int | None]:
+        return {"open_fds": obs.open_fds, "fd_limit": obs.soft_limit}
 
 
-class HostEphemeralPorts(Check):
+class HostEphemeralPorts(ObservingCheck[EphemeralObservation]):
     id = "host.ephemeral-ports"
     title = "The ephemeral port range has room for new connections"
     requires = ("dns.resolve",)
     timeout: ClassVar[float] = 10.0
+    evidence_key = "ephemeral"
 
-    async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.host import ProbeUnavailableError, read_ephemeral
+    async def observe(self, ctx: Context) -> EphemeralObservation | CheckResult:
+        from wsdoctor.probes.host import read_ephemeral
 
-        addresses = target_addresses(ctx)
-        try:
-            obs = await read_ephemeral(addresses, ctx.target.port)
-        except ProbeUnavailableError as exc:
-            return _unavailable(self, exc)
-        d = obs.to_dict()
-        return self.result(
-            analyze_ephemeral(obs),
-            summary=f"range {obs.low}-{obs.high} ({obs.size} ports): {obs.in_use_to_target} in use to the target, "
-            f"{obs.in_use_total} in total",
-            metrics={"ephemeral_in_use": obs.in_use_total, "ephemeral_range": obs.size},
-            evidence={"ephemeral": d},
+        return await _unless_unavailable(self, read_ephemeral(target_addresses(ctx), ctx.target.port))
+
+    def judge(self, obs: EphemeralObservation, ctx: Context) -> list[Finding]:
+        return analyze_ephemeral(obs)
+
+    def summarize(self, obs: EphemeralObservation, ctx: Context) -> str:
+        return (
+            f"range {obs.low}-{obs.high} ({obs.size} ports): {obs.in_use_to_target} in use to the target, "
+            f"{obs.in_use_total} in total"
         )
 
+    def measure(self, obs: EphemeralObservation) -> dict[str, int]:
+        return {"ephemeral_in_use": obs.in_use_total, "ephemeral_range": obs.size}
 
-class HostLoopLag(Check):
+
+class HostLoopLag(ObservingCheck[SchedulingObservation]):
     id = "host.loop-lag"
     title = "The host wakes a sleeping process on time (no CPU starvation)"
     timeout: ClassVar[float] = LOOP_LAG_WINDOW_S + 8.0
+    evidence_key = "scheduling"
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> SchedulingObservation | CheckResult:
         from wsdoctor.probes.host import sample_scheduling
 
-        obs = await sample_scheduling(window_s=LOOP_LAG_WINDOW_S, stall_s=LOOP_LAG_WARN_S)
-        d = obs.to_dict()
+        return await sample_scheduling(window_s=LOOP_LAG_WINDOW_S, stall_s=LOOP_LAG_WARN_S)
+
+    def judge(self, obs: SchedulingObservation, ctx: Context) -> list[Finding]:
+        return analyze_loop_lag(obs)
+
+    def summarize(self, obs: SchedulingObservation, ctx: Context) -> str:
         w = obs.wakeups
         own = f"; wsdoctor's own loop worst {obs.own_loop.max_lag_s * 1000:.0f} ms" if obs.own_loop else ""
-        return self.result(
-            analyze_loop_lag(obs),
-            summary=f"a sleeping {obs.sampler} woke {w.samples} times in {w.window_s:g} s: worst "
-            f"{w.max_lag_s * 1000:.0f} ms late, mean {w.mean_lag_s * 1000:.1f} ms{own}",
-            metrics={"loop_lag_max_s": w.max_lag_s},
-            evidence={"scheduling": d},
+        return (
+            f"a sleeping {obs.sampler} woke {w.samples} times in {w.window_s:g} s: worst "
+            f"{w.max_lag_s * 1000:.0f} ms late, mean {w.mean_lag_s * 1000:.1f} ms{own}"
         )
 
+    def measure(self, obs: SchedulingObservation) -> dict[str, float]:
+        return {"loop_lag_max_s": obs.wakeups.max_lag_s}
 
-class HostClock(Check):
+
+class HostClock(ObservingCheck[ClockObservation]):
     id = "host.clock"
     title = "The local clock agrees with the server's Date header"
     requires = ("http.upgrade",)
     timeout: ClassVar[float] = 5.0
+    evidence_key = "clock"
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> ClockObservation | CheckResult:
         from wsdoctor.probes.host import clock_from_headers
 
         obs = clock_from_headers(_upgrade_headers(ctx))
-        if obs is None:
-            return self.skip("the answer to the Upgrade carried no valid Date header")
-        d = obs.to_dict()
-        return self.result(
-            analyze_clock(obs),
-            summary=f"local clock {obs.skew_s:+.1f} s against the server's Date ({obs.server_date})",
-            metrics={"clock_skew_s": obs.skew_s},
-            evidence={"clock": d},
-        )
+        return obs if obs is not None else self.skip("the answer to the Upgrade carried no valid Date header")
+
+    def judge(self, obs: ClockObservation, ctx: Context) -> list[Finding]:
+        return analyze_clock(obs)
+
+    def summarize(self, obs: ClockObservation, ctx: Context) -> str:
+        return f"local clock {obs.skew_s:+.1f} s against the server's Date ({obs.server_date})"
+
+    def measure(self, obs: ClockObservation) -> dict[str, float]:
+        return {"clock_skew_s": obs.skew_s}
 
 
 CHECKS = (HostSockets, HostFds, HostEphemeralPorts, HostLoopLag, HostClock)

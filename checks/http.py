@@ -12,18 +12,29 @@ the evidence names the proxy, and the hop that answered (Server, Via, X-Squid-Er
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, finding
+from wsdoctor.check import Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 from wsdoctor.probes.lifecycle import Stage
+from wsdoctor.record import Record
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.wsclient import HttpAnswer, UpgradeObservation
 
-__all__ = ["CHECKS", "HttpUpgrade", "analyze", "answered_by", "keyed_findings", "summarize"]
+__all__ = [
+    "CHECKS",
+    "HttpUpgrade",
+    "UpgradeAttempts",
+    "analyze",
+    "answered_by",
+    "keyed_findings",
+    "summarize",
+    "upgrade_once",
+]
 
 _PATH_FAILURES = {
     Outcome.EOF: "the connection was closed before any HTTP answer to the Upgrade",
@@ -241,36 +252,64 @@ def summarize(obs: UpgradeObservation, findings: list[Finding], keyed: UpgradeOb
     return summary
 
 
-class HttpUpgrade(Check):
+async def upgrade_once(ctx: Context, *, credentials: bool) -> UpgradeObservation:
+    """One Upgrade (with the key or without), closed cleanly if it opened: all a check needs of it."""
+    from wsdoctor.probes.wsclient import WsProbe
+
+    async with WsProbe(ctx, credentials=credentials) as probe:
+        obs = await probe.connect()
+        if obs.outcome is Outcome.UPGRADED:
+            await probe.send_close(1000)
+            await probe.receive(1.0)
+    return obs
+
+
+def _asks_for_key(obs: UpgradeObservation) -> bool:
+    """Deepgram itself answered 401/403: the path reaches it, but that says nothing yet of the
+    Upgrade surviving it (a server checks the key before the Upgrade). ``analyze`` finds nothing here."""
+    answer = obs.answer
+    return (
+        obs.outcome is Outcome.HTTP_RESPONSE
+        and answer is not None
+        and answer.status in (401, 403)
+        and answer.header(deepgram.HEADER_REQUEST_ID) is not None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeAttempts(Record):
+    """What http.upgrade observes: the Upgrade without credentials and, when Deepgram asked for a
+    key and one is at hand, the same Upgrade with it (its report form is the check's evidence)."""
+
+    _SPARSE = frozenset({"upgrade_with_key"})
+
+    upgrade: UpgradeObservation
+    upgrade_with_key: UpgradeObservation | None = None
+
+
+class HttpUpgrade(ObservingCheck[UpgradeAttempts]):
     id = "http.upgrade"
     title = "The WebSocket Upgrade reaches Deepgram intact"
     requires = ("tcp.connect", "proxy.connect", "tls.handshake")
     timeout: ClassVar[float] = 15.0
 
-    async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.lifecycle import phase_durations
-        from wsdoctor.probes.wsclient import WsProbe
+    async def observe(self, ctx: Context) -> UpgradeAttempts | CheckResult:
+        obs = await upgrade_once(ctx, credentials=False)
+        if _asks_for_key(obs) and ctx.api_key is not None:
+            return UpgradeAttempts(obs, await upgrade_once(ctx, credentials=True))
+        return UpgradeAttempts(obs)
 
-        async with WsProbe(ctx, credentials=False) as probe:
-            obs = await probe.connect()
-            if obs.outcome is Outcome.UPGRADED:
-                await probe.send_close(1000)
-                await probe.receive(1.0)
-        findings = analyze(obs)
-        metrics = {k: v for k, v in phase_durations(obs.marks).items() if k == "upgrade_s"}
-        evidence: dict[str, Any] = {"upgrade": obs.to_dict()}
-        keyed = None
-        if not findings and obs.answer is not None and obs.answer.status in (401, 403) and ctx.api_key is not None:
-            # A 401 proves the path reaches Deepgram, not that the Upgrade survives it: a server
-            # checks the key before the Upgrade. With a key at hand, one authenticated Upgrade says.
-            async with WsProbe(ctx, credentials=True) as probe:
-                keyed = await probe.connect()
-                if keyed.outcome is Outcome.UPGRADED:
-                    await probe.send_close(1000)
-                    await probe.receive(1.0)
-            evidence["upgrade_with_key"] = keyed.to_dict()
-            findings = keyed_findings(keyed)
-        return self.result(findings, summary=summarize(obs, findings, keyed), metrics=metrics, evidence=evidence)
+    def judge(self, obs: UpgradeAttempts, ctx: Context) -> list[Finding]:
+        keyed = obs.upgrade_with_key
+        return keyed_findings(keyed) if keyed is not None else analyze(obs.upgrade)
+
+    def summarize(self, obs: UpgradeAttempts, ctx: Context) -> str:
+        return summarize(obs.upgrade, self.judge(obs, ctx), obs.upgrade_with_key)
+
+    def measure(self, obs: UpgradeAttempts) -> dict[str, float | None]:
+        from wsdoctor.probes.lifecycle import phase_durations
+
+        return {k: v for k, v in phase_durations(obs.upgrade.marks).items() if k == "upgrade_s"}
 
 
 CHECKS = (HttpUpgrade,)

@@ -28,7 +28,7 @@ from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, EndKind, Finding, FrameKind, JSONValue, Outcome, Status
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
-    from wsdoctor.probes.idle import IdleConnection, IdleFamily
+    from wsdoctor.probes.idle import IdleConnection, IdleFamily, IdleName
     from wsdoctor.probes.wsclient import WireEvent
 
 __all__ = [
@@ -278,83 +278,77 @@ def keepalive_summary(family: IdleFamily) -> str:
     return f"ended by {conn.ended_by} after {held} s idle"
 
 
-def _evidence(conn: IdleConnection | None) -> dict[str, JSONValue]:
-    return conn.to_dict() if conn is not None else {}
+class _IdleCheck(AuthenticatedCheck["IdleFamily"]):
+    """The three idle checks observe one family probe; each records its own connection, named by
+    its ``evidence_key``, and the metrics of :func:`idle_metrics` named in ``metric_keys``."""
 
-
-class _IdleCheck(AuthenticatedCheck):
     slow = True
     timeout: ClassVar[float] = 45.0
+    evidence_key: ClassVar[IdleName]
+    metric_keys: ClassVar[tuple[str, ...]] = ()
 
     def deadline_s(self, options: RunOptions) -> float:
         return options.idle_max_s + 2 * options.connect_timeout_s + 6.0
 
-    async def family(self, ctx: Context) -> IdleFamily | CheckResult:
+    async def observe(self, ctx: Context) -> IdleFamily | CheckResult:
         from wsdoctor.probes.idle import run_idle_family
-
-        if (skipped := self.auth_skip(ctx)) is not None:
-            return skipped
 
         async def probe() -> IdleFamily:
             return await run_idle_family(ctx)
 
         return await ctx.shared(_FAMILY_KEY, probe)
 
+    def measure(self, obs: IdleFamily) -> dict[str, float | int | None]:
+        m = idle_metrics(obs)
+        return {k: m[k] for k in self.metric_keys}
+
+    def evidence(self, obs: IdleFamily) -> dict[str, JSONValue]:
+        conn = obs.get(self.evidence_key)
+        return {self.evidence_key: conn.to_dict() if conn is not None else {}}
+
 
 class IdleSilent(_IdleCheck):
     id = "idle.silent"
     title = "A silent stream is closed by the server (1011 NET-0001), not cut by the path"
+    evidence_key = "silent"
+    metric_keys = ("server_idle_timeout_s", "idle_cutoff_s", "family_wall_s")
 
-    async def run(self, ctx: Context) -> CheckResult:
-        family = await self.family(ctx)
-        if isinstance(family, CheckResult):
-            return family
-        m = idle_metrics(family)
-        return self.result(
-            analyze_silent(family),
-            summary=silent_summary(family, ctx.options.idle_max_s),
-            metrics={k: m[k] for k in ("server_idle_timeout_s", "idle_cutoff_s", "family_wall_s")},
-            evidence={"silent": _evidence(family.get("silent"))},
-        )
+    def judge(self, obs: IdleFamily, ctx: Context) -> list[Finding]:
+        return analyze_silent(obs)
+
+    def summarize(self, obs: IdleFamily, ctx: Context) -> str:
+        return silent_summary(obs, ctx.options.idle_max_s)
 
 
 class IdleKeepalive(_IdleCheck):
     id = "idle.keepalive"
     title = "KeepAlive every 4 s keeps a stream open past the idle window"
+    evidence_key = "keepalive"
 
-    async def run(self, ctx: Context) -> CheckResult:
-        family = await self.family(ctx)
-        if isinstance(family, CheckResult):
-            return family
-        conn = family.get("keepalive")
-        return self.result(
-            analyze_keepalive(family),
-            summary=keepalive_summary(family),
-            metrics={"keepalive_held_s": _idle_for(conn)},
-            evidence={"keepalive": _evidence(conn)},
-        )
+    def judge(self, obs: IdleFamily, ctx: Context) -> list[Finding]:
+        return analyze_keepalive(obs)
+
+    def summarize(self, obs: IdleFamily, ctx: Context) -> str:
+        return keepalive_summary(obs)
+
+    def measure(self, obs: IdleFamily) -> dict[str, float | None]:
+        return {"keepalive_held_s": _idle_for(obs.get("keepalive"))}
 
 
 class IdlePing(_IdleCheck):
     id = "idle.ping"
     title = "WebSocket pings are answered across the path"
+    evidence_key = "ping"
+    metric_keys = ("pings_sent", "pongs", "pong_rtt_p50_ms", "pong_rtt_max_ms")
 
-    async def run(self, ctx: Context) -> CheckResult:
-        family = await self.family(ctx)
-        if isinstance(family, CheckResult):
-            return family
-        m = idle_metrics(family)
-        summary = (
-            f"{m['pongs']}/{m['pings_sent']} pings answered, RTT p50 {m['pong_rtt_p50_ms']} ms"
-            if m["pings_sent"]
-            else "no ping sent"
-        )
-        return self.result(
-            analyze_ping(family),
-            summary=summary,
-            metrics={k: m[k] for k in ("pings_sent", "pongs", "pong_rtt_p50_ms", "pong_rtt_max_ms")},
-            evidence={"ping": _evidence(family.get("ping"))},
-        )
+    def judge(self, obs: IdleFamily, ctx: Context) -> list[Finding]:
+        return analyze_ping(obs)
+
+    def summarize(self, obs: IdleFamily, ctx: Context) -> str:
+        m = idle_metrics(obs)
+        if not m["pings_sent"]:
+            return "no ping sent"
+        return f"{m['pongs']}/{m['pings_sent']} pings answered, RTT p50 {m['pong_rtt_p50_ms']} ms"
 
 
 CHECKS = (IdleSilent, IdleKeepalive, IdlePing)

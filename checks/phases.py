@@ -106,10 +106,11 @@ def analyze(obs: RepeatObservation) -> list[Finding]:
     return findings
 
 
-class PhasesRepeat(AuthenticatedCheck):
+class PhasesRepeat(AuthenticatedCheck[RepeatObservation]):
     id = "phases.repeat"
     title = "Connection phases, repeated: min/p50/p95/p99/max per phase (--repeat N)"
     timeout: ClassVar[float] = 60.0
+    opt_in = "--repeat N"
 
     def deadline_s(self, options: RunOptions) -> float:
         per = 3 * options.connect_timeout_s + FIRST_RESULT_WAIT_S + 2.0
@@ -119,28 +120,33 @@ class PhasesRepeat(AuthenticatedCheck):
     def requested(cls, options: RunOptions) -> bool:
         return bool(options.repeat)
 
-    async def run(self, ctx: Context) -> CheckResult:
-        if not ctx.options.repeat:  # requested() says the same, in a way mypy cannot narrow
-            return self.skip("not requested (use --repeat N)")
-        if (skipped := self.auth_skip(ctx)) is not None:
-            return skipped
+    async def observe(self, ctx: Context) -> RepeatObservation | CheckResult:
         from wsdoctor.probes.phases import repeat_phases
 
-        obs = await repeat_phases(ctx, ctx.options.repeat, FIRST_RESULT_WAIT_S)
-        stats = phase_stats(obs.samples)
-        metrics: dict[str, float | int | None] = {}
-        for phase, st in stats.items():
+        # ``or 0`` for mypy only: preflight() skipped a run without --repeat
+        return await repeat_phases(ctx, ctx.options.repeat or 0, FIRST_RESULT_WAIT_S)
+
+    def judge(self, obs: RepeatObservation, ctx: Context) -> list[Finding]:
+        return analyze(obs)
+
+    def summarize(self, obs: RepeatObservation, ctx: Context) -> str:
+        parts = [
+            f"{p} p50 {st.p50 * 1000:.1f} ms / p99 {st.p99 * 1000:.1f} ms"
+            for p, st in phase_stats(obs.samples).items()
+            if st.p50 is not None and st.p99 is not None
+        ]
+        return f"{len(obs.samples)} connections: " + "; ".join(parts)
+
+    def measure(self, obs: RepeatObservation) -> dict[str, float | None]:
+        metrics: dict[str, float | None] = {}
+        for phase, st in phase_stats(obs.samples).items():
             metrics[f"{phase}_p50_s"] = st.p50
             metrics[f"{phase}_p95_s"] = st.p95
             metrics[f"{phase}_p99_s"] = st.p99
-        parts = [
-            f"{p} p50 {st.p50 * 1000:.1f} ms / p99 {st.p99 * 1000:.1f} ms"
-            for p, st in stats.items()
-            if st.p50 is not None and st.p99 is not None
-        ]
-        summary = f"{len(obs.samples)} connections: " + "; ".join(parts)
-        evidence: dict[str, JSONValue] = {"phases": {p: st.to_dict() for p, st in stats.items()}, **obs.to_dict()}
-        return self.result(analyze(obs), summary=summary, metrics=metrics, evidence=evidence)
+        return metrics
+
+    def evidence(self, obs: RepeatObservation) -> dict[str, JSONValue]:
+        return {"phases": {p: st.to_dict() for p, st in phase_stats(obs.samples).items()}, **obs.to_dict()}
 
 
 CHECKS = (PhasesRepeat,)

@@ -17,16 +17,18 @@ long-lived connections.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.check import Check, Context, RunOptions, finding
+from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
+from wsdoctor.record import Record
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.netpath import ProxyConnectObservation
+    from wsdoctor.probes.proxy import RouteDecision
 
-__all__ = ["CHECKS", "ProxyConnect", "analyze", "connect_finding", "proxy_by"]
+__all__ = ["CHECKS", "ProxiedConnect", "ProxyConnect", "analyze", "connect_finding", "proxy_by"]
 
 ALLOW = (
     "ask the network team to allow CONNECT from this machine to {target} (TCP port {port}), "
@@ -181,7 +183,15 @@ def compare(obs: ProxyConnectObservation) -> str:
     return f"proxied: {proxied}; direct TCP: {direct.outcome}: {note}"
 
 
-class ProxyConnect(Check):
+@dataclass(frozen=True, slots=True)
+class ProxiedConnect(Record):
+    """What proxy.connect observes: the app's route, and the CONNECT (with the direct attempt) along it."""
+
+    route: RouteDecision
+    connect: ProxyConnectObservation
+
+
+class ProxyConnect(ObservingCheck[ProxiedConnect]):
     id = "proxy.connect"
     title = "The proxy on the app's route opens a CONNECT tunnel to the target"
     requires = ("tcp.connect",)
@@ -190,7 +200,7 @@ class ProxyConnect(Check):
     def deadline_s(self, options: RunOptions) -> float:
         return 2 * options.connect_timeout_s + 3.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> ProxiedConnect | CheckResult:
         import asyncio
 
         from checks.dns import observed as dns_observed
@@ -217,24 +227,30 @@ class ProxyConnect(Check):
             return (await connect_all(ctx, (direct_addr,)))[0]
 
         tunnel, direct_tcp = await asyncio.gather(tunnel_probe(ctx), direct())
-        obs = ProxyConnectObservation(tunnel, direct_tcp)
-        recorded = obs.to_dict()
-        comparison = compare(obs)
-        if tunnel.outcome is Outcome.ESTABLISHED:
-            summary = f"CONNECT {tunnel.target} via {tunnel.proxy}: {tunnel.status} ({decision.reason}); {comparison}"
-        else:
-            summary = comparison
-        return self.result(
-            analyze(obs),
-            summary=summary,
-            metrics={"proxy_connect_s": tunnel.connect_s, "proxy_s": tunnel.tunnel_s},
-            evidence={
-                "tunnel": recorded["tunnel"],
-                "route": decision.to_dict(),
-                "direct_tcp": recorded["direct_tcp"],
-                "comparison": comparison,
-            },
+        return ProxiedConnect(decision, ProxyConnectObservation(tunnel, direct_tcp))
+
+    def judge(self, obs: ProxiedConnect, ctx: Context) -> list[Finding]:
+        return analyze(obs.connect)
+
+    def summarize(self, obs: ProxiedConnect, ctx: Context) -> str:
+        tunnel = obs.connect.tunnel
+        if tunnel.outcome is not Outcome.ESTABLISHED:
+            return compare(obs.connect)
+        return (
+            f"CONNECT {tunnel.target} via {tunnel.proxy}: {tunnel.status} ({obs.route.reason}); {compare(obs.connect)}"
         )
+
+    def measure(self, obs: ProxiedConnect) -> dict[str, float | None]:
+        return {"proxy_connect_s": obs.connect.tunnel.connect_s, "proxy_s": obs.connect.tunnel.tunnel_s}
+
+    def evidence(self, obs: ProxiedConnect) -> dict[str, JSONValue]:
+        recorded = obs.connect.to_dict()
+        return {
+            "tunnel": recorded["tunnel"],
+            "route": obs.route.to_dict(),
+            "direct_tcp": recorded["direct_tcp"],
+            "comparison": compare(obs.connect),
+        }
 
 
 CHECKS = (ProxyConnect,)

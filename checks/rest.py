@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from checks.ws import bad_request_cause
-from wsdoctor.check import Check, Context, RunOptions, finding
+from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 
 if TYPE_CHECKING:
@@ -69,31 +69,36 @@ def analyze(obs: RestObservation) -> list[Finding]:
     return [Finding("rest.failed", cause, Status.FAIL, f"REST /v1/listen: {what}{detail}", ev)]
 
 
-class RestTranscribe(Check):
+class RestTranscribe(ObservingCheck["RestObservation"]):
     id = "rest.transcribe"
     title = "The REST API (POST /v1/listen) transcribes the same speech"
     requires = ("tcp.connect", "tls.handshake")
     needs_key = True
     timeout: ClassVar[float] = 45.0
+    evidence_key = "rest"
 
     def deadline_s(self, options: RunOptions) -> float:
         return options.connect_timeout_s + 15.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> RestObservation | CheckResult:
         if ctx.api_key is None:
             return self.skip(f"no API key (set ${ctx.options.api_key_env}): REST needs one")
         from wsdoctor.probes.rest import post_audio
 
-        obs = await post_audio(ctx)
+        return await post_audio(ctx)
+
+    def judge(self, obs: RestObservation, ctx: Context) -> list[Finding]:
+        return analyze(obs)
+
+    def summarize(self, obs: RestObservation, ctx: Context) -> str:
         if obs.status == 200:
-            summary = f"HTTP 200 in {obs.time_s:.2f} s: {(obs.transcript or '')[:80]!r}"
-        elif obs.status is not None:
-            summary = f"HTTP {obs.status}"
-        else:
-            summary = f"{obs.outcome}: {obs.error}"
-        return self.result(
-            analyze(obs), summary=summary, metrics={"rest_s": obs.time_s}, evidence={"rest": obs.to_dict()}
-        )
+            return f"HTTP 200 in {obs.time_s:.2f} s: {(obs.transcript or '')[:80]!r}"
+        if obs.status is not None:
+            return f"HTTP {obs.status}"
+        return f"{obs.outcome}: {obs.error}"
+
+    def measure(self, obs: RestObservation) -> dict[str, float | None]:
+        return {"rest_s": obs.time_s}
 
 
 CHECKS = (RestTranscribe,)

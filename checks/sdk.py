@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import wsdoctor
-from wsdoctor.check import Check, Context, finding
+from wsdoctor.check import Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
 from wsdoctor.probes.sdk import Ecosystem, Pin, SdkObservation, Tool
 from wsdoctor.record import from_json
@@ -236,32 +236,38 @@ def analyze(obs: SdkObservation, issues: Sequence[KnownIssue] | None = None) -> 
     return findings
 
 
-class SdkInstalled(Check):
+class _SdkCheck(ObservingCheck[SdkObservation]):
+    """Both sdk checks judge the pins they read against the known issues, recorded as ``sdk``."""
+
+    evidence_key = "sdk"
+
+    def judge(self, obs: SdkObservation, ctx: Context) -> list[Finding]:
+        return analyze(obs)
+
+
+class SdkInstalled(_SdkCheck):
     id = "sdk.installed"
     title = "The installed Deepgram SDK / websockets / aiohttp have no known keepalive, close or proxy bugs"
     timeout: ClassVar[float] = 10.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> SdkObservation | CheckResult:
         import asyncio
 
         from wsdoctor.probes.sdk import installed_pins
 
-        obs = await asyncio.to_thread(installed_pins)
-        d = obs.to_dict()
+        return await asyncio.to_thread(installed_pins)
+
+    def summarize(self, obs: SdkObservation, ctx: Context) -> str:
         found = ", ".join(f"{p.package} {p.exact}" for p in obs.pins) or "none of deepgram-sdk, websockets, aiohttp"
-        return self.result(
-            analyze(obs),
-            summary=f"in this Python environment ({obs.root}): {found}",
-            evidence={"sdk": d},
-        )
+        return f"in this Python environment ({obs.root}): {found}"
 
 
-class SdkAppPins(Check):
+class SdkAppPins(_SdkCheck):
     id = "sdk.app-pins"
     title = "The app's pinned SDK and WebSocket library versions have no known keepalive, close or proxy bugs"
     timeout: ClassVar[float] = SCAN_DEADLINE_S + 5.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> SdkObservation | CheckResult:
         import asyncio
 
         from wsdoctor.probes.sdk import scan_app_dir
@@ -272,14 +278,16 @@ class SdkAppPins(Check):
             obs = await asyncio.wait_for(asyncio.to_thread(scan_app_dir, ctx.options.app_dir), SCAN_DEADLINE_S)
         except TimeoutError:
             return self.skip(f"reading the app directory took longer than {SCAN_DEADLINE_S:g} s")
-        d = obs.to_dict()
         if not obs.files:
-            return self.skip(f"no manifest or lockfile found under {ctx.options.app_dir}", evidence={"sdk": d})
+            return self.skip(f"no manifest or lockfile found under {ctx.options.app_dir}", evidence=self.evidence(obs))
+        return obs
+
+    def summarize(self, obs: SdkObservation, ctx: Context) -> str:
         pins = ", ".join(sorted({f"{p.package} {_display(p.exact) if p.exact else p.spec}" for p in obs.pins}))
         summary = f"{len(obs.files)} file(s) read: {pins or 'no Deepgram SDK or WebSocket library pinned'}"
         if obs.errors:
             summary += f"; {len(obs.errors)} could not be parsed"
-        return self.result(analyze(obs), summary=summary, evidence={"sdk": d})
+        return summary
 
 
 CHECKS = (SdkInstalled, SdkAppPins)

@@ -153,34 +153,35 @@ def analyze(obs: SessionObservation, slow_first_result_s: float = 3.0) -> list[F
     return findings
 
 
-class StreamTranscribe(AuthenticatedCheck):
+class StreamTranscribe(AuthenticatedCheck["SessionObservation"]):
     id = "stream.transcribe"
     title = "Real speech streamed at real time comes back as transcripts"
     timeout: ClassVar[float] = 30.0
+    evidence_key = "session"
 
     def deadline_s(self, options: RunOptions) -> float:
         return 2 * options.close_wait_s + 2 * options.connect_timeout_s + 15.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> SessionObservation | CheckResult:
         from wsdoctor.probes.session import run_session
 
-        if (skipped := self.auth_skip(ctx)) is not None:
-            return skipped
-        obs = await run_session(ctx, audio_seconds=None, ending="closestream", close_wait_s=ctx.options.close_wait_s)
+        return await run_session(ctx, audio_seconds=None, ending="closestream", close_wait_s=ctx.options.close_wait_s)
+
+    def judge(self, obs: SessionObservation, ctx: Context) -> list[Finding]:
+        return analyze(obs, ctx.options.slow_first_result_s)
+
+    def summarize(self, obs: SessionObservation, ctx: Context) -> str:
         m = stream_metrics(obs)
         transcript = " ".join(
             str(e.detail.get("transcript") or "") for e in obs.events if e.msg_type == deepgram.ServerMessage.RESULTS
         ).strip()
-        summary = (
+        return (
             f"{m['results']} Results for {m['audio_s']} s of audio, first after "
             f"{m['first_result_s']} s: {transcript[:80]!r}"
         )
-        return self.result(
-            analyze(obs, ctx.options.slow_first_result_s),
-            summary=summary,
-            metrics=m,
-            evidence={"session": obs.to_dict()},
-        )
+
+    def measure(self, obs: SessionObservation) -> dict[str, float | int | None]:
+        return stream_metrics(obs)
 
 
 def analyze_soak(obs: SoakObservation) -> list[Finding]:
@@ -225,11 +226,13 @@ def soak_metrics(obs: SoakObservation) -> dict[str, float | int | None]:
     }
 
 
-class StreamSoak(AuthenticatedCheck):
+class StreamSoak(AuthenticatedCheck["SoakObservation"]):
     id = "stream.soak"
     title = "A long stream (--soak S) holds, and reconnects cleanly when dropped"
     slow = True
     timeout: ClassVar[float] = 60.0
+    evidence_key = "soak"
+    opt_in = "--soak SECONDS"
 
     def deadline_s(self, options: RunOptions) -> float:
         return (options.soak_s or 0.0) + 2 * options.close_wait_s + 4 * options.connect_timeout_s + 10.0
@@ -238,20 +241,24 @@ class StreamSoak(AuthenticatedCheck):
     def requested(cls, options: RunOptions) -> bool:
         return bool(options.soak_s)
 
-    async def run(self, ctx: Context) -> CheckResult:
-        if not ctx.options.soak_s:  # requested() says the same, in a way mypy cannot narrow
-            return self.skip("not requested (use --soak SECONDS)")
-        if (skipped := self.auth_skip(ctx)) is not None:
-            return skipped
+    async def observe(self, ctx: Context) -> SoakObservation | CheckResult:
         from wsdoctor.probes.soak import run_soak
 
-        obs = await run_soak(ctx, ctx.options.soak_s)
+        # ``or 0.0`` for mypy only: preflight() skipped a run without --soak
+        return await run_soak(ctx, ctx.options.soak_s or 0.0)
+
+    def judge(self, obs: SoakObservation, ctx: Context) -> list[Finding]:
+        return analyze_soak(obs)
+
+    def summarize(self, obs: SoakObservation, ctx: Context) -> str:
         m = soak_metrics(obs)
-        summary = (
+        return (
             f"{obs.audio_s} s of audio over {m['connections']} connection(s), {m['drops']} drop(s), "
             f"{m['soak_results']} Results"
         )
-        return self.result(analyze_soak(obs), summary=summary, metrics=m, evidence={"soak": obs.to_dict()})
+
+    def measure(self, obs: SoakObservation) -> dict[str, float | int | None]:
+        return soak_metrics(obs)
 
 
 CHECKS = (StreamTranscribe, StreamSoak)

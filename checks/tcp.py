@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from wsdoctor.check import Check, Context, RunOptions, finding
+from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
@@ -95,7 +95,7 @@ def observed(ctx: Context) -> TcpObservation | None:
         return None
 
 
-class TcpConnect(Check):
+class TcpConnect(ObservingCheck["TcpObservation"]):
     id = "tcp.connect"
     title = "Every resolved address accepts TCP on the target port"
     requires = ("dns.resolve",)
@@ -104,7 +104,7 @@ class TcpConnect(Check):
     def deadline_s(self, options: RunOptions) -> float:
         return options.connect_timeout_s + 5.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> TcpObservation | CheckResult:
         from checks.dns import observed as dns_observed
         from wsdoctor.probes.netpath import TcpObservation, connect_all
         from wsdoctor.probes.proxy import route_for
@@ -116,26 +116,25 @@ class TcpConnect(Check):
             try:
                 addresses: tuple[str, ...] = tuple(await resolve_host(ctx, proxy.host, proxy.port))
             except (OSError, TimeoutError) as exc:
-                obs = TcpObservation((), proxy.port, via_proxy=decision.proxy, proxy_dns_error=str(exc))
-            else:
-                attempts = await connect_all(ctx, addresses, port=proxy.port)
-                obs = TcpObservation(attempts, proxy.port, via_proxy=decision.proxy)
-        else:
-            dns = dns_observed(ctx)
-            if dns is None or not dns.addresses:
-                return self.skip("no address to connect to", blocked_by="dns.resolve")
-            port = ctx.target.port
-            obs = TcpObservation(await connect_all(ctx, dns.addresses, port=port), port)
-        times = [a.time_s for a in obs.attempts if a.outcome is Outcome.CONNECTED]
+                return TcpObservation((), proxy.port, via_proxy=decision.proxy, proxy_dns_error=str(exc))
+            attempts = await connect_all(ctx, addresses, port=proxy.port)
+            return TcpObservation(attempts, proxy.port, via_proxy=decision.proxy)
+        dns = dns_observed(ctx)
+        if dns is None or not dns.addresses:
+            return self.skip("no address to connect to", blocked_by="dns.resolve")
+        port = ctx.target.port
+        return TcpObservation(await connect_all(ctx, dns.addresses, port=port), port)
+
+    def judge(self, obs: TcpObservation, ctx: Context) -> list[Finding]:
+        return analyze(obs)
+
+    def summarize(self, obs: TcpObservation, ctx: Context) -> str:
         summary = ", ".join(f"{a.address} {a.outcome} in {a.time_s * 1000:.0f} ms" for a in obs.attempts)
-        if obs.via_proxy is not None:
-            summary = f"to the proxy {obs.via_proxy}: {summary}"
-        return self.result(
-            analyze(obs),
-            summary=summary,
-            metrics={"connect_s": min(times) if times else None},
-            evidence=obs.to_dict(),
-        )
+        return f"to the proxy {obs.via_proxy}: {summary}" if obs.via_proxy is not None else summary
+
+    def measure(self, obs: TcpObservation) -> dict[str, float | None]:
+        times = [a.time_s for a in obs.attempts if a.outcome is Outcome.CONNECTED]
+        return {"connect_s": min(times) if times else None}
 
 
 CHECKS = (TcpConnect,)

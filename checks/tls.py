@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from wsdoctor import deepgram
-from wsdoctor.check import Check, Context, RunOptions, finding
+from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
@@ -169,16 +169,17 @@ def analyze(obs: TlsObservation) -> list[Finding]:
     ]
 
 
-class TlsHandshake(Check):
+class TlsHandshake(ObservingCheck["TlsObservation"]):
     id = "tls.handshake"
     title = "A verified TLS handshake (wss:// only)"
     requires = ("tcp.connect", "proxy.connect")
     timeout: ClassVar[float] = 12.0
+    evidence_key = "tls"
 
     def deadline_s(self, options: RunOptions) -> float:
         return 2 * options.connect_timeout_s + 4.0
 
-    async def run(self, ctx: Context) -> CheckResult:
+    async def observe(self, ctx: Context) -> TlsObservation | CheckResult:
         if not ctx.target.tls:
             return self.skip("not applicable: ws:// has no TLS")
         from checks.tcp import observed as tcp_observed
@@ -191,17 +192,21 @@ class TlsHandshake(Check):
         obs = await tls_handshake(ctx, connected[0].address)
         if obs.outcome is Outcome.PROXY_ERROR:  # no TLS to judge: the proxy refused the tunnel
             return self.skip(f"the proxy did not open a tunnel ({obs.error})", blocked_by="proxy.connect")
-        stores = ", ".join(f"{k} {v.outcome}" for k, v in obs.stores.items())
+        return obs
+
+    def judge(self, obs: TlsObservation, ctx: Context) -> list[Finding]:
+        return analyze(obs)
+
+    def summarize(self, obs: TlsObservation, ctx: Context) -> str:
         via = f" via {obs.via_proxy}" if obs.via_proxy else ""
+        if obs.outcome is not Outcome.OK:
+            return f"{obs.outcome}{via}: {obs.error}"
+        stores = ", ".join(f"{k} {v.outcome}" for k, v in obs.stores.items())
         issuer = obs.peer.issuer if obs.peer is not None else "?"
-        summary = (
-            f"{obs.protocol}, {obs.cipher}, ALPN {obs.alpn or 'none'}, issuer {issuer}{via} (stores: {stores})"
-            if obs.outcome is Outcome.OK
-            else f"{obs.outcome}{via}: {obs.error}"
-        )
-        return self.result(
-            analyze(obs), summary=summary, metrics={"tls_s": obs.time_s}, evidence={"tls": obs.to_dict()}
-        )
+        return f"{obs.protocol}, {obs.cipher}, ALPN {obs.alpn or 'none'}, issuer {issuer}{via} (stores: {stores})"
+
+    def measure(self, obs: TlsObservation) -> dict[str, float | None]:
+        return {"tls_s": obs.time_s}
 
 
 CHECKS = (TlsHandshake,)

@@ -11,22 +11,23 @@ without a key; a 401 is the expected answer and the check is skipped with that r
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.http import analyze as analyze_upgrade
-from checks.http import answered_by
+from checks.http import answered_by, upgrade_once
 from wsdoctor import deepgram
 from wsdoctor.causes import cause_for
-from wsdoctor.check import Check, Context, finding
+from wsdoctor.check import Context, ObservingCheck, ObsT, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.probes.key import KeyObservation
-from wsdoctor.record import FixtureError
+from wsdoctor.record import FixtureError, Record
 from wsdoctor.sanitize import printable
 
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.wsclient import UpgradeObservation
 
-__all__ = ["CHECKS", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key", "bad_request_cause"]
+__all__ = ["CHECKS", "AuthAttempt", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key", "bad_request_cause"]
 
 
 def _status_code(status: int) -> str | None:
@@ -261,46 +262,67 @@ def auth_summary(obs: UpgradeObservation) -> str:
     return f"{obs.outcome}: {obs.error}"
 
 
-class WsAuth(Check):
+@dataclass(frozen=True, slots=True)
+class AuthAttempt(Record):
+    """What ws.auth observes: its own Upgrade with the key (``with_key``) -- or, with no key to
+    send, http.upgrade's recorded Upgrade without one -- and what the key variable held."""
+
+    upgrade: UpgradeObservation
+    with_key: bool
+    key: KeyObservation | None = None
+
+
+class WsAuth(ObservingCheck[AuthAttempt]):
     id = "ws.auth"
     title = "Deepgram accepts an authenticated WebSocket"
     requires = ("http.upgrade",)
     timeout: ClassVar[float] = 15.0
 
-    async def run(self, ctx: Context) -> CheckResult:
-        from wsdoctor.probes.wsclient import WsProbe
+    async def observe(self, ctx: Context) -> AuthAttempt | CheckResult:
+        if ctx.api_key is not None:
+            return AuthAttempt(await upgrade_once(ctx, credentials=True), with_key=True, key=ctx.key)
+        upgrade = recorded_upgrade(ctx.evidence_of("http.upgrade", "upgrade"))
+        if upgrade is None:
+            return self.skip(f"no API key (set ${ctx.options.api_key_env})", evidence=_key_evidence(ctx.key))
+        return AuthAttempt(upgrade, with_key=False, key=ctx.key)
 
-        key_ev: dict[str, JSONValue] = {"key": ctx.key.to_dict()} if ctx.key is not None else {}
-        if ctx.api_key is None:
-            upgrade = recorded_upgrade(ctx.evidence_of("http.upgrade", "upgrade"))
-            if upgrade is None:
-                return self.skip(f"no API key (set ${ctx.options.api_key_env})", evidence=key_ev)
-            findings = analyze_without_key(upgrade, ctx.key, ctx.key_checks)
-            if upgrade.outcome is Outcome.UPGRADED:
-                return self.result(
-                    findings, summary="the server accepts WebSockets without credentials", evidence=key_ev
-                )
-            status = upgrade.answer.status if upgrade.answer is not None else None
-            return self.result(
-                findings,
-                summary=f"no API key (set ${ctx.options.api_key_env}); Deepgram answered HTTP {status} without one",
-                evidence={"upgrade_without_key": upgrade.to_dict(), **key_ev},
-            )
-        async with WsProbe(ctx, credentials=True) as probe:
-            obs = await probe.connect()
-            if obs.outcome is Outcome.UPGRADED:
-                await probe.send_close(1000)
-                await probe.receive(1.0)
-        key_findings = analyze_key(ctx.key, None, ctx.key_checks) if ctx.key is not None else []
-        findings = key_findings + analyze(obs, ctx.key)
-        return self.result(findings, summary=auth_summary(obs), evidence={"upgrade": obs.to_dict()} | key_ev)
+    def judge(self, obs: AuthAttempt, ctx: Context) -> list[Finding]:
+        if not obs.with_key:
+            return analyze_without_key(obs.upgrade, obs.key, ctx.key_checks)
+        key_findings = analyze_key(obs.key, None, ctx.key_checks) if obs.key is not None else []
+        return key_findings + analyze(obs.upgrade, obs.key)
+
+    def summarize(self, obs: AuthAttempt, ctx: Context) -> str:
+        if obs.with_key:
+            return auth_summary(obs.upgrade)
+        if obs.upgrade.outcome is Outcome.UPGRADED:
+            return "the server accepts WebSockets without credentials"
+        status = obs.upgrade.answer.status if obs.upgrade.answer is not None else None
+        return f"no API key (set ${ctx.options.api_key_env}); Deepgram answered HTTP {status} without one"
+
+    def evidence(self, obs: AuthAttempt) -> dict[str, JSONValue]:
+        key_ev = _key_evidence(obs.key)
+        if obs.with_key:
+            return {"upgrade": obs.upgrade.to_dict(), **key_ev}
+        if obs.upgrade.outcome is Outcome.UPGRADED:
+            return key_ev
+        return {"upgrade_without_key": obs.upgrade.to_dict(), **key_ev}
 
 
-class AuthenticatedCheck(Check):
-    """Base of the checks that stream on an authenticated connection (stream, close, idle, ...)."""
+def _key_evidence(key: KeyObservation | None) -> dict[str, JSONValue]:
+    return {"key": key.to_dict()} if key is not None else {}
+
+
+class AuthenticatedCheck(ObservingCheck[ObsT]):
+    """Base of the checks that stream on an authenticated connection (stream, close, idle, ...):
+    they skip, before probing, when ws.auth says there is no connection to authenticate."""
 
     requires: ClassVar[tuple[str, ...]] = ("ws.auth",)
     needs_key: ClassVar[bool] = True
+
+    def preflight(self, ctx: Context) -> CheckResult | None:
+        skipped = super().preflight(ctx)
+        return skipped if skipped is not None else self.auth_skip(ctx)
 
     def auth_skip(self, ctx: Context) -> CheckResult | None:
         """A skip when there is no key and the server wants one, else ``None``.
