@@ -30,10 +30,6 @@ from wsdoctor.model import CheckResult, EndKind, Finding, Outcome, Status
 from wsdoctor.record import Record
 from wsdoctor.sanitize import printable
 
-if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
-    from wsdoctor.probes.session import SessionObservation
-    from wsdoctor.probes.wsclient import WireEvent
-
 __all__ = [
     "CHECKS",
     "CloseHandshake",
@@ -45,6 +41,10 @@ __all__ = [
     "judge_ending",
     "terminal_event",
 ]
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.session import SessionObservation
+    from wsdoctor.probes.wsclient import WireEvent
 
 
 def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding | None:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, ClassVar
 from wsdoctor.check import Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, Status
 
+__all__ = ["CHECKS", "DnsResolve", "analyze", "observed"]
+
 if TYPE_CHECKING:  # the probes (dnspython, h11) load when a check runs, not when checks are listed
     from wsdoctor.probes.proxy import RouteDecision
     from wsdoctor.probes.resolver import DnsObservation, DnsOutcome, DnsRecord
-
-__all__ = ["CHECKS", "DnsResolve", "analyze", "observed"]
 
 _CODES = {
     "nxdomain": "dns.nxdomain",

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, ClassVar
 from wsdoctor.check import Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, Status
 
+__all__ = ["CHECKS", "EnvProxy", "analyze"]
+
 if TYPE_CHECKING:  # the probes load when a check runs, not when checks are listed
     from wsdoctor.probes.proxy import RouteDecision
-
-__all__ = ["CHECKS", "EnvProxy", "analyze"]
 
 
 def analyze(decision: RouteDecision) -> list[Finding]:

@@ -22,9 +22,6 @@ from wsdoctor.model import CheckResult, Finding, Outcome, Status
 from wsdoctor.probes.lifecycle import Stage
 from wsdoctor.record import Record
 
-if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
-    from wsdoctor.probes.wsclient import HttpAnswer, UpgradeObservation
-
 __all__ = [
     "CHECKS",
     "HttpUpgrade",
@@ -35,6 +32,9 @@ __all__ = [
     "summarize",
     "upgrade_once",
 ]
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.wsclient import HttpAnswer, UpgradeObservation
 
 _PATH_FAILURES = {
     Outcome.EOF: "the connection was closed before any HTTP answer to the Upgrade",

@@ -27,10 +27,6 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, EndKind, Finding, FrameKind, JSONValue, Outcome, Status
 
-if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
-    from wsdoctor.probes.idle import IdleConnection, IdleFamily, IdleName
-    from wsdoctor.probes.wsclient import WireEvent
-
 __all__ = [
     "CHECKS",
     "IdleKeepalive",
@@ -41,6 +37,10 @@ __all__ = [
     "analyze_silent",
     "idle_metrics",
 ]
+
+if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
+    from wsdoctor.probes.idle import IdleConnection, IdleFamily, IdleName
+    from wsdoctor.probes.wsclient import WireEvent
 
 _FAMILY_KEY = "idle.family"
 #: How much later than the silent stream's window a KeepAlive stream must close for its KeepAlives

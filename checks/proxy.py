@@ -24,11 +24,11 @@ from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.record import Record
 
+__all__ = ["CHECKS", "ProxiedConnect", "ProxyConnect", "analyze", "connect_finding", "proxy_by"]
+
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.netpath import ProxyConnectObservation
     from wsdoctor.probes.proxy import RouteDecision
-
-__all__ = ["CHECKS", "ProxiedConnect", "ProxyConnect", "analyze", "connect_finding", "proxy_by"]
 
 ALLOW = (
     "ask the network team to allow CONNECT from this machine to {target} (TCP port {port}), "

@@ -15,10 +15,10 @@ from checks.ws import bad_request_cause
 from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 
+__all__ = ["CHECKS", "RestTranscribe", "analyze"]
+
 if TYPE_CHECKING:
     from wsdoctor.probes.rest import RestObservation
-
-__all__ = ["CHECKS", "RestTranscribe", "analyze"]
 
 
 def analyze(obs: RestObservation) -> list[Finding]:

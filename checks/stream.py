@@ -21,12 +21,12 @@ from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 from wsdoctor.probes.audio import CHUNK_S
 
+__all__ = ["CHECKS", "StreamSoak", "StreamTranscribe", "analyze", "analyze_soak", "soak_metrics", "stream_metrics"]
+
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.session import SessionObservation
     from wsdoctor.probes.soak import SoakObservation
     from wsdoctor.probes.wsclient import WireEvent
-
-__all__ = ["CHECKS", "StreamSoak", "StreamTranscribe", "analyze", "analyze_soak", "soak_metrics", "stream_metrics"]
 
 
 def _results(obs: SessionObservation) -> list[WireEvent]:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, ClassVar
 from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
 
+__all__ = ["CHECKS", "TcpConnect", "analyze", "observed"]
+
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.netpath import TcpAttempt, TcpObservation
-
-__all__ = ["CHECKS", "TcpConnect", "analyze", "observed"]
 
 _CODE = {Outcome.REFUSED: "tcp.refused", Outcome.TIMEOUT: "tcp.timeout", Outcome.UNREACHABLE: "tcp.unreachable"}
 

@@ -21,10 +21,10 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context, ObservingCheck, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Outcome, Status
 
+__all__ = ["CHECKS", "TlsHandshake", "analyze"]
+
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.netpath import TlsObservation
-
-__all__ = ["CHECKS", "TlsHandshake", "analyze"]
 
 
 #: Organisations of the public CAs whose chains a deepgram.com host can plausibly present (the CAs

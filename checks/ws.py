@@ -24,10 +24,10 @@ from wsdoctor.probes.key import KeyObservation
 from wsdoctor.record import FixtureError, Record
 from wsdoctor.sanitize import printable
 
+__all__ = ["CHECKS", "AuthAttempt", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key", "bad_request_cause"]
+
 if TYPE_CHECKING:  # the probes (h11, wsproto) load when a check runs, not when checks are listed
     from wsdoctor.probes.wsclient import UpgradeObservation
-
-__all__ = ["CHECKS", "AuthAttempt", "AuthenticatedCheck", "WsAuth", "analyze", "analyze_key", "bad_request_cause"]
 
 
 def _status_code(status: int) -> str | None:
