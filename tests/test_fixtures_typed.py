@@ -24,11 +24,11 @@ from wsdoctor.probes.host import (
 from wsdoctor.probes.idle import IdleFamily
 from wsdoctor.probes.netpath import ProxyConnectObservation, TcpObservation, TlsObservation
 from wsdoctor.probes.proxy import RouteDecision
-from wsdoctor.record import FixtureError
 from wsdoctor.probes.resolver import DnsObservation
 from wsdoctor.probes.sdk import SdkObservation
 from wsdoctor.probes.session import SessionObservation
 from wsdoctor.probes.wsclient import UpgradeObservation
+from wsdoctor.record import FixtureError
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
 

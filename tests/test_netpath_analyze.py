@@ -25,8 +25,8 @@ from wsdoctor.probes.netpath import (
     TlsObservation,
 )
 from wsdoctor.probes.proxy import RouteDecision
-from wsdoctor.record import FixtureError
 from wsdoctor.probes.resolver import DnsObservation, DnsOutcome, DnsRecord
+from wsdoctor.record import FixtureError
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
 

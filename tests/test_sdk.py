@@ -13,7 +13,6 @@ from checks import sdk
 from wsdoctor.check import Context, RunOptions
 from wsdoctor.cli import main
 from wsdoctor.model import Status, Target
-from wsdoctor.record import FixtureError
 from wsdoctor.probes.sdk import (
     WATCHED,
     Pin,
@@ -24,6 +23,7 @@ from wsdoctor.probes.sdk import (
     scan_app_dir,
     version_key,
 )
+from wsdoctor.record import FixtureError
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "fixtures" / "apps"
