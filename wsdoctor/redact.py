@@ -74,7 +74,7 @@ import binascii
 import functools
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -192,6 +192,95 @@ def _is_secret_header(name: str) -> bool:
 
 
 # -- the shapes, in text ---------------------------------------------------------------------------
+#
+# The structural net (:func:`_shapes`) is a fixed sequence of passes over a string. Four mask a value
+# by the name in front of it (:class:`_NamedValues`): a header, a URL's query parameter, a quoted
+# pair, an assignment. The others mask a credential by its own shape: after an auth scheme, in a
+# URL's userinfo, in a subprotocol list, a JWT, a 40-hex-digit API key.
+
+
+def _mask_spans(s: str, spans: Iterable[tuple[int, int]]) -> str:
+    """``s`` with each ``(start, end)`` of ``spans`` (in order, not overlapping) replaced by :data:`MASK`."""
+    out: list[str] = []
+    pos = 0
+    for start, end in spans:
+        out += [s[pos:start], MASK]
+        pos = end
+    if not out:
+        return s
+    out.append(s[pos:])
+    return "".join(out)
+
+
+class _NamedValues:
+    """One *name, then value* shape: ``head`` (a pattern with a ``name`` group) finds a name and the
+    separator after it, ``value`` (matched right after the head) is how far the value runs, and
+    ``secret`` (given the head's match) says whether it is masked. Only the head is consumed by the
+    scan, so a harmless value never hides the next name."""
+
+    __slots__ = ("head", "secret", "value")
+
+    def __init__(self, head: str, value: str, secret: Callable[[re.Match[str]], bool]) -> None:
+        self.head = re.compile(head)
+        self.value = re.compile(value)
+        self.secret = secret
+
+    def __call__(self, s: str) -> str:
+        """``s`` with every secret value masked."""
+        return _mask_spans(s, self._secret_values(s))
+
+    def _secret_values(self, s: str) -> Iterator[tuple[int, int]]:
+        pos = 0
+        for m in self.head.finditer(s):
+            if m.start() < pos or not self.secret(m):
+                continue
+            found = self.value.match(s, m.end())
+            end = found.end() if found else m.end()
+            value = s[m.end() : end]
+            if value and value != MASK:
+                yield m.end(), end
+                pos = end
+
+
+_PORT = re.compile(r"[0-9]{1,5}(?![^\s/])")
+
+
+def _header_secret(m: re.Match[str]) -> bool:
+    name = m["name"]
+    if _normal(name) in _SECRET_HEADERS_NORMAL:
+        return True
+    if "." in name and m.group().endswith(":") and _PORT.match(m.string, m.end()):
+        return False  # "auth.example.com:443" is a host and its port
+    # A rule-matched name is a header when it starts a line or is hyphenated (X-Auth-Token: ...);
+    # "invalid token: ..." mid-sentence is prose.
+    return is_secret_name(name) and (m["bol"] is not None or "-" in name)
+
+
+#: ``Name: value`` -- a header line, or a header written inline -- masked to the end of the line.
+_HEADER_VALUES = _NamedValues(
+    r"(?m)(?:(?P<bol>^[ \t]*)|(?<![\w.\-/:@%]))(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,80})[ \t]*:[ \t]*",
+    r"[^\r\n]*",
+    _header_secret,
+)
+#: ``?name=`` / ``&name=`` / ``;name=`` / ``#name=`` in a URL; the value runs to the next ``&`` or space.
+_QUERY_VALUES = _NamedValues(
+    r"[?&;#](?P<name>[^=&;#?\s\"'<>/]{1,100})=",
+    r"[^&\s\"'<>]*",
+    lambda m: is_secret_name(m["name"], in_url=True),
+)
+#: ``"name": "value"`` / ``'name': 'value'`` (JSON, Python reprs of header dicts); the value runs to
+#: the quote that closes it (the lookbehind picks the alternative of the quote that opened it).
+_QUOTED_VALUES = _NamedValues(
+    r"(?P<q>[\"'])(?P<name>[^\"'\s]{1,80})(?P=q)\s*[:=]\s*(?P<q2>[\"'])",
+    r"""(?<=")(?:[^"\\\r\n]|\\.)*|(?<=')(?:[^'\\\r\n]|\\.)*""",
+    lambda m: _is_secret_header(m["name"]),
+)
+#: ``name=value`` outside a URL: at the start, after a space, a quote, a bracket or a comma.
+_ASSIGN_VALUES = _NamedValues(
+    r"(?:^|(?<=[\s\"'(,{\[]))(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})=(?!=)",
+    r"\"[^\"\r\n]*\"|'[^'\r\n]*'|[^&\s\"'<>]*",
+    lambda m: is_secret_name(m["name"]),
+)
 
 _CRED = r"[A-Za-z0-9._~+/=-]"
 _SHAPED = re.compile(r"[0-9A-Z+/=]")
@@ -200,6 +289,23 @@ _SHAPED = re.compile(r"[0-9A-Z+/=]")
 _SCHEME_CRED = re.compile(
     rf"\b(?P<scheme>[Tt]oken|TOKEN|[Bb]earer|BEARER|[Bb]asic|BASIC|NTLM|Negotiate|NEGOTIATE)(?P<sp>\s+)(?P<cred>{_CRED}{{4,}})"
 )
+
+
+def _basic_userpass(cred: str) -> bool:
+    try:
+        decoded = base64.b64decode(cred, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return ":" in decoded
+
+
+def _scheme_cred(m: re.Match[str]) -> str:
+    cred = m["cred"]
+    if (len(cred) >= 8 and _SHAPED.search(cred)) or (m["scheme"].lower() == "basic" and _basic_userpass(cred)):
+        return f"{m['scheme']}{m['sp']}{MASK}"
+    return m.group()
+
+
 #: ``scheme://user:`` -- the password after it runs to the *last* ``@`` of the run (see
 #: :func:`_mask_passwords`), so ``p@ss/w:rd#?%`` is masked whole.
 _USERINFO_HEAD = re.compile(r"(?i)\b[a-z][a-z0-9+.-]{0,30}://[^/\s:@\"'<>?#\[\]]{0,256}:")
@@ -208,6 +314,34 @@ _USERINFO_HEAD = re.compile(r"(?i)\b[a-z][a-z0-9+.-]{0,30}://[^/\s:@\"'<>?#\[\]]
 _BARE_USERINFO_HEAD = re.compile(r"(?<![\w.+:/@%~-])[A-Za-z0-9._~%-]{1,64}:(?!//)")
 _HOST_AFTER_AT = re.compile(r"\[|[A-Za-z0-9-]*[A-Za-z.]")
 _RUN_STOP = re.compile(r"[\s\"'<>]")
+
+
+def _mask_passwords(s: str, head: re.Pattern[str], *, need_host: bool) -> str:
+    """Mask from each ``head`` (``scheme://user:``) to the last ``@`` of its run (no space, quote or
+    angle bracket), so the password may hold ``@ / : # ? %``. Linear: a run without an ``@`` is
+    skipped whole, and a masked password is never scanned again."""
+    return _mask_spans(s, _passwords(s, head, need_host=need_host))
+
+
+def _passwords(s: str, head: re.Pattern[str], *, need_host: bool) -> Iterator[tuple[int, int]]:
+    skip = 0
+    for m in head.finditer(s):
+        if m.start() < skip:
+            continue
+        stop = _RUN_STOP.search(s, m.end())
+        run_end = stop.start() if stop else len(s)
+        at = s.rfind("@", m.end(), run_end)
+        while need_host and at >= 0 and not _HOST_AFTER_AT.match(s, at + 1):
+            at = s.rfind("@", m.end(), at)
+        if at < 0:
+            skip = run_end
+            continue
+        skip = at + 1
+        password = s[m.end() : at]
+        if password and password != MASK:
+            yield m.end(), at
+
+
 #: Subprotocol "token, <key>" (the Sec-WebSocket-Protocol way of sending a key).
 _SUBPROTOCOL = re.compile(rf"(?i)\b(token,\s*){_CRED}{{8,}}")
 #: A JWT (temporary Deepgram tokens are JWTs), whatever carries it.
@@ -215,21 +349,23 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*")
 #: A Deepgram API key is 40 hex digits; a request id is a UUID (with dashes), so it survives.
 _HEX40 = re.compile(r"(?<![0-9A-Za-z_-])[0-9a-fA-F]{40}(?![0-9A-Za-z_-])")
 
-#: ``Name: value`` -- a header line, or a header written inline.
-_HEADER_HEAD = re.compile(
-    r"(?m)(?:(?P<bol>^[ \t]*)|(?<![\w.\-/:@%]))(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,80})[ \t]*:[ \t]*"
-)
-_TO_EOL = re.compile(r"[^\r\n]*")
-_PORT = re.compile(r"[0-9]{1,5}(?![^\s/])")
-#: ``?name=`` / ``&name=`` / ``;name=`` / ``#name=`` in a URL; the value runs to the next ``&`` or space.
-_QUERY_HEAD = re.compile(r"[?&;#](?P<name>[^=&;#?\s\"'<>/]{1,100})=")
-_QUERY_VALUE = re.compile(r"[^&\s\"'<>]*")
-#: ``name=value`` outside a URL: at the start, after a space, a quote, a bracket or a comma.
-_ASSIGN_HEAD = re.compile(r"(?:^|(?<=[\s\"'(,{\[]))(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,80})=(?!=)")
-_ASSIGN_VALUE = re.compile(r"\"[^\"\r\n]*\"|'[^'\r\n]*'|[^&\s\"'<>]*")
-#: ``"name": "value"`` / ``'name': 'value'`` (JSON, Python reprs of header dicts).
-_QUOTED_HEAD = re.compile(r"(?P<q>[\"'])(?P<name>[^\"'\s]{1,80})(?P=q)\s*[:=]\s*(?P<q2>[\"'])")
-_QUOTED_VALUE = {'"': re.compile(r'(?:[^"\\\r\n]|\\.)*'), "'": re.compile(r"(?:[^'\\\r\n]|\\.)*")}
+
+def _shapes(s: str) -> str:
+    """One pass of the structural net (no known secrets, no decoding)."""
+    s = _HEADER_VALUES(s)
+    s = _SCHEME_CRED.sub(_scheme_cred, s)
+    s = _mask_passwords(s, _USERINFO_HEAD, need_host=False)
+    s = _mask_passwords(s, _BARE_USERINFO_HEAD, need_host=True)
+    s = _QUERY_VALUES(s)
+    s = _QUOTED_VALUES(s)
+    s = _ASSIGN_VALUES(s)
+    s = _SUBPROTOCOL.sub(rf"\1{MASK}", s)
+    s = _JWT.sub(MASK, s)
+    return _HEX40.sub(MASK, s)
+
+
+# -- percent-encoding ------------------------------------------------------------------------------
+
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 #: A piece of a run between raw URL delimiters: what one level of percent-encoding may hide.
@@ -258,114 +394,6 @@ def _unquote(text: str) -> tuple[str, set[str]]:
         return "".join(out)
 
     return _PERCENT_RUN.sub(run, text), produced
-
-
-def _mask_values(
-    s: str, head: re.Pattern[str], value_end: Callable[[re.Match[str]], int], secret: Callable[[re.Match[str]], bool]
-) -> str:
-    """Mask the value after each match of ``head`` that ``secret`` accepts. Only the head is
-    consumed by the scan, so a harmless value never hides the next name."""
-    out: list[str] = []
-    pos = 0
-    for m in head.finditer(s):
-        if m.start() < pos or not secret(m):
-            continue
-        end = value_end(m)
-        value = s[m.end() : end]
-        if not value or value == MASK:
-            continue
-        out += [s[pos : m.end()], MASK]
-        pos = end
-    if not out:
-        return s
-    out.append(s[pos:])
-    return "".join(out)
-
-
-def _header_secret(m: re.Match[str]) -> bool:
-    name = m["name"]
-    if _normal(name) in _SECRET_HEADERS_NORMAL:
-        return True
-    if "." in name and m.group().endswith(":") and _PORT.match(m.string, m.end()):
-        return False  # "auth.example.com:443" is a host and its port
-    # A rule-matched name is a header when it starts a line or is hyphenated (X-Auth-Token: ...);
-    # "invalid token: ..." mid-sentence is prose.
-    return is_secret_name(name) and (m["bol"] is not None or "-" in name)
-
-
-def _quoted_end(m: re.Match[str]) -> int:
-    found = _QUOTED_VALUE[m["q2"]].match(m.string, m.end())
-    return found.end() if found else m.end()
-
-
-def _regex_end(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], int]:
-    def end(m: re.Match[str]) -> int:
-        found = pattern.match(m.string, m.end())
-        return found.end() if found else m.end()
-
-    return end
-
-
-def _basic_userpass(cred: str) -> bool:
-    try:
-        decoded = base64.b64decode(cred, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return False
-    return ":" in decoded
-
-
-def _scheme_cred(m: re.Match[str]) -> str:
-    cred = m["cred"]
-    if (len(cred) >= 8 and _SHAPED.search(cred)) or (m["scheme"].lower() == "basic" and _basic_userpass(cred)):
-        return f"{m['scheme']}{m['sp']}{MASK}"
-    return m.group()
-
-
-def _mask_passwords(s: str, head: re.Pattern[str], *, need_host: bool) -> str:
-    """Mask from each ``head`` (``scheme://user:``) to the last ``@`` of its run (no space, quote or
-    angle bracket), so the password may hold ``@ / : # ? %``. Linear: a run without an ``@`` is
-    skipped whole, and a masked password is never scanned again."""
-    out: list[str] = []
-    pos = skip = 0
-    for m in head.finditer(s):
-        if m.start() < skip:
-            continue
-        stop = _RUN_STOP.search(s, m.end())
-        run_end = stop.start() if stop else len(s)
-        at = s.rfind("@", m.end(), run_end)
-        while need_host and at >= 0 and not _HOST_AFTER_AT.match(s, at + 1):
-            at = s.rfind("@", m.end(), at)
-        if at < 0:
-            skip = run_end
-            continue
-        skip = at + 1
-        password = s[m.end() : at]
-        if password and password != MASK:
-            out += [s[pos : m.end()], MASK]
-            pos = at
-    if not out:
-        return s
-    out.append(s[pos:])
-    return "".join(out)
-
-
-_header_end = _regex_end(_TO_EOL)
-_query_end = _regex_end(_QUERY_VALUE)
-_assign_end = _regex_end(_ASSIGN_VALUE)
-
-
-def _shapes(s: str) -> str:
-    """One pass of the structural net (no known secrets, no decoding)."""
-    s = _mask_values(s, _HEADER_HEAD, _header_end, _header_secret)
-    s = _SCHEME_CRED.sub(_scheme_cred, s)
-    s = _mask_passwords(s, _USERINFO_HEAD, need_host=False)
-    s = _mask_passwords(s, _BARE_USERINFO_HEAD, need_host=True)
-    s = _mask_values(s, _QUERY_HEAD, _query_end, lambda m: is_secret_name(m["name"], in_url=True))
-    s = _mask_values(s, _QUOTED_HEAD, _quoted_end, lambda m: _is_secret_header(m["name"]))
-    s = _mask_values(s, _ASSIGN_HEAD, _assign_end, lambda m: is_secret_name(m["name"]))
-    s = _SUBPROTOCOL.sub(rf"\1{MASK}", s)
-    s = _JWT.sub(MASK, s)
-    return _HEX40.sub(MASK, s)
 
 
 def redact_url(url: str) -> str:
