@@ -8,9 +8,10 @@ mock are internal. Importing it costs nothing: the kit is loaded on first access
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy treats it as True)
 if TYPE_CHECKING:
-    from wsdoctor.check import Check, Context, RunOptions, Secret
+    from wsdoctor.check import Check, Context, ObservingCheck, RunOptions, Secret, finding
     from wsdoctor.errors import UsageError, WsdoctorError
     from wsdoctor.model import CheckResult, Finding, Report, Status, Target
+    from wsdoctor.record import Record
 
 __version__ = "0.1.0"
 
@@ -19,6 +20,8 @@ __all__ = [
     "CheckResult",
     "Context",
     "Finding",
+    "ObservingCheck",
+    "Record",
     "Report",
     "RunOptions",
     "Secret",
@@ -27,12 +30,16 @@ __all__ = [
     "UsageError",
     "WsdoctorError",
     "__version__",
+    "finding",
 ]
 
 #: Where each exported name lives (imported on first access, then cached in the module).
 _LAZY = {
     "Check": "wsdoctor.check",
     "Context": "wsdoctor.check",
+    "ObservingCheck": "wsdoctor.check",
+    "finding": "wsdoctor.check",
+    "Record": "wsdoctor.record",
     "RunOptions": "wsdoctor.check",
     "Secret": "wsdoctor.check",
     "UsageError": "wsdoctor.errors",
