@@ -19,17 +19,17 @@ and the exact upgrade command for the tool the file belongs to.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import wsdoctor
 from wsdoctor.check import Context, ObservingCheck, finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
 from wsdoctor.probes.sdk import Ecosystem, Pin, SdkObservation, Tool
-from wsdoctor.record import from_json
+from wsdoctor.record import Record
 
 __all__ = [
     "CHECKS",
@@ -52,22 +52,15 @@ RequirementMet = Literal["yes", "no", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
-class Requirement:
+class Requirement(Record):
     """A row applies only to apps that also have ``package`` in ``range`` (e.g. websockets>=14)."""
 
     package: str
     range: str
 
-    def to_dict(self) -> dict[str, JSONValue]:
-        return {"package": self.package, "range": self.range}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Requirement:
-        return from_json(cls, d)
-
 
 @dataclass(frozen=True, slots=True)
-class KnownIssue:
+class KnownIssue(Record):
     """One row of ``sdk_known_issues.json``: a version range of a package with a known problem."""
 
     ecosystem: Ecosystem
@@ -79,10 +72,6 @@ class KnownIssue:
     source: str  # the release note, issue, pull request or commit this row comes from
     release: str | None = None  # the tag that first shipped the fix
     requires: Requirement | None = None
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> KnownIssue:
-        return from_json(cls, d)
 
 
 @lru_cache(maxsize=1)

@@ -26,18 +26,9 @@ from wsdoctor.probes.netpath import (
 )
 from wsdoctor.probes.proxy import RouteDecision
 from wsdoctor.probes.resolver import DnsObservation, DnsOutcome, DnsRecord
-from wsdoctor.record import FixtureError
 
 OBS = Path(__file__).resolve().parent.parent / "fixtures" / "observations"
 
-#: Each family's observation type: what its fixtures hold and its analyzer takes.
-TYPES: dict[str, Any] = {
-    "dns": DnsObservation,
-    "tcp": TcpObservation,
-    "tls": TlsObservation,
-    "proxy": ProxyConnectObservation,
-    "env": RouteDecision,
-}
 T = TypeVar("T")
 
 
@@ -338,73 +329,3 @@ def test_tls_stale_certifi_is_the_other_way_round() -> None:
     (finding,) = tls.analyze(TlsObservation("192.0.2.1", "x.example", Outcome.OK, stores=stores))
     assert "trusted by the system store but not by the certifi store (unable to get)" in finding.message
     assert "pip install -U certifi" in finding.message
-
-
-# -- the fixtures are the typed observations' JSON form ------------------------------------------
-
-
-FIXTURES = sorted(p.relative_to(OBS).as_posix() for family in TYPES for p in (OBS / family).glob("*.json"))
-
-
-def test_every_family_has_fixtures() -> None:
-    assert {name.split("/")[0] for name in FIXTURES} == set(TYPES)
-
-
-@pytest.mark.parametrize("name", FIXTURES)
-def test_every_fixture_loads_strictly_and_round_trips(name: str) -> None:
-    # to_dict() is what a report's evidence holds: a fixture read back writes exactly what it read
-    data = raw(name)
-    obs = TYPES[name.split("/")[0]].from_dict(data)
-    data.pop("_note", None)
-    assert obs.to_dict() == data
-
-
-@pytest.mark.parametrize(
-    ("name", "path", "renamed"),
-    [
-        ("dns/healthy.json", (), ("addresses", "address_list")),
-        ("dns/healthy.json", ("records", "A"), ("answers", "answer")),
-        ("tcp/healthy.json", (), ("port", "target_port")),
-        ("tcp/proxy-refused.json", ("attempts", 0), ("outcome", "result")),
-        ("tls/expired.json", (), ("verify_message", "verify_msg")),
-        ("tls/expired.json", ("chain", 0), ("issuer", "issued_by")),
-        ("tls/expired.json", ("stores", "certifi"), ("verify_code", "code")),
-        ("proxy/denied-403.json", (), ("direct_tcp", "direct")),
-        ("proxy/denied-403.json", ("tunnel",), ("status", "status_code")),
-        ("env/disagreement.json", (), ("route", "way")),
-        ("env/disagreement.json", ("disagreements", 0), ("used_by_urllib", "urllib_uses")),
-    ],
-)
-def test_a_renamed_field_is_a_fixture_error(name: str, path: tuple[str | int, ...], renamed: tuple[str, str]) -> None:
-    data = raw(name)
-    node: Any = data
-    for step in path:
-        node = node[step]
-    old, new = renamed
-    node[new] = node.pop(old)
-    with pytest.raises(FixtureError, match=new):
-        TYPES[name.split("/")[0]].from_dict(data)
-
-
-@pytest.mark.parametrize(
-    ("name", "path", "key", "value"),
-    [
-        ("dns/healthy.json", ("records", "A"), "outcome", "okay"),
-        ("dns/healthy.json", (), "source", "hosts-file"),
-        ("tcp/refused.json", ("attempts", 0), "outcome", "ECONNREFUSED"),
-        ("tcp/refused.json", ("attempts", 0), "family", "ipv5"),
-        ("tls/sni-reset.json", (), "outcome", "handshake-failed"),
-        ("proxy/established.json", ("tunnel",), "status", "200"),
-        ("env/direct.json", (), "route", "socks"),
-    ],
-)
-def test_a_value_outside_the_vocabulary_is_a_fixture_error(
-    name: str, path: tuple[str | int, ...], key: str, value: str
-) -> None:
-    data = raw(name)
-    node: Any = data
-    for step in path:
-        node = node[step]
-    node[key] = value
-    with pytest.raises(FixtureError):
-        TYPES[name.split("/")[0]].from_dict(data)
