@@ -632,6 +632,118 @@ FINDING_CODES: dict[str, FindingCode] = {
             "An SDK or library version with known problems.",
             "Upgrade to the fixed release this finding names (its evidence holds the exact command).",
         ),
+        # --- wsdoctor watch: the app's own connection, judged frame by frame ---------------------
+        _code(
+            "client.idle-gap",
+            "connection-handling",
+            "The app sent no audio and no text frame for longer than Deepgram waits (about 10 s).",
+            "Send a KeepAlive text frame every 3-5 s whenever no audio flows: Python SDK "
+            "`connection.send_keep_alive()` (v5+: `send_control({\"type\": \"KeepAlive\"})`), JS SDK "
+            "`connection.keepAlive()`, Go `client.KeepAlive()`, or raw: `ws.send('{\"type\": \"KeepAlive\"}')`.",
+            "Or stop the stream with CloseStream when the audio source pauses for long, and reconnect when it resumes.",
+        ),
+        _code(
+            "client.keepalive-binary",
+            "connection-handling",
+            "The app sent a control message (KeepAlive, CloseStream, Finalize) in a binary frame: Deepgram reads "
+            "binary frames as audio, so the message does nothing and corrupts the audio.",
+            "Send control messages as *text* frames: in JavaScript `ws.send(JSON.stringify(msg))` (a string, "
+            "not a Buffer/Blob), in Python `await ws.send(json.dumps(msg))` (a str, not bytes).",
+        ),
+        _code(
+            "client.empty-binary-frame",
+            "connection-handling",
+            "The app sent an empty binary frame: Deepgram takes it as the deprecated end-of-audio signal.",
+            "Never send a zero-length audio chunk: skip empty buffers before `send()` (a microphone callback "
+            "or a file reader at EOF often yields b''/empty Buffer); end the stream with "
+            "`{\"type\": \"CloseStream\"}` instead.",
+        ),
+        _code(
+            "client.no-closestream",
+            "connection-handling",
+            "The app ended the stream without sending CloseStream: the final results of the last audio are lost.",
+            "When the audio ends, send `{\"type\": \"CloseStream\"}` (Python SDK v5+: "
+            "`send_control({\"type\": \"CloseStream\"})`, older `finish()`; JS `requestClose()`), then keep "
+            "reading until Deepgram's Metadata and close frame arrive.",
+        ),
+        _code(
+            "client.close-not-awaited",
+            "connection-handling",
+            "The app dropped the TCP connection before Deepgram's close frame arrived: the article's "
+            "\"no close frame received or sent\", caused on the client's side.",
+            "After CloseStream (or your own close frame), keep the socket open and read until the close frame "
+            "arrives: `async for msg in ws: ...` then `await ws.wait_closed()` in Python websockets, the "
+            "`Close` event in the SDKs; do not exit the process or cancel the reader task first.",
+        ),
+        _code(
+            "client.encoding-mismatch",
+            "audio-format",
+            "The audio bytes do not match the format the URL declares (encoding, sample_rate, channels).",
+            "For raw PCM send `encoding=linear16&sample_rate=<rate>&channels=<n>` and strip any WAV header; "
+            "for containers (WAV, Ogg, WebM, MP3, FLAC files) send *no* encoding/sample_rate and let Deepgram "
+            "read the header.",
+        ),
+        _code(
+            "client.pace",
+            "connection-handling",
+            "The app streams audio much faster or much slower than real time for the format it declares.",
+            "Send audio as it is captured: chunks of 20-250 ms at real-time pace (Deepgram accepts up to "
+            "1.25x). For files, use the pre-recorded REST API instead of replaying them over the WebSocket.",
+        ),
+        _code(
+            "client.reconnect-storm",
+            "connection-handling",
+            "The app reconnected again and again right after failures, without backing off.",
+            "Reconnect with jittered exponential backoff (e.g. 1 s, 2 s, 4 s ... capped at 30 s) and only on "
+            "retryable closes (1006/1011/1012/1013); fix the cause the first connection's findings name "
+            "before retrying.",
+        ),
+        _code(
+            "client.key-in-url",
+            "credentials",
+            "The app put a credential in the URL's query string, where proxies, servers and logs record it.",
+            "Send the key in the `Authorization: Token <key>` header, or from a browser as the "
+            "`Sec-WebSocket-Protocol` pair [\"token\", <key>] (better: a short-lived token from /v1/auth/grant); "
+            "rotate the key that was exposed.",
+        ),
+        _code(
+            "client.sdk-known-issue",
+            "sdk-libraries",
+            "The app's User-Agent names an SDK or WebSocket library version with a known connection bug.",
+            "Upgrade to the fixed release this finding names (its evidence holds the exact command).",
+        ),
+        _code(
+            "client.protocol-violation",
+            "connection-handling",
+            "The app's frames break RFC 6455 (unmasked frames, reserved opcodes or bits, oversized control frames).",
+            "Use a maintained WebSocket library instead of hand-written framing; the evidence names each violation.",
+        ),
+        _code(
+            "upstream.unreachable",
+            "network-instability",
+            "wsdoctor watch could not reach the upstream (Deepgram) for the app's connection.",
+            "Run `wsdoctor run` against the same URL to find the layer that breaks (DNS, TCP, TLS, proxy).",
+        ),
+        _code(
+            "upstream.rejected",
+            "credentials",
+            "The upstream refused the app's WebSocket upgrade with an HTTP error.",
+            "Read the status and body in the evidence: 401 is the key, 402 the balance, 429 concurrency, 400 "
+            "the query parameters or audio format.",
+        ),
+        _code(
+            "upstream.closed-error",
+            "service",
+            "The upstream (Deepgram) closed the app's stream with an error code.",
+            "The close reason in the evidence names why; 1011 NET-0001 is the app's silence, 1008 DATA-0000 its "
+            "audio; reconnect with backoff on 1011/1012/1013.",
+        ),
+        _code(
+            "upstream.dropped",
+            "network-instability",
+            "The upstream's side of the connection ended (reset or FIN) without a close frame.",
+            "Reconnect with jittered backoff; if it repeats, run `wsdoctor run` on this network path.",
+        ),
     )
 }
 

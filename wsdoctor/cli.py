@@ -1,4 +1,4 @@
-"""Command line: ``wsdoctor run | mock | checks | render | explain | serve | load``.
+"""Command line: ``wsdoctor run | mock | checks | render | explain | serve | load | watch``.
 
 Each subcommand lives in ``wsdoctor.commands.<name>`` with ``handle(args)`` and, optionally,
 ``DESCRIPTION`` and ``add_arguments(parser)``; :func:`build_parser` makes every subparser the same

@@ -86,6 +86,13 @@ DOCS_LIVE = "https://developers.deepgram.com/docs/live-streaming-audio"
 DOCS_LEGACY_ERRORS = "https://enterprise-docs.deepgram.com/guides/streaming/error-handling"
 SPEC_MOCK = "https://github.com/deepgram/spec-mock-go-sdk"  # Deepgram's Smithy-generated wire model (Go)
 PY_SDK_TYPES = "https://github.com/deepgram/deepgram-python-sdk/tree/main/src/deepgram/listen/v1/types"
+DOCS_ENCODING = "https://developers.deepgram.com/docs/encoding"
+DOCS_SAMPLE_RATE = "https://developers.deepgram.com/docs/sample-rate"
+#: The SDKs' User-Agent: "@deepgram/sdk/<v> python/<minor>.<micro>" (Python SDK 3.x-4.x,
+#: deepgram/clients/common/v1/options.py), "@deepgram/sdk/<v> node/<v>" or "javascript" (JS SDK,
+#: src/lib/constants.ts), "deepgram-sdk/<v>" (Python SDK 5+, generated: core/client_wrapper.py).
+PY_SDK_USER_AGENT = "https://github.com/deepgram/deepgram-python-sdk/blob/main/deepgram/clients/common/v1/options.py"
+JS_SDK_USER_AGENT = "https://github.com/deepgram/deepgram-js-sdk/blob/main/src/lib/constants.ts"
 GO_SDK_WEBSOCKET = "https://github.com/deepgram/deepgram-go-sdk/blob/main/pkg/client/common/v1/websocket.go"
 CAPTURE_PY_319 = "https://github.com/deepgram/deepgram-python-sdk/issues/319"
 CAPTURE_PY_478 = "https://github.com/deepgram/deepgram-python-sdk/issues/478"
@@ -621,6 +628,22 @@ class ClientMessage(enum.StrEnum):
 def client_message(kind: ClientMessage) -> dict[str, str]:
     """``{"type": "KeepAlive"}`` and friends, as the SDKs send them."""
     return {"type": kind.value}
+
+
+# --- audio the client declares ----------------------------------------------------------------------
+
+#: Query parameters that describe the audio (DOCS_ENCODING, DOCS_SAMPLE_RATE).
+PARAM_ENCODING = "encoding"
+PARAM_SAMPLE_RATE = "sample_rate"
+PARAM_CHANNELS = "channels"
+#: "Encoding is required when raw, headerless audio packets are sent to the streaming service. If
+#: containerized audio packets are sent to the streaming service, this feature should not be used."
+#: (DOCS_ENCODING). Raw encodings with their bytes per sample (per channel):
+RAW_ENCODINGS: dict[str, int] = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
+#: Every value ``encoding`` accepts (DOCS_ENCODING); the codecs beyond RAW_ENCODINGS carry their own
+#: framing, and two of them have a stream header a sniffer can see: FLAC's "fLaC", Ogg's "OggS".
+ENCODINGS = (*RAW_ENCODINGS, "flac", "amr-nb", "amr-wb", "opus", "ogg-opus", "speex", "g729")
+ENCODING_CONTAINERS: dict[str, tuple[str, ...]] = {"flac": ("flac",), "ogg-opus": ("ogg",), "opus": ("ogg",)}
 
 
 # --- the key ----------------------------------------------------------------------------------------

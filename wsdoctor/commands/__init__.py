@@ -23,4 +23,5 @@ SUMMARIES = {
     "explain": "explain a pasted error message or a log: likely causes, fixes, checks to run",
     "serve": "Prometheus exporter: GET /probe?target=NAME&profile=P diagnoses a configured target",
     "load": "N concurrent real-time streams against an endpoint you own",
+    "watch": "relay your app's Deepgram connections and judge them frame by frame",
 }

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from wsdoctor.check import RunOptions
+    from wsdoctor.check import ResolveOverride, RunOptions
     from wsdoctor.diagnosis import Diagnosis
     from wsdoctor.mock import MockConfig
     from wsdoctor.model import Report, Target
 
-__all__ = ["DEFAULT_URL", "DESCRIPTION", "add_arguments", "handle"]
+__all__ = ["DEFAULT_URL", "DESCRIPTION", "add_arguments", "add_route_arguments", "handle", "route_options"]
 
 #: Deepgram's streaming endpoint: ``wsdoctor.deepgram.DEFAULT_URL``, spelled out so that ``--help``
 #: does not import the protocol module (tests/test_cli.py keeps the two equal).
@@ -43,26 +43,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "--mock-fault", metavar="NAME", help="with --target mock: inject this mock fault (see 'wsdoctor mock --help')"
     )
     add_shared_options(run, "--api-key-env", "--ca-file")
-    proxy = run.add_mutually_exclusive_group()
-    proxy.add_argument(
-        "--proxy",
-        metavar="URL",
-        help="tunnel through this HTTP proxy (http://[user:pass@]host:port), overriding HTTPS_PROXY & co.; "
-        "the password never appears in any output",
-    )
-    proxy.add_argument("--no-proxy", action="store_true", help="ignore the proxy variables and connect directly")
-    run.add_argument(
-        "--dns-server",
-        metavar="ADDR[:PORT]",
-        help="ask this DNS server (only) for the target's A/AAAA records instead of the system resolver",
-    )
-    run.add_argument(
-        "--resolve",
-        metavar="HOST:PORT:ADDR",
-        action="append",
-        default=[],
-        help="connect to ADDR for HOST:PORT, keeping SNI and Host (curl semantics); repeatable",
-    )
+    add_route_arguments(run)
     run.add_argument(
         "--checks",
         metavar="IDS",
@@ -133,8 +114,50 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     add_output_arguments(run)
 
 
+
+def add_route_arguments(parser: argparse.ArgumentParser) -> None:
+    """How connections reach the target: --proxy/--no-proxy, --dns-server, --resolve (``run`` and
+    ``watch`` open their connections the same way; :func:`route_options` reads them back)."""
+    proxy = parser.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="tunnel through this HTTP proxy (http://[user:pass@]host:port), overriding HTTPS_PROXY & co.; "
+        "the password never appears in any output",
+    )
+    proxy.add_argument("--no-proxy", action="store_true", help="ignore the proxy variables and connect directly")
+    parser.add_argument(
+        "--dns-server",
+        metavar="ADDR[:PORT]",
+        help="ask this DNS server (only) for the target's A/AAAA records instead of the system resolver",
+    )
+    parser.add_argument(
+        "--resolve",
+        metavar="HOST:PORT:ADDR",
+        action="append",
+        default=[],
+        help="connect to ADDR for HOST:PORT, keeping SNI and Host (curl semantics); repeatable",
+    )
+
+
+def route_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunOptions fields :func:`add_route_arguments` sets, checked (UsageError, exit 2)."""
+    return {
+        "resolve": _resolve(args.resolve),
+        "proxy": _proxy(args.proxy),
+        "no_proxy": args.no_proxy,
+        "dns_server": _dns_server(args.dns_server),
+    }
+
+
+def _resolve(entries: list[str]) -> tuple[ResolveOverride, ...]:
+    from wsdoctor.check import ResolveOverride
+
+    return tuple(ResolveOverride.parse(r) for r in entries)
+
+
 def _options(args: argparse.Namespace) -> RunOptions:
-    from wsdoctor.check import ResolveOverride, RunOptions
+    from wsdoctor.check import RunOptions
 
     if args.ca_file:
         try:
@@ -145,7 +168,6 @@ def _options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         api_key_env=args.api_key_env,
         ca_file=args.ca_file,
-        resolve=tuple(ResolveOverride.parse(r) for r in args.resolve),
         connect_timeout_s=args.connect_timeout,
         close_wait_s=args.close_wait,
         quick=args.quick,
@@ -154,11 +176,9 @@ def _options(args: argparse.Namespace) -> RunOptions:
         ping_every_s=min(2.0, args.keepalive_every),
         soak_s=_soak(args.soak),
         repeat=_repeat(args.repeat),
-        proxy=_proxy(args.proxy),
-        no_proxy=args.no_proxy,
-        dns_server=_dns_server(args.dns_server),
         pid=_pid(args.pid),
         app_dir=_app_dir(args.app_dir),
+        **route_options(args),
     )
 
 
