@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 
 from reports.evidence import evidence_items, evidence_value
 from reports.json import finite
+from reports.frames import TRACK as FRAMES_TRACK
+from reports.frames import FrameTimeline, frame_timelines
 from reports.timeline import TRACK, Histogram, Timeline, build_timeline, format_seconds, phase_histograms
 from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
 from wsdoctor.model import (
@@ -248,6 +250,7 @@ class View:
     checks: tuple[CheckRow, ...]
     timeline: Timeline
     histograms: tuple[Histogram, ...]
+    frames: tuple[FrameTimeline, ...]  # wsdoctor watch: each connection's frames
     evidence: tuple[EvidenceView, ...]
     environment: Rows
     environment_has_version: bool
@@ -463,6 +466,7 @@ def build_view(report: Report) -> View:
         checks=_check_rows(report.results),
         timeline=build_timeline(report),
         histograms=phase_histograms(report.results),
+        frames=frame_timelines(report.results),
         evidence=tuple(_evidence_view(r) for r in report.results),
         environment=_environment(report),
         environment_has_version="wsdoctor" in report.environment,
@@ -503,4 +507,4 @@ class HtmlReporter:
             keep_trailing_newline=True,
         )
         template = env.get_template("report.html.j2")
-        return template.render(view=build_view(report), track=TRACK)
+        return template.render(view=build_view(report), track=TRACK, frames_track=FRAMES_TRACK)

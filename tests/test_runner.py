@@ -195,7 +195,9 @@ def test_select_pulls_in_requirements_and_rejects_unknown_ids() -> None:
 
 
 def test_every_checks_module_is_declared_as_an_entry_point() -> None:
-    modules = {p.stem for p in (ROOT / "checks").glob("*.py") if not p.stem.startswith("_")}
+    # checks/client.py judges what `wsdoctor watch` recorded of an app: it has no Check of `run`.
+    watch_only = {"client"}
+    modules = {p.stem for p in (ROOT / "checks").glob("*.py") if not p.stem.startswith("_")} - watch_only
     loaded = load_checks()
     assert not loaded.broken
     declared = {cls.__module__.split(".")[1] for cls in loaded.checks.values() if cls.__module__.startswith("checks.")}
