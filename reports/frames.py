@@ -75,7 +75,9 @@ def _detail(event: Mapping[str, object]) -> str:
         )
     if kind == "close":
         code = event.get("code")
-        return f"code {code if code is not None else '(none)'}" + (f" {_str(event.get('text'))!s}" if event.get("text") else "")
+        return f"code {code if code is not None else '(none)'}" + (
+            f" {_str(event.get('text'))!s}" if event.get("text") else ""
+        )
     parts = [_str(event.get("type"), 40)] if event.get("type") else []
     if event.get("text"):
         parts.append(_str(event.get("text")))
@@ -92,14 +94,18 @@ def _end_marks(conn: Mapping[str, object], scale: float) -> list[FrameMark]:
             continue
         tcp, t = end.get("tcp"), _num(end.get("tcp_t"))
         if tcp in ("fin", "rst", "relay-closed") and t is not None:
-            out.append(FrameMark(lane, "end", min(TRACK, t * scale), 0.0, f"{_side(lane)} TCP {_str(tcp, 20)} at {t:.2f} s"))
+            out.append(
+                FrameMark(lane, "end", min(TRACK, t * scale), 0.0, f"{_side(lane)} TCP {_str(tcp, 20)} at {t:.2f} s")
+            )
     return out
 
 
 def _timeline(result: CheckResult, conn: Mapping[str, object]) -> FrameTimeline:
     raw_events = conn.get("events")
     events = [e for e in raw_events if isinstance(e, Mapping)] if isinstance(raw_events, Sequence) else []
-    duration = max([_num(conn.get("duration_s")) or 0.0] + [_num(e.get("t_end")) or _num(e.get("t")) or 0.0 for e in events])
+    duration = max(
+        [_num(conn.get("duration_s")) or 0.0] + [_num(e.get("t_end")) or _num(e.get("t")) or 0.0 for e in events]
+    )
     scale = TRACK / duration if duration > 0 else 0.0
     marks: list[FrameMark] = []
     for e in events:

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reports.evidence import evidence_items, evidence_value
-from reports.json import finite
 from reports.frames import TRACK as FRAMES_TRACK
 from reports.frames import FrameTimeline, frame_timelines
+from reports.json import finite
 from reports.timeline import TRACK, Histogram, Timeline, build_timeline, format_seconds, phase_histograms
 from wsdoctor.causes import CAUSES, REST_FALLBACK, fixes_for
 from wsdoctor.model import (

@@ -198,11 +198,26 @@ def run_wsdoctor(tmp: Path, url: str, key: str = KEY, *extra: str, timeout: floa
     paths = {name: tmp / f"report.{name}" for name in ("json", "html", "xml")}
     proc = subprocess.run(
         [
-            sys.executable, "-m", "wsdoctor", "run", url, "--quick",
-            "--json", str(paths["json"]), "--html", str(paths["html"]), "--junit", str(paths["xml"]),
+            sys.executable,
+            "-m",
+            "wsdoctor",
+            "run",
+            url,
+            "--quick",
+            "--json",
+            str(paths["json"]),
+            "--html",
+            str(paths["html"]),
+            "--junit",
+            str(paths["xml"]),
             *extra,
         ],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False, errors="surrogateescape",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+        errors="surrogateescape",
     )
     read = {name: p.read_text(encoding="utf-8") if p.exists() else "" for name, p in paths.items()}
     return Outputs(proc.returncode, proc.stdout, proc.stderr, read["json"], read["html"], read["xml"])

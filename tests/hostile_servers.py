@@ -289,7 +289,7 @@ async def wrong_shapes(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         b'{"type":"Results","channel_index":[0,1],"duration":1,"start":0,"is_final":true,"speech_final":false,'
         b'"from_finalize":false,"channel":{"alternatives":[["hello"]]},"metadata":{}}',
         b'{"type":"Results","channel":{"alternatives":"hello"}}',
-        b'[1,2,3]',
+        b"[1,2,3]",
         b"[" * 100_000 + b"]" * 100_000,
         b'{"type":"Metadata","request_id":7}',
     ]

@@ -42,9 +42,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # What headless Chromium needs as root in a container, and nothing that phones home. playwright
 # gives every launch a fresh temporary --user-data-dir of its own.
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--font-render-hinting=none",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--font-render-hinting=none",
 ]
 TIMEOUT_MS = 20_000
 
@@ -89,8 +96,9 @@ def open_report(browser: Any, tmp_path: Path) -> Iterator[Any]:
     def opener(html: str, width: int = 1200, name: str = "report.html") -> Opened:
         path = tmp_path / name
         path.write_text(html, encoding="utf-8")
-        context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=1,
-                                      java_script_enabled=True)
+        context = browser.new_context(
+            viewport={"width": width, "height": 900}, device_scale_factor=1, java_script_enabled=True
+        )
         contexts.append(context)
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
@@ -115,8 +123,9 @@ def open_report(browser: Any, tmp_path: Path) -> Iterator[Any]:
 
 
 def render(name: str) -> str:
-    return HtmlReporter().render(Report.from_dict(__import__("json").loads(
-        (FIXTURES / f"{name}.json").read_text(encoding="utf-8"))))
+    return HtmlReporter().render(
+        Report.from_dict(__import__("json").loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8")))
+    )
 
 
 def assert_clean(opened: Opened) -> None:
@@ -195,8 +204,11 @@ def test_readme_screenshots(open_report: Any, tmp_path: Path) -> None:
     # the top of the report: verdict, request ids and the primary cause with its evidence and fixes
     cause = page.locator("article.cause").first.bounding_box()
     assert cause is not None
-    page.screenshot(path=str(shot), full_page=True,
-                    clip={"x": 0, "y": 0, "width": 1200, "height": cause["y"] + cause["height"] + 24})
+    page.screenshot(
+        path=str(shot),
+        full_page=True,
+        clip={"x": 0, "y": 0, "width": 1200, "height": cause["y"] + cause["height"] + 24},
+    )
     page.locator('section[aria-label="Connection timeline"]').screenshot(path=str(timeline))
     width, height = png_size(shot)
     assert width == 1200 and 900 < height < 2600

@@ -258,9 +258,7 @@ def test_report_flag_and_shorthand_write_the_same_file(tmp_path: Path) -> None:
         assert (tmp_path / f"short.{name}").read_bytes() == (tmp_path / f"long.{name}").read_bytes(), name
 
 
-def test_any_reporter_to_stdout_moves_the_summary_to_stderr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_any_reporter_to_stdout_moves_the_summary_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = str(ROOT / "fixtures/reports/failing-proxy.json")
     txt = tmp_path / "summary.txt"
     assert main(["render", src, "--report", "markdown=-", "--report", f"terminal={txt}", "--no-color"]) == 0

@@ -54,7 +54,10 @@ def run(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], float, str]:
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "wsdoctor", "run", *args, "--timeout", str(TIMEOUT_S), "--json", str(out)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     wall = time.monotonic() - t0
     return proc.returncode, json.loads(out.read_text()), wall, proc.stdout + proc.stderr
@@ -88,9 +91,7 @@ def test_blackholed_port_under_a_deadline(tmp_path: Path) -> None:
 
 def test_silent_dns_server_under_a_deadline(tmp_path: Path) -> None:
     with dns_server({}, drop=("api.silent.test",)) as dport:
-        code, report, wall, text = run(
-            tmp_path, "ws://api.silent.test/v1/listen", "--dns-server", f"127.0.0.1:{dport}"
-        )
+        code, report, wall, text = run(tmp_path, "ws://api.silent.test/v1/listen", "--dns-server", f"127.0.0.1:{dport}")
     print(f"--timeout {TIMEOUT_S:g} against a silent DNS server: {wall:.2f} s wall")
     assert code == 1, text
     assert wall <= TIMEOUT_S + 1.0

@@ -333,8 +333,13 @@ def test_documented_prometheus_config_and_rules_are_valid() -> None:
         any(r.get("target_label") == "__param_target" for r in j["relabel_configs"]) for j in probe_jobs
     )
     finding = Finding("proxy.connect-denied", "proxy-firewall", Status.FAIL, "403")
-    sample = Report(Target.parse("wss://x/v1/listen"), (CheckResult("proxy.connect", "t", Status.FAIL, "x",
-                    findings=(finding,)),), "2025-01-01T00:00:00Z", 1.0, "0.1.0")
+    sample = Report(
+        Target.parse("wss://x/v1/listen"),
+        (CheckResult("proxy.connect", "t", Status.FAIL, "x", findings=(finding,)),),
+        "2025-01-01T00:00:00Z",
+        1.0,
+        "0.1.0",
+    )
     emitted = {fam.name for fam in text_string_to_metric_families(OpenMetricsReporter().render(sample))}
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
     used = {m for expr in exprs for m in re.findall(r"wsdoctor_\w+", re.sub(r'"[^"]*"', "", expr))}  # not job names

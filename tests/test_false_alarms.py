@@ -49,15 +49,22 @@ def run(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> t
     out = tmp_path / "r.json"
     proc = subprocess.run(
         [sys.executable, "-m", "wsdoctor", "run", *args, "--json", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     return proc.returncode, json.loads(out.read_text()), proc.stdout + proc.stderr
 
 
 def alarms(report: dict[str, Any]) -> dict[str, str]:
     """Every check that did not pass or skip for a stated, benign reason, with its summary."""
-    return {r["check_id"]: f"{r['status']}: {r['summary']}" for r in report["results"] if r["status"] in (
-        "warn", "fail", "error")}
+    return {
+        r["check_id"]: f"{r['status']}: {r['summary']}"
+        for r in report["results"]
+        if r["status"] in ("warn", "fail", "error")
+    }
 
 
 def assert_healthy(code: int, report: dict[str, Any], text: str) -> None:

@@ -57,8 +57,13 @@ def test_healthy_mock_passes_every_check(
     # Every check passes, except those that do not apply here -- TLS on ws://, a proxy when none
     # is configured, --soak/--repeat when not asked for -- which skip with a reason and block nothing.
     skipped = [r for r in report["results"] if r["status"] == "skip"]
-    assert {r["check_id"] for r in skipped} <= {"tls.handshake", "proxy.connect", "stream.soak", "phases.repeat",
-                                                 "sdk.app-pins"}, skipped
+    assert {r["check_id"] for r in skipped} <= {
+        "tls.handshake",
+        "proxy.connect",
+        "stream.soak",
+        "phases.repeat",
+        "sdk.app-pins",
+    }, skipped
     assert all(r["blocked_by"] is None and r["summary"] for r in skipped)
     assert {r["status"] for r in report["results"]} <= {"pass", "skip"}, report["results"]
     stream = next(r for r in report["results"] if r["check_id"] == "stream.transcribe")

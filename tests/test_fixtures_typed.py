@@ -29,6 +29,7 @@ from wsdoctor.probes.proxy import RouteDecision
 from wsdoctor.probes.resolver import DnsObservation
 from wsdoctor.probes.sdk import SdkObservation
 from wsdoctor.probes.session import SessionObservation
+from wsdoctor.probes.watch import WatchedConnection
 from wsdoctor.probes.wsclient import UpgradeObservation
 from wsdoctor.record import FixtureError, Record
 
@@ -60,6 +61,7 @@ TYPES: dict[str, type[Record]] = {
     "proxy": ProxyConnectObservation,
     "env": RouteDecision,
     "sdk": SdkObservation,
+    "watch": WatchedConnection,
 }
 HOST_TYPES: dict[str, type[Record]] = {
     "sockets": SocketObservation,
@@ -147,6 +149,8 @@ def _at(data: Any, path: tuple[str | int, ...]) -> Any:
         ("host/loop-lag.json", ("wakeups",), ("max_lag_s", "max_lag")),
         ("sdk/installed-current.json", (), ("pins", "pinned")),
         ("sdk/installed-current.json", ("pins", 0), ("exact", "version")),
+        ("watch/sdk-healthy.json", ("client_stats",), ("max_gap_s", "longest_gap")),
+        ("watch/sdk-healthy.json", ("events", 0), ("side", "direction")),
     ],
 )
 def test_a_renamed_field_is_a_fixture_error(name: str, path: tuple[str | int, ...], renamed: tuple[str, str]) -> None:
@@ -173,6 +177,8 @@ def test_a_renamed_field_is_a_fixture_error(name: str, path: tuple[str | int, ..
         ("env/direct.json", (), "route", "socks"),
         ("host/loop-ok.json", (), "sampler", "fiber"),
         ("host/fds-ok.json", (), "scope", "host"),
+        ("watch/sdk-healthy.json", ("client_end",), "tcp", "vanished"),
+        ("watch/sdk-healthy.json", ("events", 0), "side", "middle"),
     ],
 )
 def test_a_value_outside_its_type_is_a_fixture_error(

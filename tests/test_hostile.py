@@ -232,9 +232,21 @@ def test_sigterm_in_a_busy_stream_still_writes_the_report(tmp_path: Path) -> Non
     out = tmp_path / "r.json"
     with serve("busy-stream") as port:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "wsdoctor", "run", f"ws://127.0.0.1:{port}/v1/listen", "--api-key-env",
-             "WSD_HOSTILE_KEY", "--json", str(out)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "WSD_HOSTILE_KEY": KEY},
+            [
+                sys.executable,
+                "-m",
+                "wsdoctor",
+                "run",
+                f"ws://127.0.0.1:{port}/v1/listen",
+                "--api-key-env",
+                "WSD_HOSTILE_KEY",
+                "--json",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "WSD_HOSTILE_KEY": KEY},
         )
         time.sleep(2.5)  # inside the stream, under the message stream
         proc.send_signal(signal.SIGTERM)

@@ -62,8 +62,13 @@ def test_every_check_is_a_testcase(name: str, schema: xmlschema.XMLSchema) -> No
     assert len(suites) == 1
     suite = suites[0]
     counts = report.summary.counts
-    expected = {"name": "wsdoctor", "tests": str(len(report.results)), "failures": str(counts["fail"]),
-                "errors": str(counts["error"]), "skipped": str(counts["skip"])}
+    expected = {
+        "name": "wsdoctor",
+        "tests": str(len(report.results)),
+        "failures": str(counts["fail"]),
+        "errors": str(counts["error"]),
+        "skipped": str(counts["skip"]),
+    }
     for attrs in (suite.attrib, root.attrib):
         assert {k: attrs[k] for k in expected} == expected
     assert float(suite.attrib["time"]) == pytest.approx(report.duration_s, abs=0.001)
@@ -116,8 +121,13 @@ def test_failure_carries_findings_and_fixes(schema: xmlschema.XMLSchema) -> None
 def test_error_and_rest_fallback(schema: xmlschema.XMLSchema) -> None:
     report = report_of(
         CheckResult("tcp.connect", "t", Status.ERROR, "overran its 5 s deadline", duration_s=math.inf),
-        CheckResult("stream.transcribe", "s", Status.FAIL, "reset", findings=(
-            Finding("stream.reset", "network-instability", Status.FAIL, "RST after 2 s"),)),
+        CheckResult(
+            "stream.transcribe",
+            "s",
+            Status.FAIL,
+            "reset",
+            findings=(Finding("stream.reset", "network-instability", Status.FAIL, "RST after 2 s"),),
+        ),
         CheckResult("rest.transcribe", "r", Status.PASS, "HTTP 200"),
         duration_s=math.nan,
         started_at="not a date",
@@ -139,8 +149,7 @@ def test_hostile_strings_make_well_formed_xml(schema: xmlschema.XMLSchema) -> No
     report = report_of(
         CheckResult(f"close.{nasty}", nasty, Status.FAIL, nasty, findings=(finding,)),
         CheckResult("stream.transcribe", nasty, Status.SKIP, nasty, blocked_by=nasty),
-        CheckResult("tls.handshake", nasty, Status.WARN, nasty, findings=(
-            Finding(nasty, nasty, Status.WARN, nasty),)),
+        CheckResult("tls.handshake", nasty, Status.WARN, nasty, findings=(Finding(nasty, nasty, Status.WARN, nasty),)),
         environment={"python": nasty, "os": nasty},
     )
     text = JunitReporter().render(report)
@@ -176,7 +185,7 @@ def test_schema_rejects_what_ci_systems_reject(schema: xmlschema.XMLSchema) -> N
     good = JunitReporter().render(load("failing-proxy"))
     assert schema.is_valid(good)
     bad = [
-        good.replace('<testsuite name="wsdoctor"', '<testsuite', 1),  # no suite name
+        good.replace('<testsuite name="wsdoctor"', "<testsuite", 1),  # no suite name
         good.replace('tests="7"', 'tests="seven"', 1),
         re.sub(r'time="0\.(\d+)"', r'time="1,\1"', good, count=1),  # thousands separator
         good.replace('classname="wsdoctor.dns" ', "", 1),

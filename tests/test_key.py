@@ -120,7 +120,11 @@ def test_a_real_run_with_a_malformed_key_still_authenticates_with_the_cleaned_on
     with mock_process("--api-key", KEY) as url:
         proc = subprocess.run(
             [sys.executable, "-m", "wsdoctor", "run", url, "--checks", "ws.auth", "--json", str(out)],
-            capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "DEEPGRAM_API_KEY": raw},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, "DEEPGRAM_API_KEY": raw},
         )
     report = json.loads(out.read_text())
     auth = next(r for r in report["results"] if r["check_id"] == "ws.auth")
@@ -139,7 +143,11 @@ def test_a_real_run_with_a_temporary_token_names_it(tmp_path: Path) -> None:
     with mock_process() as url:  # the mock takes any credential: a JWT goes through as Bearer
         subprocess.run(
             [sys.executable, "-m", "wsdoctor", "run", url, "--checks", "ws.auth", "--json", str(out)],
-            capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "DEEPGRAM_API_KEY": token},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, "DEEPGRAM_API_KEY": token},
         )
     auth = next(r for r in json.loads(out.read_text())["results"] if r["check_id"] == "ws.auth")
     (f,) = auth["findings"]

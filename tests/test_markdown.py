@@ -92,10 +92,21 @@ def test_server_strings_cannot_break_tables_code_spans_or_link() -> None:
     rid = "<img src=x onerror=alert(1)>`|"
     finding = Finding("close.no-close-frame", "network-instability", Status.FAIL, nasty, evidence={"request_id": rid})
     report = report_of(
-        CheckResult("close.handshake", "t", Status.FAIL, nasty, findings=(finding,),
-                    evidence={"upgrade": {"answer": {"headers": [["DG-Request-Id", "abc-123"], ["x", "y"]]}}}),
-        CheckResult("stream.transcribe", "t", Status.PASS, "ok",
-                    evidence={"events": [{"detail": {"request_id": "abc-123"}}, {"detail": {"request_id": "def"}}]}),
+        CheckResult(
+            "close.handshake",
+            "t",
+            Status.FAIL,
+            nasty,
+            findings=(finding,),
+            evidence={"upgrade": {"answer": {"headers": [["DG-Request-Id", "abc-123"], ["x", "y"]]}}},
+        ),
+        CheckResult(
+            "stream.transcribe",
+            "t",
+            Status.PASS,
+            "ok",
+            evidence={"events": [{"detail": {"request_id": "abc-123"}}, {"detail": {"request_id": "def"}}]},
+        ),
     )
     source = MarkdownReporter().render(report)
     assert html_tokens(source) == []

@@ -132,9 +132,13 @@ def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, len
         head += bytes([0x80 | 127]) + struct.pack("!Q", n)
     mask = os.urandom(4)
     reps = len(payload) // 4 + 1
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * reps)[: len(payload)], "big")).to_bytes(
-        len(payload), "big"
-    ) if payload else b""
+    masked = (
+        (int.from_bytes(payload, "big") ^ int.from_bytes((mask * reps)[: len(payload)], "big")).to_bytes(
+            len(payload), "big"
+        )
+        if payload
+        else b""
+    )
     return head + mask + masked
 
 
@@ -219,11 +223,15 @@ MAX_FRAME = 1 << 20  # MockConfig.max_frame_bytes
         pytest.param([ws_frame(2, b"\0" * (MAX_FRAME + 1))], 1009, id="binary-1MiB+1"),
         pytest.param([ws_frame(1, b"a" * (3 * MAX_FRAME))], 1009, id="text-3MiB"),
         pytest.param([ws_frame(2, b"", length=1 << 40)], 1009, id="announced-1TiB"),
-        pytest.param([ws_frame(2, b"\0" * 700_000, fin=False), ws_frame(0, b"\0" * 700_000)], 1009,
-                     id="fragments-over-1MiB"),
+        pytest.param(
+            [ws_frame(2, b"\0" * 700_000, fin=False), ws_frame(0, b"\0" * 700_000)], 1009, id="fragments-over-1MiB"
+        ),
         pytest.param([ws_frame(1, b"\xff\xfe\xfd")], 1007, id="text-not-utf8"),
-        pytest.param([ws_frame(1, b'{"type": "Keep\xc3', fin=False), ws_frame(0, b'\x28Alive"}')], 1007,
-                     id="utf8-broken-across-fragments"),
+        pytest.param(
+            [ws_frame(1, b'{"type": "Keep\xc3', fin=False), ws_frame(0, b'\x28Alive"}')],
+            1007,
+            id="utf8-broken-across-fragments",
+        ),
         pytest.param([ws_frame(8, struct.pack("!H", 1000) + b"\xff")], 1007, id="close-reason-not-utf8"),
         pytest.param([ws_frame(1, b'{"type":"KeepAlive"}', rsv=4)], 1002, id="rsv1-without-extension"),
         pytest.param([ws_frame(3, b"x")], 1002, id="reserved-data-opcode"),

@@ -150,9 +150,7 @@ def test_real_captured_messages_validate_against_the_sdk_types(message: dict[str
 
 def test_the_protocol_module_and_the_sdk_reject_the_same_broken_results() -> None:
     """Drop each field the SDK requires from a real Results: both contracts refuse it."""
-    real = next(
-        json.loads(p.read_text())["message"] for p in sorted(CORPUS.glob("msg-results-*.json"))
-    )
+    real = next(json.loads(p.read_text())["message"] for p in sorted(CORPUS.glob("msg-results-*.json")))
     required = [n for n, f in ListenV1Results.model_fields.items() if f.is_required()]
     assert {"channel_index", "duration", "start", "channel", "metadata"} <= set(required)
     for name in required:
@@ -169,8 +167,12 @@ def test_the_mock_and_a_real_prerecorded_response_validate_against_the_sdks_rest
     ListenV1Response.model_validate(real)
     words = messages.WordSource().take(0.0, 2.0)
     mock = messages.rest_response(
-        request_id=messages.new_request_id(), sha256="0" * 64, created=messages.created_now(), duration=2.0,
-        channels=1, words=words,
+        request_id=messages.new_request_id(),
+        sha256="0" * 64,
+        created=messages.created_now(),
+        duration=2.0,
+        channels=1,
+        words=words,
     )
     parsed = ListenV1Response.model_validate(json.loads(json.dumps(mock)))
     assert parsed.results.channels[0].alternatives[0].transcript

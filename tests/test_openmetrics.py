@@ -50,8 +50,13 @@ def test_fixtures_parse_and_carry_every_family(name: str) -> None:
     text = OpenMetricsReporter().render(report)
     names = {fam.name for fam in text_string_to_metric_families(text)}
     assert {
-        "wsdoctor_info", "wsdoctor_probe_success", "wsdoctor_check_status", "wsdoctor_phase_seconds",
-        "wsdoctor_idle_cutoff_seconds", "wsdoctor_finding", "wsdoctor_verdict",
+        "wsdoctor_info",
+        "wsdoctor_probe_success",
+        "wsdoctor_check_status",
+        "wsdoctor_phase_seconds",
+        "wsdoctor_idle_cutoff_seconds",
+        "wsdoctor_finding",
+        "wsdoctor_verdict",
     } <= names
     # the phase labels are public: the exported phases of the model, spelled as blackbox_exporter does
     assert [labels["phase"] for labels, _ in values(text, "wsdoctor_phase_seconds")] == [p for p, _ in PHASES]
@@ -81,7 +86,7 @@ def test_failing_proxy_carries_cause_labels() -> None:
     assert findings, text
     assert {lab["cause"] for lab, _ in findings} == {"proxy-firewall"}
     assert ("http.intermediary-response", "proxy-firewall") in {(lab["code"], lab["cause"]) for lab, _ in findings}
-    (primary, value), = values(text, "wsdoctor_primary_cause")
+    ((primary, value),) = values(text, "wsdoctor_primary_cause")
     assert value == 1
     assert primary["cause"] == "proxy-firewall" and primary["code"] == "http.intermediary-response"
 
@@ -113,8 +118,15 @@ def test_info_findings_get_no_series_and_duplicates_are_merged() -> None:
     )
     text = OpenMetricsReporter().render(report)  # the parser rejects duplicate series
     assert values(text, "wsdoctor_finding") == [
-        ({"target": report.target.url, "code": "close.no-close-frame", "cause": "network-instability",
-          "severity": "fail"}, 1.0)
+        (
+            {
+                "target": report.target.url,
+                "code": "close.no-close-frame",
+                "cause": "network-instability",
+                "severity": "fail",
+            },
+            1.0,
+        )
     ]
 
 
@@ -148,7 +160,13 @@ def test_label_escaping_and_number_spelling() -> None:
     assert escape_label_value('q"b\\') == 'q\\"b\\\\'
     assert escape_label_value("x" * 500).endswith("more characters)")
     assert [format_value(v) for v in (None, float("nan"), float("inf"), -float("inf"), 2, 0.5, True)] == [
-        "NaN", "NaN", "+Inf", "-Inf", "2", "0.5", "1"
+        "NaN",
+        "NaN",
+        "+Inf",
+        "-Inf",
+        "2",
+        "0.5",
+        "1",
     ]
 
 
@@ -178,6 +196,7 @@ def test_textfile_collector_format_passes_promtool(tmp_path: Path) -> None:
         pytest.skip("promtool is not installed (Debian package prometheus)")
     for name in ("healthy", "failing-proxy", "hostile"):
         text = OpenMetricsReporter().render(load(name))
-        proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
-                              timeout=30, check=False)
+        proc = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30, check=False
+        )
         assert proc.returncode == 0, (name, proc.stdout, proc.stderr)

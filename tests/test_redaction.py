@@ -126,7 +126,9 @@ SECRETS = (KEY, JWT, PROXY_PASSWORD, OTHER, API_KEY)
 def leaky_report() -> Report:
     """A report.json edited by hand (or written by a careless plugin): secrets everywhere."""
     finding = Finding(
-        "ws.auth-rejected", "credentials", Status.FAIL,
+        "ws.auth-rejected",
+        "credentials",
+        Status.FAIL,
         f"rejected Token {OTHER} and bearer {JWT}",
         evidence={"authorization": f"Token {KEY}", "echo": KEY, "key": API_KEY},
     )
@@ -134,11 +136,19 @@ def leaky_report() -> Report:
         target=Target.parse("wss://api.deepgram.com/v1/listen?token=zzz"),
         results=(
             CheckResult(
-                "ws.auth", f"title with {KEY}", Status.FAIL, f"401 for key {KEY}", findings=(finding,),
+                "ws.auth",
+                f"title with {KEY}",
+                Status.FAIL,
+                f"401 for key {KEY}",
+                findings=(finding,),
                 metrics={"upgrade_s": 0.1},
                 evidence={
-                    "upgrade": {"answer": {"status": 401, "headers": [["Authorization", f"Bearer {JWT}"],
-                                                                       ["dg-request-id", "abc-123"]]}},
+                    "upgrade": {
+                        "answer": {
+                            "status": 401,
+                            "headers": [["Authorization", f"Bearer {JWT}"], ["dg-request-id", "abc-123"]],
+                        }
+                    },
                     "raw_excerpt": f"GET /v1/listen HTTP/1.1\r\nProxy-Authorization: Basic {OTHER}\r\n",
                     "proxy": f"http://me:{PROXY_PASSWORD}@proxy:3128",
                     "subprotocols": ["token", KEY],
@@ -165,8 +175,9 @@ def test_render_masks_a_hand_edited_report_in_every_reporter(
         assert secret in source.read_text(encoding="utf-8")
     monkeypatch.setenv("DEEPGRAM_API_KEY", KEY)
     out = {name: tmp_path / f"out.{name}" for name in ("json", "html", "xml")}
-    code = main(["render", str(source), "--json", str(out["json"]), "--html", str(out["html"]),
-                 "--junit", str(out["xml"])])
+    code = main(
+        ["render", str(source), "--json", str(out["json"]), "--html", str(out["html"]), "--junit", str(out["xml"])]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     outputs = {"stdout": captured.out, "stderr": captured.err, **{k: p.read_text("utf-8") for k, p in out.items()}}
@@ -180,8 +191,7 @@ def test_render_masks_a_hand_edited_report_in_every_reporter(
 def test_reporters_show_only_what_the_model_holds() -> None:
     """The reporters add no secret of their own: on a redacted model, all four are clean."""
     clean = Redactor([KEY]).report(leaky_report())
-    for reporter in (TerminalReporter(), TerminalReporter(color=True), JsonReporter(), HtmlReporter(),
-                     JunitReporter()):
+    for reporter in (TerminalReporter(), TerminalReporter(color=True), JsonReporter(), HtmlReporter(), JunitReporter()):
         text = reporter.render(clean)
         for secret in SECRETS:
             assert secret not in text, (type(reporter).__name__, secret)
@@ -198,8 +208,13 @@ def leaky_run(tmp_path_factory: pytest.TempPathFactory) -> Outputs:
 def test_key_from_the_environment_reaches_no_output(leaky_run: Outputs) -> None:
     out = leaky_run
     assert out.returncode == 1, out.stderr
-    streams = {"stdout": out.stdout, "stderr": out.stderr, "json": out.json_text, "html": out.html_text,
-               "junit": out.junit_text}
+    streams = {
+        "stdout": out.stdout,
+        "stderr": out.stderr,
+        "json": out.json_text,
+        "html": out.html_text,
+        "junit": out.junit_text,
+    }
     for where, text in streams.items():
         assert KEY not in text, where
         assert urllib.parse.quote(KEY) not in text, where
@@ -230,8 +245,13 @@ def test_any_credential_query_name_is_masked_in_text_target_and_labels(name: str
     target = Target.parse(url)
     assert OTHER not in target.url and "model=nova-3" in target.url
     # a Target built by hand (a plugin, an old report) still yields no credential label
-    raw = Report(target=Target(url=url, scheme="wss", host="api.deepgram.com", port=443, resource="/"),
-                 results=(), started_at="x", duration_s=0.0, wsdoctor_version="0.1.0")
+    raw = Report(
+        target=Target(url=url, scheme="wss", host="api.deepgram.com", port=443, resource="/"),
+        results=(),
+        started_at="x",
+        duration_s=0.0,
+        wsdoctor_version="0.1.0",
+    )
     assert OTHER not in OpenMetricsReporter().render(raw)
 
 
@@ -250,7 +270,7 @@ def test_oauth_code_counts_only_in_a_url() -> None:
         "Server Do53:10.255.255.53@53 answered SERVFAIL",  # dnspython: resolver@port
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
         'Proxy-Authenticate: Basic realm="corp"',
-        "WWW-Authenticate: Bearer realm=\"deepgram\"",
+        'WWW-Authenticate: Bearer realm="deepgram"',
         "connect to auth.example.com:443 timed out",
         "invalid token: the key has expired",
         "a Basic auth challenge",

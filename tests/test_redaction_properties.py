@@ -165,7 +165,7 @@ def test_deepgram_parameters_are_not_credentials(name: str) -> None:
 def test_url_only_names_and_readable_headers() -> None:
     for name in _URL_ONLY:
         assert is_secret_name(name, in_url=True) and not is_secret_name(name)
-    text = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nProxy-Authenticate: Basic realm=\"corp\"\r\n"
+    text = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nProxy-Authenticate: Basic realm="corp"\r\n'
     assert Redactor().text(text) == text
     evidence = {"code": "ws.auth-rejected", "close": {"code": 1011}, "proxy_authenticate": ["Basic"]}
     assert Redactor().value(evidence) == evidence
@@ -232,9 +232,7 @@ def test_structured_forms_are_masked(field: str, value: str) -> None:
 
 @budget(60)
 @given(name=query_names, value=url_values, password=passwords, encode_name=st.booleans())
-def test_target_display_and_errors_hold_no_credential(
-    name: str, value: str, password: str, encode_name: bool
-) -> None:
+def test_target_display_and_errors_hold_no_credential(name: str, value: str, password: str, encode_name: bool) -> None:
     query = url_in_text(name, value, encode_name, raw=False).split("?", 1)[1]
     for url in (
         f"wss://api.deepgram.com/v1/listen?{query}",
@@ -269,9 +267,7 @@ def test_proxy_url_accepts_any_password_and_never_shows_it(
     assert proxy.password is not None
     if encoded or "%" not in password:
         assert proxy.password.reveal() == password
-    assert proxy.authorization() == "Basic " + base64.b64encode(
-        f"alice:{proxy.password.reveal()}".encode()
-    ).decode()
+    assert proxy.authorization() == "Basic " + base64.b64encode(f"alice:{proxy.password.reveal()}".encode()).decode()
     for shown in (proxy.display, repr(proxy), redact_proxy_text(url)):
         assert_absent(password, shown)
     # unparseable (bad port, bad scheme): the message and the masked text still hide it

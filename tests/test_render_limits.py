@@ -83,8 +83,23 @@ def test_nesting_up_to_the_bound_renders(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "r.json"
     path.write_text(with_evidence(nested(MAX_REPORT_DEPTH - EVIDENCE_DEPTH, kind)))
     assert json_shape(path.read_bytes())[0] == MAX_REPORT_DEPTH
-    assert main(["render", str(path), "--html", str(tmp_path / "r.html"), "--junit", str(tmp_path / "r.xml"),
-                 "--markdown", str(tmp_path / "r.md"), "--json", str(tmp_path / "again.json")]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(path),
+                "--html",
+                str(tmp_path / "r.html"),
+                "--junit",
+                str(tmp_path / "r.xml"),
+                "--markdown",
+                str(tmp_path / "r.md"),
+                "--json",
+                str(tmp_path / "again.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "again.json").read_text())["results"][0]["evidence"]["nested"] is not None
 
 
@@ -131,8 +146,9 @@ def _depth(value: Any) -> int:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(alphabet='[]{}",\\:ab \n\u00e9'),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='[]{}"\\,a', max_size=4), inner,
-                                                               max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='[]{}"\\,a', max_size=4), inner, max_size=4)
+    ),
     max_leaves=40,
 )
 
@@ -226,9 +242,10 @@ def test_every_existing_fixture_is_far_inside_the_bounds() -> None:
         assert depth <= 16 and values * 10 < MAX_REPORT_VALUES and path.stat().st_size * 10 < MAX_REPORT_BYTES
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe{}", b"{\"a\": \"\xc3\"}", b""])
-def test_undecodable_or_empty_is_still_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                content: bytes) -> None:
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"a": "\xc3"}', b""])
+def test_undecodable_or_empty_is_still_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
     path = tmp_path / "r.json"
     path.write_bytes(content)
     assert main(["render", str(path)]) == 2

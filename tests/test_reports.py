@@ -22,8 +22,15 @@ from wsdoctor.model import CheckResult, Finding, Report, Status, Target
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
 NAMES = ("healthy", "failing-proxy", "hostile")
-CHECK_IDS = ("dns.resolve", "tcp.connect", "tls.handshake", "http.upgrade", "ws.auth",
-             "stream.transcribe", "close.handshake")
+CHECK_IDS = (
+    "dns.resolve",
+    "tcp.connect",
+    "tls.handshake",
+    "http.upgrade",
+    "ws.auth",
+    "stream.transcribe",
+    "close.handshake",
+)
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 # Anything a terminal could act on: C0 (newline aside), DEL, C1, bidi embeddings/overrides/isolates.
@@ -125,13 +132,21 @@ def test_schema_is_a_contract(validator: jsonschema.Draft202012Validator) -> Non
 
 
 def test_non_finite_numbers_render_valid_json(validator: jsonschema.Draft202012Validator) -> None:
-    report = report_of(result(
-        "stream.transcribe", Status.WARN,
-        Finding("stream.slow-first-result", "service", Status.WARN, "slow",
-                evidence={"samples": [1.0, math.nan, {"deep": -math.inf}]}),
-        metrics={"first_result_s": math.nan, "gap_s": math.inf, "results": 3},
-        evidence={"jitter_s": math.nan},
-    ))
+    report = report_of(
+        result(
+            "stream.transcribe",
+            Status.WARN,
+            Finding(
+                "stream.slow-first-result",
+                "service",
+                Status.WARN,
+                "slow",
+                evidence={"samples": [1.0, math.nan, {"deep": -math.inf}]},
+            ),
+            metrics={"first_result_s": math.nan, "gap_s": math.inf, "results": 3},
+            evidence={"jitter_s": math.nan},
+        )
+    )
     data = strict_loads(JsonReporter().render(report))
     validator.validate(data)
     r = data["results"][0]
@@ -200,8 +215,7 @@ def test_terminal_failing_proxy_shows_verdict_cause_and_fixes() -> None:
 
 
 def test_terminal_healthy_and_incomplete_verdicts() -> None:
-    assert "Verdict: HEALTHY — every check that ran passed (1 skipped)" in TerminalReporter().render(
-        load("healthy"))
+    assert "Verdict: HEALTHY — every check that ran passed (1 skipped)" in TerminalReporter().render(load("healthy"))
     all_pass = report_of(result("dns.resolve", Status.PASS))
     assert "Verdict: HEALTHY — every check passed" in TerminalReporter().render(all_pass)
     interrupted = report_of(result("dns.resolve", Status.PASS), interrupted=True)
@@ -262,8 +276,11 @@ def test_terminal_is_deterministic_whatever_the_environment(monkeypatch: pytest.
 
 
 def test_terminal_unknown_cause_renders() -> None:
-    report = report_of(result("acme.widget", Status.FAIL, Finding(
-        "acme.widget-broken", "acme-widgets", Status.FAIL, "the widget broke")))
+    report = report_of(
+        result(
+            "acme.widget", Status.FAIL, Finding("acme.widget-broken", "acme-widgets", Status.FAIL, "the widget broke")
+        )
+    )
     out = TerminalReporter().render(report)
     assert "Verdict: FAILING — primary cause: acme-widgets (not in wsdoctor's cause catalogue)" in out
     assert "Primary cause: acme-widgets" in out
@@ -273,8 +290,11 @@ def test_terminal_unknown_cause_renders() -> None:
 
 def test_terminal_rest_fallback() -> None:
     streaming_broken = report_of(
-        result("stream.transcribe", Status.FAIL, Finding(
-            "stream.reset", "network-instability", Status.FAIL, "reset after 2.1 s")),
+        result(
+            "stream.transcribe",
+            Status.FAIL,
+            Finding("stream.reset", "network-instability", Status.FAIL, "reset after 2.1 s"),
+        ),
         result("rest.prerecorded", Status.PASS),
     )
     assert flat(REST_FALLBACK) in flat(TerminalReporter().render(streaming_broken))
@@ -283,15 +303,23 @@ def test_terminal_rest_fallback() -> None:
         result("rest.prerecorded", Status.FAIL),
     )
     assert flat(REST_FALLBACK) not in flat(TerminalReporter().render(rest_broken_too))
-    flagged = report_of(result("close.handshake", Status.FAIL, Finding(
-        "close.no-close-frame", "network-instability", Status.FAIL, "EOF", evidence={"rest_fallback": True})))
+    flagged = report_of(
+        result(
+            "close.handshake",
+            Status.FAIL,
+            Finding(
+                "close.no-close-frame", "network-instability", Status.FAIL, "EOF", evidence={"rest_fallback": True}
+            ),
+        )
+    )
     assert flat(REST_FALLBACK) in flat(TerminalReporter().render(flagged))
 
 
 def test_terminal_error_and_non_finite_numbers() -> None:
     report = report_of(
-        CheckResult("tcp.connect", "t", Status.ERROR, "RuntimeError: boom", duration_s=math.nan,
-                    metrics={"connect_s": math.inf}),
+        CheckResult(
+            "tcp.connect", "t", Status.ERROR, "RuntimeError: boom", duration_s=math.nan, metrics={"connect_s": math.inf}
+        ),
     )
     out = flat(TerminalReporter().render(report))
     assert "ERROR tcp.connect" in out
@@ -383,8 +411,11 @@ def test_every_reporter_lists_the_same_request_ids() -> None:
             Status.FAIL,
             Finding("ws.payment-required", "account-limits", Status.FAIL, "402", {"dg_request_id": "rid-finding"}),
         ),
-        result("stream.transcribe", Status.PASS, evidence={"events": [{"detail": {"request_id": "rid-results"}}],
-                                                           "deep": deep}),
+        result(
+            "stream.transcribe",
+            Status.PASS,
+            evidence={"events": [{"detail": {"request_id": "rid-results"}}], "deep": deep},
+        ),
         result("rest.transcribe", Status.PASS, evidence={"request_id": "rid-header-pair"}),  # seen before
     )
     ids = request_ids(report)
@@ -406,15 +437,32 @@ def test_evidence_values_read_the_same_in_every_reporter() -> None:
     from reports.evidence import evidence_value
 
     values: dict[str, Any] = {
-        "f": 0.123456789, "nan": math.nan, "n": 7, "b": True, "none": None,
-        "l": [1.5, math.inf, "x"], "d": {"a": 1, "z": None},
+        "f": 0.123456789,
+        "nan": math.nan,
+        "n": 7,
+        "b": True,
+        "none": None,
+        "l": [1.5, math.inf, "x"],
+        "d": {"a": 1, "z": None},
     }
-    expected = {"f": "0.1235", "nan": "—", "n": "7", "b": "true", "none": "null",
-                "l": '[1.5,null,"x"]', "d": '{"a":1,"z":null}'}
+    expected = {
+        "f": "0.1235",
+        "nan": "—",
+        "n": "7",
+        "b": "true",
+        "none": "null",
+        "l": '[1.5,null,"x"]',
+        "d": '{"a":1,"z":null}',
+    }
     assert {k: evidence_value(v) for k, v in values.items()} == expected
     evidence = dict(list(values.items())[:6])  # the terminal shows six items
-    report = report_of(result("close.handshake", Status.FAIL, Finding(
-        "close.no-close-frame", "network-instability", Status.FAIL, "EOF", evidence)))
+    report = report_of(
+        result(
+            "close.handshake",
+            Status.FAIL,
+            Finding("close.no-close-frame", "network-instability", Status.FAIL, "EOF", evidence),
+        )
+    )
     docs = _every_reporter(report)
     for key, value in list(expected.items())[:6]:
         assert f"{key}={value}" in docs["terminal"]

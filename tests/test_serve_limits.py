@@ -388,13 +388,17 @@ def test_slowloris_cannot_starve_metrics_or_probe(tmp_path: Path) -> None:
             finally:
                 thread.join(flood_s + 15)
             assert not thread.is_alive()
-            after_flood = {lab["reason"]: v for lab, v in
-                           parsed(get(f"{base}/metrics")[2])["wsdoctor_exporter_connections_closed_total"]}
+            after_flood = {
+                lab["reason"]: v
+                for lab, v in parsed(get(f"{base}/metrics")[2])["wsdoctor_exporter_connections_closed_total"]
+            }
 
             trickle = Attack()
             asyncio.run(slowloris(port, 32, REQUEST_READ_TIMEOUT_S + 3.0, trickle))
-            after_trickle = {lab["reason"]: v for lab, v in
-                             parsed(get(f"{base}/metrics")[2])["wsdoctor_exporter_connections_closed_total"]}
+            after_trickle = {
+                lab["reason"]: v
+                for lab, v in parsed(get(f"{base}/metrics")[2])["wsdoctor_exporter_connections_closed_total"]
+            }
 
     print(  # the numbers, for -s
         f"\nflood: {cap + 64} sockets over cap {cap}: {flood.connects} connects, "

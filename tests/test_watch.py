@@ -83,7 +83,7 @@ async def test_healthy_apps_have_no_finding(app: Callable[[str], Awaitable[None]
 
 
 async def test_sdk_connection_is_recorded_in_full() -> None:
-    (conn, _f), = await run_app(apps.sdk_healthy)
+    ((conn, _f),) = await run_app(apps.sdk_healthy)
     hs = conn.handshake
     assert hs is not None and hs.path == "/v1/listen" and hs.query["encoding"] == "linear16"
     assert hs.user_agent and "deepgram-sdk/" in hs.user_agent  # the SDK's own User-Agent
@@ -134,7 +134,7 @@ async def test_misbehaving_app_gets_its_finding(
 
 
 async def test_idle_gap_names_net0001_and_the_silence() -> None:
-    (conn, findings), = await run_app(apps.goes_silent, MockConfig(idle_timeout_s=1.5))
+    ((conn, findings),) = await run_app(apps.goes_silent, MockConfig(idle_timeout_s=1.5))
     gap = next(f for f in findings if f.code == "client.idle-gap")
     assert "NET-0001" in gap.message and gap.cause == "connection-handling"
     assert 1.3 <= conn.client_stats.max_gap_s <= 4.0
@@ -142,13 +142,13 @@ async def test_idle_gap_names_net0001_and_the_silence() -> None:
 
 
 async def test_key_in_url_never_recorded() -> None:
-    (conn, findings), = await run_app(apps.key_in_url)
+    ((conn, findings),) = await run_app(apps.key_in_url)
     assert apps.KEY not in repr(conn.to_dict()) and apps.KEY not in repr(findings)
     assert conn.handshake is not None and conn.handshake.exposed_params == ("token",)
 
 
 async def test_encoding_mismatch_reads_the_wav_header() -> None:
-    (_conn, findings), = await run_app(apps.wav_as_linear16)
+    ((_conn, findings),) = await run_app(apps.wav_as_linear16)
     f = next(f for f in findings if f.code == "client.encoding-mismatch")
     assert f.evidence["container_seen"] == "wav" and f.evidence["declared_encoding"] == "linear16"
 
@@ -182,7 +182,7 @@ async def test_upstream_behaviour_is_attributed_to_the_upstream(fault: str, code
 
 
 async def test_rejection_is_forwarded_to_the_app_untouched() -> None:
-    async with watching(MockConfig(fault="reject-401")) as (relay, base):
+    async with watching(MockConfig(fault="reject-401")) as (_relay, base):
         reader, writer = await asyncio.open_connection(*base.removeprefix("ws://").rsplit(":", 1))
         writer.write(
             b"GET /v1/listen HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -205,7 +205,7 @@ async def test_unreachable_upstream() -> None:
             await apps.healthy(base)
 
     judged = await run_app(app, upstream=f"ws://127.0.0.1:{_closed_port()}")
-    (conn, findings), = judged
+    ((conn, findings),) = judged
     assert [f.code for f in findings] == ["upstream.unreachable"]
     assert conn.answer.outcome == "refused"
 
@@ -227,9 +227,7 @@ async def test_hostile_app_does_not_hurt_a_healthy_one(hostile: Callable[[str], 
         await asyncio.gather(quiet(), apps.healthy(base))
 
     judged = await run_app(both)
-    healthy = [
-        (c, fs) for c, fs in judged if c.handshake and c.handshake.query.get("encoding") == "linear16"
-    ]
+    healthy = [(c, fs) for c, fs in judged if c.handshake and c.handshake.query.get("encoding") == "linear16"]
     assert len(healthy) == 1 and healthy[0][1] == [], healthy
     assert all(c.relay_error is None for c, _fs in judged)
     for conn, findings in judged:
@@ -237,7 +235,7 @@ async def test_hostile_app_does_not_hurt_a_healthy_one(hostile: Callable[[str], 
 
 
 async def test_huge_frame_is_counted_not_buffered() -> None:
-    (conn, _f), = await run_app(apps.huge_frame)
+    ((conn, _f),) = await run_app(apps.huge_frame)
     assert conn.client_stats.frames == 0  # the frame never ended
     assert conn.client_stats.wire_bytes >= 1 << 20  # counted as it passed (the app aborts mid-frame)
     assert len(repr(conn.to_dict())) < 20_000

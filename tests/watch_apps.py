@@ -53,10 +53,8 @@ async def _drain(ws: Any, timeout: float = 10.0) -> None:
 
 
 async def _stream(ws: Any, audio: bytes, chunk: int, every_s: float, limit: int | None = None) -> None:
-    sent = 0
-    for i in range(0, len(audio), chunk):
+    for sent, i in enumerate(range(0, len(audio), chunk), start=1):
         await ws.send(audio[i : i + chunk])
-        sent += 1
         if limit is not None and sent >= limit:
             return
         await asyncio.sleep(every_s)
@@ -283,7 +281,9 @@ def _frame(opcode: int, payload: bytes, *, mask: bool = True, fin: bool = True, 
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
-async def raw_upgrade(base: str, path: str = "/v1/listen?model=nova-3", extra: bytes = b"") -> tuple[Any, Any]:
+async def raw_upgrade(
+    base: str, path: str = "/v1/listen?model=nova-3", extra: bytes = b"", *, expect_101: bool = True
+) -> tuple[Any, Any]:
     host, port = base.removeprefix("ws://").rsplit(":", 1)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 5)
     writer.write(
@@ -295,7 +295,8 @@ async def raw_upgrade(base: str, path: str = "/v1/listen?model=nova-3", extra: b
     )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head[:100]
+    if expect_101:
+        assert head.startswith(b"HTTP/1.1 101"), head[:100]
     return reader, writer
 
 
@@ -312,7 +313,7 @@ async def unmasked_frames(base: str) -> None:
 
 async def huge_frame(base: str, declared: int = 1 << 30, sent: int = 4 << 20) -> None:
     """A frame that declares 1 GiB and sends 4 MiB of it, then hangs up."""
-    reader, writer = await raw_upgrade(base)
+    _reader, writer = await raw_upgrade(base)
     writer.write(bytes([0x82, 0x80 | 127]) + struct.pack("!Q", declared) + b"\x01\x02\x03\x04")
     chunk = b"\x00" * 65536
     for _ in range(sent // len(chunk)):
@@ -333,7 +334,7 @@ async def garbage_handshake(base: str) -> None:
 
 async def half_open(base: str, hold_s: float = 1.0) -> None:
     """Upgrades, sends a frame, then shuts down its write side and lingers without reading."""
-    reader, writer = await raw_upgrade(base)
+    _reader, writer = await raw_upgrade(base)
     writer.write(_frame(0x2, b"\x00" * 3200))
     await writer.drain()
     sock = writer.get_extra_info("socket")
@@ -348,6 +349,7 @@ async def hostile_headers(base: str) -> None:
         base,
         path="/v1/listen?model=%3Cscript%3Ealert(1)%3C/script%3E&x=%1b%5b31m",
         extra=b"User-Agent: <script>alert('ua')</script>\x07bell\r\n",
+        expect_101=False,  # a strict upstream may refuse the control character: its answer is recorded
     )
     writer.write(_frame(0x1, json.dumps({"type": "CloseStream"}).encode()))
     await writer.drain()

@@ -36,9 +36,26 @@ def _run_in(ns: str, tmp_path: Path, url: str, *extra: str) -> tuple[int, dict[s
     out = tmp_path / "r.json"
     t0 = time.monotonic()
     proc = subprocess.run(
-        [require("ip"), "netns", "exec", ns, sys.executable, "-m", "wsdoctor", "run", url,
-         "--timeout", str(TIMEOUT_S), "--json", str(out), *extra],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        [
+            require("ip"),
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-m",
+            "wsdoctor",
+            "run",
+            url,
+            "--timeout",
+            str(TIMEOUT_S),
+            "--json",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     wall = time.monotonic() - t0
     report: dict[str, Any] = json.loads(out.read_text())
@@ -59,7 +76,9 @@ def test_blackholed_port_under_a_deadline_is_tcp_timeout_in_time(tmp_path: Path)
     assert wall <= TIMEOUT_S + 1.0, wall
     summary = report["summary"]
     assert (summary["verdict"], summary["primary_finding"], summary["primary_cause"]) == (
-        "failing", "tcp.timeout", "proxy-firewall"
+        "failing",
+        "tcp.timeout",
+        "proxy-firewall",
     )
     tcp = _result(report, "tcp.connect")
     attempt = tcp["evidence"]["attempts"][0]
@@ -79,7 +98,9 @@ def test_silent_system_resolver_under_a_deadline_is_dns_timeout_in_time(tmp_path
     assert wall <= TIMEOUT_S + 1.0, wall  # getaddrinfo's own 10 s do not hold the process
     summary = report["summary"]
     assert (summary["verdict"], summary["primary_finding"], summary["primary_cause"]) == (
-        "failing", "dns.timeout", "network-instability"
+        "failing",
+        "dns.timeout",
+        "network-instability",
     )
     dns = _result(report, "dns.resolve")
     assert dns["status"] == "fail" and "got no DNS answer within" in dns["findings"][0]["message"]

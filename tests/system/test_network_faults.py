@@ -221,8 +221,14 @@ def test_tls_valid_with_ca_file(
     ca.cert_pem.write_to_path(str(ca_file))
     with relay as port:
         code, report, text = run(
-            f"wss://127.0.0.1:{port}/v1/listen", tmp_path, monkeypatch, capsys, "--checks", TLS_CHECKS,
-            "--ca-file", str(ca_file),
+            f"wss://127.0.0.1:{port}/v1/listen",
+            tmp_path,
+            monkeypatch,
+            capsys,
+            "--checks",
+            TLS_CHECKS,
+            "--ca-file",
+            str(ca_file),
         )
     assert failing(report) == {}, failing(report)
     assert code == 0, text
@@ -286,8 +292,14 @@ def test_reset_right_after_client_hello_is_sni_reset(
 ) -> None:
     with reset_after_client_hello() as port:
         code, report, text = run(
-            f"wss://blocked.test:{port}/v1/listen", tmp_path, monkeypatch, capsys, "--checks", TLS_CHECKS,
-            "--resolve", f"blocked.test:{port}:127.0.0.1",
+            f"wss://blocked.test:{port}/v1/listen",
+            tmp_path,
+            monkeypatch,
+            capsys,
+            "--checks",
+            TLS_CHECKS,
+            "--resolve",
+            f"blocked.test:{port}:127.0.0.1",
         )
     assert code == 1, text
     assert report["summary"]["primary_finding"] == "tls.sni-reset", report["summary"]
@@ -304,8 +316,15 @@ def test_tls_through_an_allowing_squid(
     ca.cert_pem.write_to_path(str(ca_file))
     with relay as port, squid_proxy("allow") as sq:
         code, report, text = run(
-            f"wss://127.0.0.1:{port}/v1/listen", tmp_path, monkeypatch, capsys, "--quick",
-            "--ca-file", str(ca_file), "--proxy", f"http://127.0.0.1:{sq}",
+            f"wss://127.0.0.1:{port}/v1/listen",
+            tmp_path,
+            monkeypatch,
+            capsys,
+            "--quick",
+            "--ca-file",
+            str(ca_file),
+            "--proxy",
+            f"http://127.0.0.1:{sq}",
         )
     assert failing(report) == {}, failing(report)
     assert code == 0, text
@@ -344,9 +363,26 @@ def _blackhole_run(tmp_path: Path, *extra: str) -> tuple[dict[str, Any], float]:
         out = tmp_path / "blackhole.json"
         t0 = time.monotonic()
         proc = subprocess.run(
-            [ip, "netns", "exec", ns, sys.executable, "-m", "wsdoctor", "run", f"ws://127.0.0.1:{port}/v1/listen",
-             "--checks", "tcp", "--json", str(out), *extra],
-            capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[2],
+            [
+                ip,
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-m",
+                "wsdoctor",
+                "run",
+                f"ws://127.0.0.1:{port}/v1/listen",
+                "--checks",
+                "tcp",
+                "--json",
+                str(out),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=Path(__file__).resolve().parents[2],
         )
         elapsed = time.monotonic() - t0
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -386,8 +422,16 @@ def test_dns_faults_from_a_local_dns_server(
     with dns_server({"mock.test": {"A": ["127.0.0.1"]}}, servfail=("broken.test",), drop=("silent.test",)) as dport:
         t0 = time.monotonic()
         exit_code, report, text = run(
-            f"ws://{name}:8080/v1/listen", tmp_path, monkeypatch, capsys,
-            "--checks", "dns", "--dns-server", f"127.0.0.1:{dport}", "--connect-timeout", "1",
+            f"ws://{name}:8080/v1/listen",
+            tmp_path,
+            monkeypatch,
+            capsys,
+            "--checks",
+            "dns",
+            "--dns-server",
+            f"127.0.0.1:{dport}",
+            "--connect-timeout",
+            "1",
         )
         elapsed = time.monotonic() - t0
     assert exit_code == 1, text
@@ -405,8 +449,13 @@ def test_a_name_from_the_local_dns_server_reaches_the_mock(
     port = port_of(mock_url)
     with dns_server({"mock.test": {"A": ["127.0.0.1"]}}) as dport:
         code, report, text = run(
-            f"ws://mock.test:{port}/v1/listen", tmp_path, monkeypatch, capsys,
-            "--quick", "--dns-server", f"127.0.0.1:{dport}",
+            f"ws://mock.test:{port}/v1/listen",
+            tmp_path,
+            monkeypatch,
+            capsys,
+            "--quick",
+            "--dns-server",
+            f"127.0.0.1:{dport}",
         )
     assert failing(report) == {}, failing(report)
     assert code == 0, text
