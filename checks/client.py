@@ -423,7 +423,11 @@ def _upstream(conn: WatchedConnection) -> list[Finding]:
             finding(
                 "upstream.unreachable",
                 Status.FAIL,
-                f"wsdoctor could not reach {conn.upstream} for this connection: {answer.error}.",
+                (
+                    f"wsdoctor could not reach {conn.upstream} for this connection: {answer.error}."
+                    if answer.connect_s is None
+                    else f"{conn.upstream} gave no usable answer to the app's upgrade: {answer.error}."
+                ),
                 {"outcome": answer.outcome, "error": answer.error},
             )
         ]

@@ -296,3 +296,108 @@ def test_record_round_trip() -> None:
     )
     assert WatchedConnection.from_dict(conn.to_dict()) == conn
     assert replace(conn, index=2).index == 2
+
+
+# --- hostile upstreams: the app gets what the upstream sent, the relay records and survives ----------
+
+
+@contextlib.asynccontextmanager
+async def raw_upstream(
+    behaviour: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A TCP server on 127.0.0.1 that reads the request head, then runs ``behaviour``."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                await behaviour(reader, writer)
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 2)
+
+
+_ACCEPT = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+)
+
+
+async def _huge_frame_up(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    w.write(_ACCEPT + bytes([0x82, 127]) + (1 << 30).to_bytes(8, "big"))
+    for _ in range(64):
+        w.write(b"\x00" * 65536)
+        await w.drain()
+
+
+async def _garbage_after_101(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    w.write(_ACCEPT + bytes(range(256)) * 64)
+    await w.drain()
+    await asyncio.sleep(0.5)
+
+
+async def _not_http(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    w.write(b"SSH-2.0-OpenSSH_9.6\r\n" + b"\xff" * 100 + b"\r\n\r\n")
+    await w.drain()
+    await asyncio.sleep(0.5)
+
+
+async def _silent(_r: asyncio.StreamReader, _w: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(10)
+
+
+async def _script_close(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    reason = b"<script>alert(1)</script>\x1b[31m\x07"
+    w.write(_ACCEPT + bytes([0x88, 2 + len(reason)]) + (1011).to_bytes(2, "big") + reason)
+    await w.drain()
+    await asyncio.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expect"),
+    [
+        (_huge_frame_up, "upgraded"),
+        (_garbage_after_101, "upgraded"),
+        (_not_http, "upstream.unreachable"),
+        (_silent, "upstream.unreachable"),
+        (_script_close, "upstream.closed-error"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+async def test_hostile_upstream(
+    behaviour: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], expect: str
+) -> None:
+    async def app(base: str) -> None:
+        with contextlib.suppress(Exception):
+            reader, writer = await apps.raw_upgrade(base, expect_101=False)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(3):
+                    while await reader.read(65536):
+                        pass
+            writer.close()
+
+    async with raw_upstream(behaviour) as url:
+        ctx = Context(target=Target.parse(url), options=RunOptions(connect_timeout_s=2))
+        relay = Relay(RelayConfig("127.0.0.1", 0, ctx, handshake_timeout_s=1.5))
+        host, port = await relay.start()
+        try:
+            await asyncio.wait_for(app(f"ws://{host}:{port}"), 20)
+            await relay.stop(grace_s=3)
+        finally:
+            await relay.stop()
+    (conn,) = relay.connections
+    assert conn.relay_error is None
+    findings = analyze(conn)
+    result_for(conn, findings).to_dict()
+    if expect == "upgraded":
+        assert conn.upgraded_t is not None and conn.upstream_stats.wire_bytes > 0
+        assert len(repr(conn.to_dict())) < 50_000
+    else:
+        assert expect in {f.code for f in findings}, [f.code for f in findings]

@@ -637,9 +637,9 @@ FINDING_CODES: dict[str, FindingCode] = {
             "client.idle-gap",
             "connection-handling",
             "The app sent no audio and no text frame for longer than Deepgram waits (about 10 s).",
-            "Send a KeepAlive text frame every 3-5 s whenever no audio flows: Python SDK "
-            "`connection.send_keep_alive()` (v5+: `send_control({\"type\": \"KeepAlive\"})`), JS SDK "
-            "`connection.keepAlive()`, Go `client.KeepAlive()`, or raw: `ws.send('{\"type\": \"KeepAlive\"}')`.",
+            "Send a KeepAlive text frame every 3-5 s whenever no audio flows: Python SDK v5+ "
+            "`await connection.send_keep_alive()` (v3/v4: `connection.keep_alive()`), JS SDK "
+            "`connection.keepAlive()`, or raw: `ws.send('{\"type\": \"KeepAlive\"}')` (a text frame).",
             "Or stop the stream with CloseStream when the audio source pauses for long, and reconnect when it resumes.",
         ),
         _code(
@@ -663,7 +663,7 @@ FINDING_CODES: dict[str, FindingCode] = {
             "connection-handling",
             "The app ended the stream without sending CloseStream: the final results of the last audio are lost.",
             "When the audio ends, send `{\"type\": \"CloseStream\"}` (Python SDK v5+: "
-            "`send_control({\"type\": \"CloseStream\"})`, older `finish()`; JS `requestClose()`), then keep "
+            "`await connection.send_close_stream()`, v3/v4: `finish()`; JS SDK: `requestClose()`), then keep "
             "reading until Deepgram's Metadata and close frame arrive.",
         ),
         _code(

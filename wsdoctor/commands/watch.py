@@ -131,7 +131,16 @@ def handle(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     report = asyncio.run(_Watch(listen, upstream, options, mock, args).main())
-    return emit(report, args, outputs)
+    # The watch has ended (that is what a signal asks): more signals while the reports are written
+    # are ignored for that moment, so a second Ctrl-C does not leave the user without them.
+    import signal
+
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return emit(report, args, outputs)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _options(args: argparse.Namespace) -> object:
@@ -246,6 +255,9 @@ class _Watch:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.args.duration)
+            await relay.stop()
+            # Built while our handlers still hold SIGINT/SIGTERM: a second Ctrl-C cannot lose it.
+            return build_report(relay, started_at, time.monotonic() - t0)
         finally:
             if relay is not None:
                 await relay.stop()
@@ -254,7 +266,6 @@ class _Watch:
             for sig in installed:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
-        return build_report(relay, started_at, time.monotonic() - t0)
 
 
 def build_report(relay: Relay | None, started_at: str, duration_s: float) -> Report:
@@ -286,6 +297,7 @@ def build_report(relay: Relay | None, started_at: str, duration_s: float) -> Rep
         "upstream": upstream,
         "connections": len(conns),
         "refused_over_limit": relay.refused if relay is not None else 0,
+        "records_dropped": relay.records_dropped if relay is not None else 0,
     }
     return Report(
         target=Target.parse(upstream),

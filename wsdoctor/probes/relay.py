@@ -55,6 +55,7 @@ WRITE_BUFFER_HIGH = 1024 * 1024  # wait for the peer to drain beyond this: memor
 BODY_EXCERPT = 2048
 MAX_CONNECTIONS = 1024  # open at once; more are answered 503 and counted
 KEEP_EVENTS_FOR = 300  # connections whose frame events are kept; older ones keep their counters
+MAX_RECORDS = 5000  # connection records kept in all (a watch left running for days); the oldest go first
 MAX_SECRETS = 256
 
 
@@ -122,6 +123,7 @@ class Relay:
         self.connections: list[WatchedConnection] = []
         self.secrets: set[str] = set()
         self.refused = 0  # connections over MAX_CONNECTIONS
+        self.records_dropped = 0  # records over MAX_RECORDS (the oldest)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._count = 0
@@ -174,6 +176,9 @@ class Relay:
     def _finish(self, rec: ConnectionRecorder) -> None:
         obs = rec.observation(self.clock())
         self.connections.append(obs)
+        if len(self.connections) > MAX_RECORDS:
+            del self.connections[0]
+            self.records_dropped += 1
         if len(self.connections) > KEEP_EVENTS_FOR:
             old = self.connections[-KEEP_EVENTS_FOR - 1]
             if old.events:
