@@ -112,6 +112,21 @@ def test_findings_set_the_exit_code_and_the_live_line(tmp_path: Path) -> None:
     data = json.loads(report.read_text())
     assert data["summary"]["primary_finding"] == "client.idle-gap"
     assert data["summary"]["primary_cause"] == "connection-handling"
+    # a normal wsdoctor report: the schema holds, every reporter renders it
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "reports/schema/report.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    for name in ("html", "junit", "openmetrics", "markdown", "terminal"):
+        out_file = tmp_path / f"r.{name}"
+        rendered = subprocess.run(
+            [sys.executable, "-m", "wsdoctor", "render", str(report), "--report", f"{name}={out_file}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        assert "client.idle-gap" in out_file.read_text(), name
 
 
 def test_hostile_strings_are_escaped_in_every_output(tmp_path: Path) -> None:
