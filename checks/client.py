@@ -58,6 +58,11 @@ PACE_FAST = dg.MAX_REALTIME_RATIO * 1.6
 PACE_SLOW = 0.5
 #: Reconnect storm: this many reconnects in a row, each within STORM_GAP_S of a failed connection's
 #: end, with delays that do not grow.
+#: An app that drops its socket sooner than this after CloseStream/its close frame did not wait for
+#: Deepgram's close (client.close-not-awaited); one that waited longer was let down by the upstream.
+CLOSE_PATIENCE_S = 1.0
+#: Deepgram sends its final results and close within this after CloseStream (close.no-close-reply's bound).
+CLOSE_REPLY_EXPECTED_S = 5.0
 STORM_RECONNECTS = 3
 STORM_GAP_S = 2.0
 
@@ -279,8 +284,11 @@ def _ending(conn: WatchedConnection) -> list[Finding]:
             )
         )
     if client.tcp in ("fin", "rst") and client.tcp_t is not None and upstream.close_t is None and not upstream_first:
-        waited = None if conn.closestream_t is None else round(client.tcp_t - conn.closestream_t, 3)
-        after = f" {waited:.2f} s after its CloseStream" if waited is not None else ""
+        signals = [t for t in (conn.closestream_t, client.close_t) if t is not None]
+        waited = round(client.tcp_t - min(signals), 3) if signals else None
+        if waited is not None and waited >= CLOSE_PATIENCE_S:
+            return [*out, _no_close_reply(conn, waited)]
+        after = f" {waited:.2f} s after it ended the stream" if waited is not None else ""
         out.append(
             finding(
                 "client.close-not-awaited",
@@ -293,11 +301,27 @@ def _ending(conn: WatchedConnection) -> list[Finding]:
                     "client_tcp_at_s": client.tcp_t,
                     "client_close_code": client.close_code,
                     "closestream_at_s": conn.closestream_t,
-                    "waited_after_closestream_s": waited,
+                    "waited_s": waited,
                 },
             )
         )
     return out
+
+
+def _no_close_reply(conn: WatchedConnection, waited: float) -> Finding:
+    """The app ended the stream and waited; the upstream's close never came (not the app's fault)."""
+    severity = Status.FAIL if waited >= CLOSE_REPLY_EXPECTED_S else Status.WARN
+    return finding(
+        "upstream.no-close-reply",
+        severity,
+        f"The app ended the stream and waited {waited:.1f} s; the upstream never sent its close frame"
+        + (
+            "."
+            if severity is Status.FAIL
+            else f" (wait up to {CLOSE_REPLY_EXPECTED_S:g} s before closing the socket yourself)."
+        ),
+        {"waited_s": waited, "closestream_at_s": conn.closestream_t, "client_close_code": conn.client_end.close_code},
+    )
 
 
 def _declared(conn: WatchedConnection) -> tuple[str | None, int | None, int]:
@@ -366,13 +390,15 @@ def _pace(conn: WatchedConnection) -> list[Finding]:
     audio_s = stats.audio_bytes / byte_rate
     if audio_s < PACE_MIN_AUDIO_S:
         return []
-    # The wall time the audio took: first to last frame, plus the last frame's own duration.
+    # The wall time the audio took: its runs (pauses longer than AUDIO_RUN_BREAK_S left out: an app
+    # that streams only while someone speaks is not slow), plus each run's last frame's duration.
     frame_s = audio_s / max(1, stats.audio_frames)
-    wall_s = max(1e-3, stats.last_audio_t - stats.first_audio_t + frame_s)
+    wall_s = max(1e-3, stats.audio_active_s + max(1, stats.audio_runs) * frame_s)
     ratio = audio_s / wall_s
     evidence: dict[str, JSONValue] = {
         "audio_s": round(audio_s, 3),
         "wall_s": round(wall_s, 3),
+        "audio_runs": stats.audio_runs,
         "ratio": round(ratio, 3),
         "bytes_per_s_declared": byte_rate,
         "mean_chunk_ms": round(frame_s * 1000, 1),

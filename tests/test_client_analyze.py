@@ -91,10 +91,27 @@ def test_pace_slow_and_normal() -> None:
     fast = load("too-fast")
     stats = fast.client_stats
     audio_s = stats.audio_bytes / (2 * 16000)
-    for wall, expected in ((audio_s * 1.0, []), (audio_s * 3.0, ["client.pace"]), (audio_s / 1.2, [])):
-        assert stats.first_audio_t is not None
-        conn = replace(fast, client_stats=replace(stats, last_audio_t=stats.first_audio_t + wall))
-        assert [f.code for f in analyze(conn)] == expected, wall
+    for active, runs, expected in (
+        (audio_s * 1.0, 1, []),
+        (audio_s * 3.0, 1, ["client.pace"]),  # 0.33x: slower than the declared format
+        (audio_s / 1.2, 1, []),
+        (audio_s * 1.0, 5, []),  # five bursts with pauses between (an app streaming only speech)
+    ):
+        conn = replace(fast, client_stats=replace(stats, audio_active_s=active, audio_runs=runs))
+        assert [f.code for f in analyze(conn)] == expected, (active, runs)
+
+
+def test_close_patience_decides_who_is_to_blame() -> None:
+    early = load("exits-before-close")
+    assert early.closestream_t is not None and early.client_end.tcp_t is not None
+    for waited, expected in (
+        (0.2, [("client.close-not-awaited", Status.FAIL)]),
+        (1.5, [("upstream.no-close-reply", Status.WARN)]),
+        (12.0, [("upstream.no-close-reply", Status.FAIL)]),
+    ):
+        end = replace(early.client_end, tcp_t=early.closestream_t + waited)
+        got = [(f.code, f.severity) for f in analyze(replace(early, client_end=end))]
+        assert got == expected, waited
 
 
 def test_upstream_closing_first_is_not_the_apps_fault() -> None:

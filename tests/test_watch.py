@@ -69,7 +69,7 @@ def codes(judged: Judged) -> set[str]:
 
 @pytest.mark.parametrize(
     "app",
-    [apps.healthy, apps.sdk_healthy, apps.sdk_wav_file, apps.healthy_with_keepalive],
+    [apps.healthy, apps.sdk_healthy, apps.sdk_wav_file, apps.healthy_with_keepalive, apps.vad_gated],
     ids=lambda a: a.__name__,
 )
 async def test_healthy_apps_have_no_finding(app: Callable[[str], Awaitable[None]]) -> None:
@@ -179,6 +179,14 @@ async def test_upstream_behaviour_is_attributed_to_the_upstream(fault: str, code
     assert found and found[0].cause == cause, [(f.code, f.cause) for _c, fs in judged for f in fs]
     # the app did nothing wrong: no client.* finding
     assert not {c for c in codes(judged) if c.startswith("client.")}
+
+
+async def test_an_upstream_that_never_closes_is_not_the_apps_fault() -> None:
+    ((_conn, findings),) = await run_app(apps.gives_up_waiting, MockConfig(fault="never-close-reply"))
+    assert [(f.code, f.severity) for f in findings] == [("upstream.no-close-reply", Status.WARN)]
+    # the same app against a healthy upstream: Deepgram's close comes well inside its 1.5 s
+    ((_conn, findings),) = await run_app(apps.gives_up_waiting)
+    assert findings == []
 
 
 async def test_rejection_is_forwarded_to_the_app_untouched() -> None:

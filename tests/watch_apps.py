@@ -93,6 +93,32 @@ async def healthy_with_keepalive(base: str) -> None:
         await reader
 
 
+async def vad_gated(base: str) -> None:
+    """Streams only while someone speaks: three 1.5 s bursts at real-time pace, KeepAlive in between."""
+    audio, rate, channels = pcm()
+    chunk = rate * 2 * channels // 10
+    async with _connect(listen_url(base, **raw_params())) as ws:
+        reader = asyncio.ensure_future(_drain(ws, 30))
+        for burst in range(3):
+            await _stream(ws, audio[burst * 15 * chunk // 2 :], chunk, 0.1, limit=15)
+            if burst < 2:
+                for _ in range(3):
+                    await asyncio.sleep(1.0)
+                    await ws.send(json.dumps({"type": "KeepAlive"}))
+        await ws.send(json.dumps({"type": "CloseStream"}))
+        await reader
+
+
+async def gives_up_waiting(base: str) -> None:
+    """CloseStream, then 1.5 s of patience for Deepgram's close, then the socket is closed."""
+    audio, rate, channels = pcm()
+    ws = await _connect(listen_url(base, **raw_params()))
+    await _stream(ws, audio, rate * 2 * channels // 10, 0.1, limit=10)
+    await ws.send(json.dumps({"type": "CloseStream"}))
+    await _drain(ws, 1.5)
+    ws.transport.abort()
+
+
 async def sdk_healthy(base: str) -> None:
     """The official deepgram-sdk, used as its README shows: real-time audio, CloseStream, read to the end."""
     from deepgram import AsyncDeepgramClient

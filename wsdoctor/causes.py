@@ -739,6 +739,13 @@ FINDING_CODES: dict[str, FindingCode] = {
             "audio; reconnect with backoff on 1011/1012/1013.",
         ),
         _code(
+            "upstream.no-close-reply",
+            "network-instability",
+            "The app ended the stream and waited, but the upstream never sent its close frame.",
+            "Keep waiting up to 5 s after CloseStream, then close the socket yourself; if Deepgram's close never "
+            "arrives, a hop holds the connection: run `wsdoctor run` (close.handshake) on this path.",
+        ),
+        _code(
             "upstream.dropped",
             "network-instability",
             "The upstream's side of the connection ended (reset or FIN) without a close frame.",

@@ -81,6 +81,11 @@ class SideStats(Record):
     audio_bytes: int = 0
     first_audio_t: float | None = None
     last_audio_t: float | None = None
+    #: the time audio was flowing: the sum of its runs (first to last frame of frames less than
+    #: AUDIO_RUN_BREAK_S apart), so an app that streams only while someone speaks is measured on
+    #: its speech, not on its pauses
+    audio_active_s: float = 0.0
+    audio_runs: int = 0
     empty_binary: int = 0  # zero-length binary frames (the deprecated close-stream signal)
     first_empty_binary_t: float | None = None
     binary_json: tuple[str, ...] = ()  # the "type" of each JSON message sent in a binary frame (first 20)
@@ -181,6 +186,9 @@ class _SideState:
         self.pings = self.pongs = self.fragments = 0
         self.first_audio_t: float | None = None
         self.last_audio_t: float | None = None
+        self.audio_active_s = 0.0
+        self.audio_runs = 0
+        self.run_start: float | None = None
         self.first_empty_binary_t: float | None = None
         self.binary_json: list[str] = []
         self.messages: dict[str, int] = {}
@@ -199,6 +207,19 @@ class _SideState:
             self.max_gap_s = t - self.gap_open_t
             self.max_gap_from_t = self.gap_open_t
 
+    def audio_frame(self, t: float) -> None:
+        if self.run_start is None or self.last_audio_t is None or t - self.last_audio_t > AUDIO_RUN_BREAK_S:
+            self.audio_active_s = self.audio_active()
+            self.run_start = t
+            self.audio_runs += 1
+        self.last_audio_t = t
+
+    def audio_active(self) -> float:
+        """Audio time so far: the closed runs plus the one in progress."""
+        if self.run_start is None or self.last_audio_t is None:
+            return self.audio_active_s
+        return self.audio_active_s + (self.last_audio_t - self.run_start)
+
     def stats(self) -> SideStats:
         return SideStats(
             frames=self.frames,
@@ -209,6 +230,8 @@ class _SideState:
             audio_bytes=self.audio_bytes,
             first_audio_t=self.first_audio_t,
             last_audio_t=self.last_audio_t,
+            audio_active_s=round(self.audio_active(), 4),
+            audio_runs=self.audio_runs,
             empty_binary=self.empty_binary,
             first_empty_binary_t=self.first_empty_binary_t,
             binary_json=tuple(self.binary_json),
@@ -417,7 +440,7 @@ class ConnectionRecorder:
             state.first_audio_t = t
             if side == "client":
                 self.first_audio_head = data[:HEAD_HEX_BYTES].hex()
-        state.last_audio_t = t
+        state.audio_frame(t)
         self._audio(side, t, size)
 
     def _client_control(self, state: _SideState, kind: str | None, t: float) -> None:
