@@ -181,6 +181,19 @@ async def test_upstream_behaviour_is_attributed_to_the_upstream(fault: str, code
     assert not {c for c in codes(judged) if c.startswith("client.")}
 
 
+async def test_a_rest_upload_flows_through_the_watch() -> None:
+    """A REST POST's body streams to the upstream while its answer is awaited (it used to wait for the
+    answer first: a 90 kB upload hung until the watch ended)."""
+    async with watching() as (relay, base):
+        await asyncio.wait_for(apps.sdk_prerecorded(base), 30)
+        await relay.stop(grace_s=3)
+    (conn,) = relay.connections
+    assert conn.handshake is not None and not conn.handshake.websocket and conn.handshake.method == "POST"
+    assert conn.answer.status == 200 and conn.answer.request_id and conn.answer.body
+    assert conn.client_stats.wire_bytes == 0 or conn.upgraded_t is None
+    assert analyze(conn) == []
+
+
 async def test_an_upstream_that_never_closes_is_not_the_apps_fault() -> None:
     ((_conn, findings),) = await run_app(apps.gives_up_waiting, MockConfig(fault="never-close-reply"))
     assert [(f.code, f.severity) for f in findings] == [("upstream.no-close-reply", Status.WARN)]

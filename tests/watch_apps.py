@@ -174,6 +174,23 @@ async def sdk_wav_file(base: str) -> None:
             await reader
 
 
+async def sdk_prerecorded(base: str) -> None:
+    """The SDK's REST call through the same watch: a 90 kB WAV POSTed to /v1/listen."""
+    import httpx
+    from deepgram import AsyncDeepgramClient
+    from deepgram.environment import DeepgramClientEnvironment
+
+    host = base.removeprefix("ws://")
+    env = DeepgramClientEnvironment(
+        base=f"http://{host}", production=f"ws://{host}", agent=f"ws://{host}", agent_rest=f"http://{host}"
+    )
+    async with httpx.AsyncClient(timeout=20) as http:
+        client = AsyncDeepgramClient(api_key=KEY, environment=env, httpx_client=http)
+        async with asyncio.timeout(30):
+            response = await client.listen.v1.media.transcribe_file(request=SPEECH_WAV.read_bytes(), model="nova-3")
+    assert response.results is not None
+
+
 # --- each misbehaviour ---------------------------------------------------------------------------
 
 

@@ -127,6 +127,8 @@ class Relay:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._count = 0
+        #: plain HTTP requests in flight: their answer's head as read so far, and when it was sent
+        self._passive: dict[int, tuple[bytearray, float]] = {}
         target = config.ctx.target
         self.upstream_url = f"{target.scheme}://{_authority(target.scheme, target.host, target.port)}"
 
@@ -394,6 +396,15 @@ class Relay:
         up_reader, up_writer = conn.reader, conn.writer
         sent = self.clock()
         up_writer.write(self._forwarded_head(request, raw, handshake.websocket, conn.route) + trailing)
+        if not handshake.websocket:
+            # A plain HTTP request (a REST call): its body may be large and the upstream answers only
+            # once it has it, so bytes flow both ways at once; the answer's head is read as it passes.
+            self._passive[rec.index] = (bytearray(), sent)
+            try:
+                await self._pump_both(rec, (reader, writer), (up_reader, up_writer), {"client": None, "upstream": None})
+            finally:
+                self._passive.pop(rec.index, None)
+            return up_writer
         answer = await self._answer(rec, up_reader, request, websocket=handshake.websocket)
         if answer is None:
             with contextlib.suppress(OSError):
@@ -421,10 +432,40 @@ class Relay:
         await self._pump_both(rec, (reader, writer), (up_reader, up_writer), readers)
         return up_writer
 
+    def _passive_answer(self, rec: ConnectionRecorder, head: bytearray, sent: float) -> None:
+        """Record a plain HTTP answer's head once it is whole (the bytes are already forwarded)."""
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > MAX_HEAD_BYTES:
+                rec.answer = replace(
+                    rec.answer, error="the upstream's answer head is too long", outcome="protocol-error"
+                )
+            return
+        parsed = _parse_head(bytes(head[:end]))
+        if parsed is None:
+            rec.answer = replace(rec.answer, error="the upstream's answer is not HTTP/1.1", outcome="protocol-error")
+            return
+        status, reason, headers = parsed
+        rec.answer = replace(
+            rec.answer,
+            status=status,
+            reason=reason,
+            request_id=headers.get("dg-request-id", "")[:100] or None,
+            dg_error=headers.get("dg-error", "")[:300] or None,
+            upgrade_s=round(self.clock() - sent, 4),
+            body=bytes(head[end + 4 : end + 4 + BODY_EXCERPT]).decode("utf-8", "replace") or None,
+        )
+
     # --- the frames -------------------------------------------------------------------------------
 
     def _record(self, rec: ConnectionRecorder, side: Side, frames: FrameReader | None, data: bytes) -> None:
         if frames is None:
+            passive = self._passive.get(rec.index)
+            if side == "upstream" and passive is not None and rec.answer.status is None and rec.answer.error is None:
+                head, sent = passive
+                head += data[: MAX_HEAD_BYTES + 4 - len(head)]
+                self._passive_answer(rec, head, sent)
+                return
             if side == "upstream" and rec.answer.status not in (None, 101):
                 body = (rec.answer.body or "").encode()
                 if len(body) < BODY_EXCERPT:
@@ -494,6 +535,21 @@ class Relay:
         except OSError:
             rec.tcp_end(side, "rst", self.clock())
             _abort(dst, reset=True)
+
+
+def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]] | None:
+    """Status, reason and headers (lower-case names) of an HTTP/1.x answer head, or None."""
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or not (code.isdigit() and len(code) == 3):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:100]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(name.strip().lower(), value.strip())
+    return int(code), reason[:100], headers
 
 
 def _buffered(h: h11.Connection) -> bytes:
