@@ -441,6 +441,13 @@ class Redactor:
                 urllib.parse.quote_plus(s, safe=""),
             }
         self.secrets = sorted(forms, key=len, reverse=True)
+        # text() is a pure function of the string (the secrets are fixed): a report repeats the same
+        # strings many times (event kinds, message types, one transcript per Results...), so each
+        # distinct short string is redacted once. Bounded: short strings, at most MEMO_ENTRIES.
+        self._memo: dict[str, str] = {}
+
+    MEMO_ENTRIES = 65536
+    MEMO_MAX_CHARS = 512
 
     def _known(self, s: str) -> str:
         for secret in self.secrets:
@@ -478,11 +485,17 @@ class Redactor:
         return self._decoded(_shapes(self._known(s)))
 
     def text(self, s: str) -> str:
+        memo = len(s) <= self.MEMO_MAX_CHARS
+        if memo and s in self._memo:
+            return self._memo[s]
+        original = s
         for _ in range(self.MAX_PASSES):
             out = self._once(s)
             if out == s:
                 break
             s = out
+        if memo and len(self._memo) < self.MEMO_ENTRIES:
+            self._memo[original] = s
         return s
 
     def _masked(self, v: Any) -> Any:

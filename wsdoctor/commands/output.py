@@ -31,6 +31,7 @@ import sys
 from wsdoctor.commands.common import TYPE_CHECKING, ExitCode
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any, TextIO
 
     from reports.base import Reporter
@@ -169,16 +170,26 @@ def _shape_problem(report: Report) -> str | None:
     return None
 
 
-def _redacted(report: Report, args: argparse.Namespace) -> Report:
-    """``report`` with secret-shaped strings and the environment's API key masked (idempotent)."""
+def _redacted(report: Report, args: argparse.Namespace, secrets: Sequence[str] = ()) -> Report:
+    """``report`` with secret-shaped strings, the environment's API key and ``secrets`` masked
+    (idempotent)."""
     from wsdoctor.redact import Redactor
 
     key = os.environ.get(getattr(args, "api_key_env", None) or "DEEPGRAM_API_KEY")
-    return Redactor([key] if key else []).report(report)
+    return Redactor([*secrets, key] if key else list(secrets)).report(report)
 
 
-def emit(report: Report, args: argparse.Namespace, outputs: list[Output], signal_code: int = 0) -> int:
-    """Write the terminal summary and every output of :func:`prepare_outputs`; the exit code."""
+def emit(
+    report: Report,
+    args: argparse.Namespace,
+    outputs: list[Output],
+    signal_code: int = 0,
+    secrets: Sequence[str] = (),
+) -> int:
+    """Write the terminal summary and every output of :func:`prepare_outputs`; the exit code.
+
+    ``secrets``: credentials only the command knows (``watch``: what the apps sent), masked here
+    with the rest in the one redaction pass every report goes through."""
     from wsdoctor.fileio import atomic_write_text
     from wsdoctor.registry import load_reporter
 
@@ -190,7 +201,7 @@ def emit(report: Report, args: argparse.Namespace, outputs: list[Output], signal
         if source is not None:
             raise UsageError(f"{source!r} is not a valid wsdoctor report: {problem}")
         raise InternalError(f"a check produced an invalid result: {problem}")
-    report = _redacted(report, args)
+    report = _redacted(report, args, secrets)
     to_stdout = [o for o in outputs if o.path == STDOUT]
     human: TextIO = sys.stderr if to_stdout else sys.stdout
     if not any(o.name == "terminal" for o in to_stdout):  # else it is already on stdout, once is enough

@@ -254,6 +254,8 @@ def _excerpt(text: str, limit: int = TEXT_EXCERPT) -> str:
 
 def _json_type(payload: bytes) -> tuple[str | None, object]:
     """The message's ``type`` (if it is a JSON object with a string one) and the parsed object."""
+    if payload.lstrip()[:1] != b"{":
+        return None, None  # not an object: no need to parse it (a cheap test on every text frame)
     try:
         obj = json.loads(payload)
     except (ValueError, RecursionError):

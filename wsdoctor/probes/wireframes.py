@@ -52,6 +52,16 @@ class WireFrame:
         return len(self.kept) == self.length
 
 
+_EXTENDED_LENGTH = {126: 2, 127: 8}
+
+
+def _header_size(buf: bytearray) -> int:
+    """How long the header starting ``buf`` is, as far as its first two bytes say (2 until then)."""
+    if len(buf) < 2:
+        return 2
+    return 2 + _EXTENDED_LENGTH.get(buf[1] & 0x7F, 0) + (4 if buf[1] & 0x80 else 0)
+
+
 def _unmask(data: bytes, key: bytes, offset: int) -> bytes:
     if not data:
         return data
@@ -130,16 +140,15 @@ class FrameReader:
 
     def _header(self, view: memoryview, pos: int) -> int:
         """Consume header bytes from ``view[pos:]``; set up the payload once the header is whole."""
-        need = 2
         while True:
-            if len(self._buf) >= 2:
-                need = 2 + {126: 2, 127: 8}.get(self._buf[1] & 0x7F, 0) + (4 if self._buf[1] & 0x80 else 0)
+            need = _header_size(self._buf)
             if len(self._buf) >= need:
                 break
             if pos >= len(view):
                 return pos
-            self._buf.append(view[pos])
-            pos += 1
+            take = min(need - len(self._buf), len(view) - pos)  # at most the header: never a payload byte
+            self._buf += view[pos : pos + take]
+            pos += take
         b0, b1 = self._buf[0], self._buf[1]
         short = b1 & 0x7F
         at = 2
