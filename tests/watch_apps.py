@@ -93,6 +93,18 @@ async def healthy_with_keepalive(base: str) -> None:
         await reader
 
 
+def sdk_client(base: str, **kw: Any) -> Any:
+    """The official SDK's async client with every base URL at ``base`` (the watch)."""
+    from deepgram import AsyncDeepgramClient
+    from deepgram.environment import DeepgramClientEnvironment
+
+    host = base.removeprefix("ws://")
+    env = DeepgramClientEnvironment(
+        base=f"http://{host}", production=f"ws://{host}", agent=f"ws://{host}", agent_rest=f"http://{host}"
+    )
+    return AsyncDeepgramClient(api_key=KEY, environment=env, **kw)
+
+
 async def vad_gated(base: str) -> None:
     """Streams only while someone speaks: three 1.5 s bursts at real-time pace, KeepAlive in between."""
     audio, rate, channels = pcm()
@@ -121,14 +133,7 @@ async def gives_up_waiting(base: str) -> None:
 
 async def sdk_healthy(base: str) -> None:
     """The official deepgram-sdk, used as its README shows: real-time audio, CloseStream, read to the end."""
-    from deepgram import AsyncDeepgramClient
-    from deepgram.environment import DeepgramClientEnvironment
-
-    host = base.removeprefix("ws://")
-    env = DeepgramClientEnvironment(
-        base=f"http://{host}", production=f"ws://{host}", agent=f"ws://{host}", agent_rest=f"http://{host}"
-    )
-    client = AsyncDeepgramClient(api_key=KEY, environment=env)
+    client = sdk_client(base)
     audio, rate, channels = pcm()
     async with asyncio.timeout(30):
         async with client.listen.v1.connect(
@@ -150,14 +155,7 @@ async def sdk_healthy(base: str) -> None:
 
 async def sdk_wav_file(base: str) -> None:
     """The SDK streaming a WAV file (container, no encoding declared) at real-time pace."""
-    from deepgram import AsyncDeepgramClient
-    from deepgram.environment import DeepgramClientEnvironment
-
-    host = base.removeprefix("ws://")
-    env = DeepgramClientEnvironment(
-        base=f"http://{host}", production=f"ws://{host}", agent=f"ws://{host}", agent_rest=f"http://{host}"
-    )
-    client = AsyncDeepgramClient(api_key=KEY, environment=env)
+    client = sdk_client(base)
     data = SPEECH_WAV.read_bytes()
     async with asyncio.timeout(30):
         async with client.listen.v1.connect(model="nova-3") as conn:
@@ -177,15 +175,9 @@ async def sdk_wav_file(base: str) -> None:
 async def sdk_prerecorded(base: str) -> None:
     """The SDK's REST call through the same watch: a 90 kB WAV POSTed to /v1/listen."""
     import httpx
-    from deepgram import AsyncDeepgramClient
-    from deepgram.environment import DeepgramClientEnvironment
 
-    host = base.removeprefix("ws://")
-    env = DeepgramClientEnvironment(
-        base=f"http://{host}", production=f"ws://{host}", agent=f"ws://{host}", agent_rest=f"http://{host}"
-    )
     async with httpx.AsyncClient(timeout=20) as http:
-        client = AsyncDeepgramClient(api_key=KEY, environment=env, httpx_client=http)
+        client = sdk_client(base, httpx_client=http)
         async with asyncio.timeout(30):
             response = await client.listen.v1.media.transcribe_file(request=SPEECH_WAV.read_bytes(), model="nova-3")
     assert response.results is not None

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from wsdoctor.mock import MockConfig
     from wsdoctor.model import Report, Target
 
-__all__ = ["DEFAULT_URL", "DESCRIPTION", "add_arguments", "add_route_arguments", "handle", "route_options"]
+__all__ = ["DEFAULT_URL", "DESCRIPTION", "add_arguments", "add_route_arguments", "connection_options", "handle"]
 
 #: Deepgram's streaming endpoint: ``wsdoctor.deepgram.DEFAULT_URL``, spelled out so that ``--help``
 #: does not import the protocol module (tests/test_cli.py keeps the two equal).
@@ -114,10 +114,9 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     add_output_arguments(run)
 
 
-
 def add_route_arguments(parser: argparse.ArgumentParser) -> None:
     """How connections reach the target: --proxy/--no-proxy, --dns-server, --resolve (``run`` and
-    ``watch`` open their connections the same way; :func:`route_options` reads them back)."""
+    ``watch`` open their connections the same way; :func:`connection_options` reads them back)."""
     proxy = parser.add_mutually_exclusive_group()
     proxy.add_argument(
         "--proxy",
@@ -140,13 +139,22 @@ def add_route_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def route_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The RunOptions fields :func:`add_route_arguments` sets, checked (UsageError, exit 2)."""
+def connection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunOptions fields of how a connection is opened -- :func:`add_route_arguments`' flags,
+    ``--ca-file`` and ``--connect-timeout`` -- checked (UsageError, exit 2)."""
+    if args.ca_file:
+        try:
+            with open(args.ca_file, "rb"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"--ca-file {args.ca_file!r}: {exc.strerror}") from None
     return {
         "resolve": _resolve(args.resolve),
         "proxy": _proxy(args.proxy),
         "no_proxy": args.no_proxy,
         "dns_server": _dns_server(args.dns_server),
+        "ca_file": args.ca_file,
+        "connect_timeout_s": args.connect_timeout,
     }
 
 
@@ -159,16 +167,8 @@ def _resolve(entries: list[str]) -> tuple[ResolveOverride, ...]:
 def _options(args: argparse.Namespace) -> RunOptions:
     from wsdoctor.check import RunOptions
 
-    if args.ca_file:
-        try:
-            with open(args.ca_file, "rb"):
-                pass
-        except OSError as exc:
-            raise UsageError(f"--ca-file {args.ca_file!r}: {exc.strerror}") from None
     return RunOptions(
         api_key_env=args.api_key_env,
-        ca_file=args.ca_file,
-        connect_timeout_s=args.connect_timeout,
         close_wait_s=args.close_wait,
         quick=args.quick,
         idle_max_s=args.idle_max,
@@ -178,7 +178,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         repeat=_repeat(args.repeat),
         pid=_pid(args.pid),
         app_dir=_app_dir(args.app_dir),
-        **route_options(args),
+        **connection_options(args),
     )
 
 

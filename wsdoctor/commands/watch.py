@@ -145,15 +145,9 @@ def handle(args: argparse.Namespace) -> int:
 
 def _options(args: argparse.Namespace) -> object:
     from wsdoctor.check import RunOptions
-    from wsdoctor.commands.run import route_options
+    from wsdoctor.commands.run import connection_options
 
-    if args.ca_file:
-        try:
-            with open(args.ca_file, "rb"):
-                pass
-        except OSError as exc:
-            raise UsageError(f"--ca-file {args.ca_file!r}: {exc.strerror}") from None
-    return RunOptions(ca_file=args.ca_file, connect_timeout_s=args.connect_timeout, **route_options(args))
+    return RunOptions(**connection_options(args))
 
 
 def _mock_config(args: argparse.Namespace) -> MockConfig:
