@@ -42,10 +42,13 @@ async def next_event(
     *,
     what: str,
     seen: bytearray | None = None,
+    raw: bytearray | None = None,
 ) -> Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
     """The next event h11 has, reading as it needs until the event loop's time ``deadline``.
 
-    ``what`` names the answer in the timeout's message; ``seen`` collects the first bytes read.
+    ``what`` names the answer in the timeout's message; ``seen`` collects the first bytes read,
+    ``raw`` every byte read (``watch`` forwards an answer's head untouched; h11 bounds a head, so
+    ``raw`` holds at most MAX_HEAD_BYTES + READ_SIZE).
     Never NEED_DATA in fact (the type is h11's). Raises TimeoutError, PeerClosed, OSError, or
     h11.RemoteProtocolError for a malformed answer."""
     loop = asyncio.get_running_loop()
@@ -59,6 +62,8 @@ async def next_event(
         data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
         if seen is not None and len(seen) < EXCERPT_BYTES:
             seen += data[: EXCERPT_BYTES - len(seen)]
+        if raw is not None:
+            raw += data
         if not data and h.their_state is h11.SEND_RESPONSE and not _answer_started(h):
             raise PeerClosed(f"the connection closed before any {what}")
         h.receive_data(data)

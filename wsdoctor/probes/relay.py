@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from wsdoctor.probes.connect import ConnectFailed, close_quietly, open_connection
-from wsdoctor.probes.http1 import MAX_HEAD_BYTES, READ_SIZE
+from wsdoctor.probes.http1 import MAX_HEAD_BYTES, READ_SIZE, PeerClosed, next_event
 from wsdoctor.probes.watch import ConnectionRecorder, Handshake, Side, UpstreamAnswer, WatchedConnection
 from wsdoctor.probes.wireframes import FrameReader
 
@@ -219,34 +219,24 @@ class Relay:
         self, rec: ConnectionRecorder, reader: asyncio.StreamReader
     ) -> tuple[h11.Request, list[tuple[bytes, bytes]], bytes] | None:
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.handshake_timeout_s
-        while True:
-            try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                rec.request_error = f"not an HTTP/1.1 request: {str(exc)[:200]}"
-                return None
-            if isinstance(event, h11.Request):
-                break
-            if event is not h11.NEED_DATA:
-                rec.request_error = "not an HTTP/1.1 request"
-                return None
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                rec.request_error = f"no complete request within {self.config.handshake_timeout_s:g} s"
-                return None
-            try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), remaining)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                rec.request_error = f"the app's connection failed before its request: {exc.strerror or exc}"
-                return None
-            if not data:
-                rec.request_error = "the app closed the connection before a complete request"
-                return None
-            h.receive_data(data)
+        deadline = asyncio.get_running_loop().time() + self.config.handshake_timeout_s
+        try:
+            event = await next_event(h, reader, deadline, what="request")
+        except TimeoutError:
+            rec.request_error = f"no complete request within {self.config.handshake_timeout_s:g} s"
+            return None
+        except h11.RemoteProtocolError as exc:
+            rec.request_error = f"not an HTTP/1.1 request: {str(exc)[:200]}"
+            return None
+        except OSError as exc:
+            rec.request_error = f"the app's connection failed before its request: {exc.strerror or exc}"
+            return None
+        if not isinstance(event, h11.Request):
+            closed = isinstance(event, h11.ConnectionClosed)
+            rec.request_error = (
+                "the app closed the connection before a complete request" if closed else "not an HTTP/1.1 request"
+            )
+            return None
         raw = list(event.headers.raw_items())
         # Bytes the app sent after the head (a body's start, or frames sent before the 101).
         return event, raw, _buffered(h)
@@ -326,50 +316,39 @@ class Relay:
         h.send(h11.Request(method=request.method, target=request.target, headers=sent))
         h.send(h11.EndOfMessage())
         buf = bytearray()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.ctx.timeout(self.config.handshake_timeout_s)
-        while True:
-            try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                rec.answer = replace(
-                    rec.answer,
-                    error=f"the upstream's answer is not HTTP/1.1: {str(exc)[:200]}",
-                    outcome="protocol-error",
-                )
-                return None
-            if isinstance(event, h11.InformationalResponse | h11.Response):
-                headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in event.headers}
-                rec.answer = replace(
-                    rec.answer,
-                    status=event.status_code,
-                    reason=event.reason.decode("latin-1")[:100],
-                    request_id=headers.get("dg-request-id", "")[:100] or None,
-                    dg_error=headers.get("dg-error", "")[:300] or None,
-                )
-                after = bytes(h.trailing_data[0]) if event.status_code == 101 else _buffered(h)
-                return event.status_code, bytes(buf), after
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                rec.answer = replace(rec.answer, error="no answer to the upgrade in time", outcome="timeout")
-                return None
-            try:
-                data = await asyncio.wait_for(up_reader.read(READ_SIZE), remaining)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                from wsdoctor.probes.transport import classify_oserror, error_text
+        deadline = asyncio.get_running_loop().time() + self.config.ctx.timeout(self.config.handshake_timeout_s)
+        try:
+            event = await next_event(h, up_reader, deadline, what="answer to the upgrade", raw=buf)
+        except TimeoutError:
+            rec.answer = replace(rec.answer, error="no answer to the upgrade in time", outcome="timeout")
+            return None
+        except PeerClosed:
+            rec.answer = replace(
+                rec.answer, error="the upstream closed the connection without an answer", outcome="eof"
+            )
+            return None
+        except h11.RemoteProtocolError as exc:
+            error = f"the upstream's answer is not HTTP/1.1: {str(exc)[:200]}"
+            rec.answer = replace(rec.answer, error=error, outcome="protocol-error")
+            return None
+        except OSError as exc:
+            from wsdoctor.probes.transport import classify_oserror, error_text
 
-                outcome = classify_oserror(exc)
-                rec.answer = replace(rec.answer, error=error_text(exc, outcome), outcome=outcome.value)
-                return None
-            if not data:
-                rec.answer = replace(
-                    rec.answer, error="the upstream closed the connection without an answer", outcome="eof"
-                )
-                return None
-            buf += data
-            h.receive_data(data)
+            outcome = classify_oserror(exc)
+            rec.answer = replace(rec.answer, error=error_text(exc, outcome), outcome=outcome.value)
+            return None
+        if not isinstance(event, h11.InformationalResponse | h11.Response):
+            rec.answer = replace(rec.answer, error="the upstream's answer is not HTTP/1.1", outcome="protocol-error")
+            return None
+        headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in event.headers}
+        rec.answer = replace(
+            rec.answer,
+            status=event.status_code,
+            reason=event.reason.decode("latin-1")[:100],
+            request_id=headers.get("dg-request-id", "")[:100] or None,
+            dg_error=headers.get("dg-error", "")[:300] or None,
+        )
+        return event.status_code, bytes(buf), _buffered(h)
 
     async def _relay(
         self, rec: ConnectionRecorder, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
