@@ -679,7 +679,7 @@ FINDING_CODES: dict[str, FindingCode] = {
             "client.encoding-mismatch",
             "audio-format",
             "The audio bytes do not match the format the URL declares (encoding, sample_rate, channels).",
-            "For raw PCM send `encoding=linear16&sample_rate=<rate>&channels=<n>` and strip any WAV header; "
+            "For raw PCM send `encoding=linear16`, `sample_rate=RATE` and `channels=N` and strip any WAV header; "
             "for containers (WAV, Ogg, WebM, MP3, FLAC files) send *no* encoding/sample_rate and let Deepgram "
             "read the header.",
         ),
@@ -702,8 +702,8 @@ FINDING_CODES: dict[str, FindingCode] = {
             "client.key-in-url",
             "credentials",
             "The app put a credential in the URL's query string, where proxies, servers and logs record it.",
-            "Send the key in the `Authorization: Token <key>` header, or from a browser as the "
-            "`Sec-WebSocket-Protocol` pair [\"token\", <key>] (better: a short-lived token from /v1/auth/grant); "
+            "Send the key in the `Authorization: Token YOUR_KEY` header, or from a browser as the "
+            "`Sec-WebSocket-Protocol` pair [\"token\", YOUR_KEY] (better: a short-lived token from /v1/auth/grant); "
             "rotate the key that was exposed.",
         ),
         _code(
