@@ -229,6 +229,7 @@ def _idle(conn: WatchedConnection) -> list[Finding]:
 
 
 def _frames(conn: WatchedConnection) -> list[Finding]:
+    """/v1/listen: what goes in a binary frame is audio, and never nothing."""
     stats = conn.client_stats
     out = []
     if stats.binary_json_count:
@@ -253,41 +254,62 @@ def _frames(conn: WatchedConnection) -> list[Finding]:
                 {"count": stats.empty_binary, "first_at_s": stats.first_empty_binary_t},
             )
         )
-    if stats.violations or stats.broken:
-        out.append(
-            finding(
-                "client.protocol-violation",
-                Status.FAIL,
-                f"The app's frames break RFC 6455: {', '.join(sorted(set(stats.violations)) or [str(stats.broken)])}.",
-                {"violations": list(stats.violations), "broken": stats.broken},
-            )
-        )
     return out
 
 
-def _ending(conn: WatchedConnection) -> list[Finding]:
-    """CloseStream and the close handshake, from the app's side."""
-    client, upstream = conn.client_end, conn.upstream_end
+def _protocol(conn: WatchedConnection) -> list[Finding]:
+    """RFC 6455, for every API."""
     stats = conn.client_stats
-    out: list[Finding] = []
-    upstream_first = conn.first_to_end == "upstream"  # the app's end was a reaction to it
-    app_ended = client.close_t is not None or client.tcp in ("fin", "rst")
-    if stats.audio_bytes and conn.closestream_t is None and not stats.empty_binary and app_ended and not upstream_first:
-        how = f"a close frame {client.close_code}" if client.close_t is not None else f"a TCP {client.tcp.upper()}"
-        out.append(
-            finding(
-                "client.no-closestream",
-                Status.WARN,
-                f"The app sent {stats.audio_bytes} bytes of audio and then ended the stream with {how} without "
-                "CloseStream: Deepgram's final results for the last audio were never asked for.",
-                {"audio_bytes": stats.audio_bytes, "client_close_code": client.close_code, "client_tcp": client.tcp},
-            )
+    if not (stats.violations or stats.broken):
+        return []
+    return [
+        finding(
+            "client.protocol-violation",
+            Status.FAIL,
+            f"The app's frames break RFC 6455: {', '.join(sorted(set(stats.violations)) or [str(stats.broken)])}.",
+            {"violations": list(stats.violations), "broken": stats.broken},
         )
-    if client.tcp in ("fin", "rst") and client.tcp_t is not None and upstream.close_t is None and not upstream_first:
+    ]
+
+
+def _no_closestream(conn: WatchedConnection) -> list[Finding]:
+    """/v1/listen: audio, then the end of the stream without asking for the final results."""
+    client, stats = conn.client_end, conn.client_stats
+    app_ended = client.close_t is not None or client.tcp in ("fin", "rst")
+    if (
+        not stats.audio_bytes
+        or conn.closestream_t is not None
+        or stats.empty_binary
+        or not app_ended
+        or conn.first_to_end == "upstream"  # the app's end was a reaction to the upstream's
+    ):
+        return []
+    how = f"a close frame {client.close_code}" if client.close_t is not None else f"a TCP {client.tcp.upper()}"
+    return [
+        finding(
+            "client.no-closestream",
+            Status.WARN,
+            f"The app sent {stats.audio_bytes} bytes of audio and then ended the stream with {how} without "
+            "CloseStream: Deepgram's final results for the last audio were never asked for.",
+            {"audio_bytes": stats.audio_bytes, "client_close_code": client.close_code, "client_tcp": client.tcp},
+        )
+    ]
+
+
+def _close_handshake(conn: WatchedConnection) -> list[Finding]:
+    """Did the app wait for the upstream's close frame before dropping its socket (every API)?"""
+    client, upstream = conn.client_end, conn.upstream_end
+    out: list[Finding] = []
+    if (
+        client.tcp in ("fin", "rst")
+        and client.tcp_t is not None
+        and upstream.close_t is None
+        and conn.first_to_end != "upstream"
+    ):
         signals = [t for t in (conn.closestream_t, client.close_t) if t is not None]
         waited = round(client.tcp_t - min(signals), 3) if signals else None
         if waited is not None and waited >= CLOSE_PATIENCE_S:
-            return [*out, _no_close_reply(conn, waited)]
+            return [_no_close_reply(conn, waited)]
         after = f" {waited:.2f} s after it ended the stream" if waited is not None else ""
         out.append(
             finding(
@@ -529,14 +551,44 @@ def _rejection_cause(status: int, problem: dg.RequestProblem) -> str:
     return "credentials" if status == 407 else "request-parameters"
 
 
+def _flux(conn: WatchedConnection) -> list[Finding]:
+    """Flux (/v2/listen) keeps a silent stream open with WebSocket pings; the v1 JSON KeepAlive ends it."""
+    count = conn.client_stats.messages.get(dg.ClientMessage.KEEPALIVE.value, 0)
+    if not count:
+        return []
+    end = conn.upstream_end
+    return [
+        finding(
+            "client.flux-keepalive",
+            Status.FAIL,
+            f"The app sent {count} JSON KeepAlive message(s) to Flux (/v2/listen), which does not accept them"
+            + (f"; the upstream closed with {end.close_code}" if end.close_code is not None else "")
+            + ": on Flux a silent stream is kept open with WebSocket pings.",
+            {"keepalives": count, "upstream_close_code": end.close_code, "sources": [dg.FLUX_KEEPALIVE_1005]},
+        )
+    ]
+
+
 def analyze(conn: WatchedConnection) -> list[Finding]:
-    """Every finding of one watched connection (module doc). Pure."""
+    """Every finding of one watched connection (module doc). Pure.
+
+    The stream rules (silence, CloseStream, what goes in which frame, the audio's format and pace)
+    are /v1/listen's: they are applied to listen connections only. Flux gets its own keep-alive rule;
+    the other APIs (and unknown paths) get the rules every WebSocket shares -- RFC 6455, the close
+    handshake, credentials, libraries -- and the upstream's side."""
     if conn.handshake is None:
         return []  # not an HTTP request: nothing of Deepgram's protocol to judge
     findings = _credentials(conn) + _known_issues(conn.handshake.user_agent) + _upstream(conn)
     if conn.upgraded_t is None:
         return findings
-    return findings + _idle(conn) + _frames(conn) + _ending(conn) + _encoding(conn) + _pace(conn)
+    api = dg.api_for(conn.handshake.path)
+    shared = _protocol(conn) + _close_handshake(conn)
+    if api is dg.Api.LISTEN:
+        stream = _idle(conn) + _frames(conn) + _no_closestream(conn) + _encoding(conn) + _pace(conn)
+        return findings + stream + shared
+    if api is dg.Api.FLUX:
+        return findings + _flux(conn) + shared
+    return findings + shared
 
 
 # --- the session ---------------------------------------------------------------------------------

@@ -713,6 +713,14 @@ FINDING_CODES: dict[str, FindingCode] = {
             "Upgrade to the fixed release this finding names (its evidence holds the exact command).",
         ),
         _code(
+            "client.flux-keepalive",
+            "connection-handling",
+            "The app sent the v1 JSON KeepAlive to Flux (/v2/listen), which ends the connection (1005).",
+            "On Flux keep a silent stream open with WebSocket pings (the SDKs from v6 do it for you; Python "
+            "websockets: `ping_interval=20`), never `{\"type\": \"KeepAlive\"}`; Flux closes after 60 s "
+            "without audio or pings.",
+        ),
+        _code(
             "client.protocol-violation",
             "connection-handling",
             "The app's frames break RFC 6455 (unmasked frames, reserved opcodes or bits, oversized control frames).",

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "API_PATHS",
     "CLOSE_REASONS",
     "DATA_0000",
     "DEFAULT_URL",
@@ -48,6 +49,7 @@ __all__ = [
     "NET_0001",
     "REJECTIONS",
     "SERVER_MESSAGE_FIELDS",
+    "Api",
     "ClientMessage",
     "CloseReason",
     "ErrorBody",
@@ -55,6 +57,7 @@ __all__ = [
     "Rejection",
     "RequestProblem",
     "ServerMessage",
+    "api_for",
     "client_message",
     "identify_close",
     "invalid_query_parameter",
@@ -115,6 +118,43 @@ CAPTURE_PIPECAT_2764 = "https://github.com/pipecat-ai/pipecat/issues/2764"
 #: The streaming endpoint (docs: live streaming audio). Regional hosts share the protocol.
 DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
 LISTEN_PATH = "/v1/listen"
+
+
+class Api(enum.StrEnum):
+    """Deepgram's WebSocket APIs. Each has its own keep-alive and close rules; the ``listen`` rules
+    (KeepAlive JSON every 3-5 s, CloseStream, NET-0001 after ~10 s) are not the others'."""
+
+    LISTEN = "listen"  # streaming speech-to-text, /v1/listen (DOCS_LIVE)
+    FLUX = "flux"  # conversational speech-to-text, /v2/listen (flux-* models)
+    SPEAK = "speak"  # streaming text-to-speech, /v1/speak
+    AGENT = "agent"  # the Voice Agent, /v1/agent/converse on agent.deepgram.com
+
+
+#: The path of each API (the SDKs append it to their base URL: PY_SDK_TYPES' sibling clients).
+API_PATHS: dict[str, Api] = {
+    LISTEN_PATH: Api.LISTEN,
+    "/v2/listen": Api.FLUX,
+    "/v1/speak": Api.SPEAK,
+    "/v1/agent/converse": Api.AGENT,
+}
+#: Flux: "if you are not sending audio and want to keep the websocket open, you'll just need to send
+#: websocket pings regularly (timeout is 60s)" (Deepgram staff, FLUX_KEEPALIVE_ISSUE); a v1 JSON
+#: KeepAlive sent to Flux ends the connection with 1005 (FLUX_KEEPALIVE_1005).
+FLUX_KEEPALIVE_ISSUE = "https://github.com/deepgram/deepgram-python-sdk/issues/618"
+FLUX_KEEPALIVE_1005 = "https://github.com/deepgram/deepgram-python-sdk/issues/649"
+FLUX_IDLE_TIMEOUT_S = 60.0
+#: Flux reports an idle stream as an Error message with this code, not a NET-0001 close
+#: (https://github.com/livekit/agents/issues/3579); the close code after it is not captured.
+FLUX_INACTIVE_CLIENT = "INACTIVE_CLIENT"
+
+
+def api_for(path: str) -> Api | None:
+    """The API a request path addresses (a self-hosted prefix before it allowed), or ``None``."""
+    clean = path.split("?", 1)[0].rstrip("/")
+    for api_path, api in API_PATHS.items():
+        if clean == api_path or clean.endswith(api_path):
+            return api
+    return None
 DEEPGRAM_DOMAIN = "deepgram.com"
 REGIONAL_HOSTS = ("api.deepgram.com", "api.eu.deepgram.com", "api.au.deepgram.com", "api.in.deepgram.com")
 
