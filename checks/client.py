@@ -569,6 +569,22 @@ def _flux(conn: WatchedConnection) -> list[Finding]:
     ]
 
 
+def _speak(conn: WatchedConnection) -> list[Finding]:
+    """Streaming TTS (/v1/speak): at most 20 Flush messages in any 60 s."""
+    flushes = conn.max_flushes_per_60s
+    if flushes <= dg.SPEAK_FLUSH_LIMIT:
+        return []
+    return [
+        finding(
+            "client.flush-rate",
+            Status.WARN,
+            f"The app sent {flushes} Flush messages within 60 s; Deepgram processes {dg.SPEAK_FLUSH_LIMIT} per "
+            "60 s and answers the rest with a Warning, and very frequent flushes degrade the audio.",
+            {"max_flushes_per_60s": flushes, "limit": dg.SPEAK_FLUSH_LIMIT, "source": dg.DOCS_TTS_FLUSH},
+        )
+    ]
+
+
 def analyze(conn: WatchedConnection) -> list[Finding]:
     """Every finding of one watched connection (module doc). Pure.
 
@@ -588,6 +604,8 @@ def analyze(conn: WatchedConnection) -> list[Finding]:
         return findings + stream + shared
     if api is dg.Api.FLUX:
         return findings + _flux(conn) + shared
+    if api is dg.Api.SPEAK:
+        return findings + _speak(conn) + shared
     return findings + shared
 
 

@@ -721,6 +721,13 @@ FINDING_CODES: dict[str, FindingCode] = {
             "without audio or pings.",
         ),
         _code(
+            "client.flush-rate",
+            "connection-handling",
+            "The app sent more Flush messages to streaming TTS (/v1/speak) than Deepgram processes (20 per 60 s).",
+            "Send Flush once per complete response (when the LLM has finished a turn), not per sentence or token; "
+            "send text with Speak and let Deepgram buffer it.",
+        ),
+        _code(
             "client.protocol-violation",
             "connection-handling",
             "The app's frames break RFC 6455 (unmasked frames, reserved opcodes or bits, oversized control frames).",

@@ -57,6 +57,7 @@ __all__ = [
     "Rejection",
     "RequestProblem",
     "ServerMessage",
+    "SpeakMessage",
     "api_for",
     "client_message",
     "identify_close",
@@ -146,6 +147,24 @@ FLUX_IDLE_TIMEOUT_S = 60.0
 #: Flux reports an idle stream as an Error message with this code, not a NET-0001 close
 #: (https://github.com/livekit/agents/issues/3579); the close code after it is not captured.
 FLUX_INACTIVE_CLIENT = "INACTIVE_CLIENT"
+
+
+#: Streaming TTS (/v1/speak): "The maximum number of times you can send the Flush message is 20 times
+#: every 60 seconds. After that, you will receive a warning message" (DOCS_TTS_FLUSH). Each Flush is
+#: answered with ``{"type": "Flushed", "sequence_id": N}``; Clear with Cleared; Close ends the stream
+#: (close 1000); KeepAlive is listen's, not speak's.
+DOCS_TTS_FLUSH = "https://developers.deepgram.com/docs/tts-ws-flush"
+SPEAK_FLUSH_LIMIT = 20
+SPEAK_FLUSH_WINDOW_S = 60.0
+
+
+class SpeakMessage(enum.StrEnum):
+    """What a /v1/speak client sends (the SDK's speak.v1 types)."""
+
+    SPEAK = "Speak"  # {"type": "Speak", "text": ...}
+    FLUSH = "Flush"
+    CLEAR = "Clear"
+    CLOSE = "Close"
 
 
 def api_for(path: str) -> Api | None:

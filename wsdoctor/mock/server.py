@@ -102,6 +102,7 @@ from wsdoctor.mock import audio, messages
 from wsdoctor.mock.config import MockConfig, MockStats
 from wsdoctor.mock.faults import MIDSTREAM_FAULTS, REJECT_FAULTS
 from wsdoctor.mock.flux import flux_get
+from wsdoctor.mock.speak import speak_get
 
 __all__ = [
     "CLOSE_REPLY_WAIT_S",
@@ -118,6 +119,7 @@ log = logging.getLogger("wsdoctor.mock")
 
 LISTEN_PATH = deepgram.LISTEN_PATH
 FLUX_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.FLUX)
+SPEAK_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.SPEAK)
 CLOSE_REPLY_WAIT_S = 5.0  # a server-initiated close waits this long for the client's close frame
 STOP_GRACE_S = 0.3  # stop(): time sessions get to close with 1001 before their TCP is aborted
 SHUTDOWN_TIMEOUT_S = 0.2  # aiohttp's per-connection shutdown wait during stop()
@@ -263,6 +265,7 @@ def _make_app(mock: MockServer) -> web.Application:
     app.router.add_route("GET", LISTEN_PATH, _listen_get)
     app.router.add_route("POST", LISTEN_PATH, _listen_post)
     app.router.add_route("GET", FLUX_PATH, flux_get)
+    app.router.add_route("GET", SPEAK_PATH, speak_get)
     return app
 
 

@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+from wsdoctor.deepgram import SPEAK_FLUSH_LIMIT, SPEAK_FLUSH_WINDOW_S
 from wsdoctor.probes.wireframes import Opcode, WireFrame
 from wsdoctor.record import Record
 
@@ -167,6 +168,8 @@ class WatchedConnection(Record):
     closestream_t: float | None = None  # the app's first CloseStream
     finalize_count: int = 0
     keepalive_count: int = 0  # KeepAlive sent as text
+    #: the most Flush messages (streaming TTS) the app sent within any 60 s
+    max_flushes_per_60s: int = 0
     upgraded_t: float | None = None  # the 101 went back to the app
     #: the side whose close frame or TCP end the relay saw first (timestamps can tie at 0.1 ms; the
     #: relay's order cannot: it records one side's end before passing it on to the other)
@@ -301,6 +304,8 @@ class ConnectionRecorder:
         self.closestream_t: float | None = None
         self.finalize_count = 0
         self.keepalive_count = 0
+        self.flush_times: collections.deque[float] = collections.deque()
+        self.max_flushes_per_60s = 0
         self.first_to_end: Side | None = None
 
     def rel(self, clock_value: float) -> float:
@@ -453,6 +458,13 @@ class ConnectionRecorder:
             self.keepalive_count += 1
         elif kind == "Finalize":
             self.finalize_count += 1
+        elif kind == "Flush":
+            # A sliding 60 s window, bounded: only a count above the limit matters.
+            while self.flush_times and t - self.flush_times[0] > SPEAK_FLUSH_WINDOW_S:
+                self.flush_times.popleft()
+            if len(self.flush_times) <= 4 * SPEAK_FLUSH_LIMIT:
+                self.flush_times.append(t)
+            self.max_flushes_per_60s = max(self.max_flushes_per_60s, len(self.flush_times))
 
     def _end_of_stream(self, state: _SideState, t: float) -> None:
         """The app said its audio is over: silence after this is not a gap."""
@@ -519,6 +531,7 @@ class ConnectionRecorder:
             closestream_t=self.closestream_t,
             finalize_count=self.finalize_count,
             keepalive_count=self.keepalive_count,
+            max_flushes_per_60s=self.max_flushes_per_60s,
             upgraded_t=self.upgraded_t,
             first_to_end=self.first_to_end,
             request_error=self.request_error,
