@@ -269,6 +269,7 @@ class CloseSessions(Record):
 
 
 class CloseHandshake(AuthenticatedCheck[CloseSessions]):
+    apis: ClassVar[frozenset[str] | None] = frozenset({"listen"})  # /v1/listen's protocol
     id = "close.handshake"
     title = "CloseStream and close frames complete the close handshake"
     timeout: ClassVar[float] = 30.0

@@ -308,6 +308,7 @@ class _IdleCheck(AuthenticatedCheck["IdleFamily"]):
 
 
 class IdleSilent(_IdleCheck):
+    apis: ClassVar[frozenset[str] | None] = frozenset({"listen"})  # /v1/listen's protocol
     id = "idle.silent"
     title = "A silent stream is closed by the server (1011 NET-0001), not cut by the path"
     evidence_key = "silent"

@@ -107,6 +107,7 @@ def analyze(obs: RepeatObservation) -> list[Finding]:
 
 
 class PhasesRepeat(AuthenticatedCheck[RepeatObservation]):
+    apis: ClassVar[frozenset[str] | None] = frozenset({"listen"})  # /v1/listen's protocol
     id = "phases.repeat"
     title = "Connection phases, repeated: min/p50/p95/p99/max per phase (--repeat N)"
     timeout: ClassVar[float] = 60.0

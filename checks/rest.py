@@ -70,6 +70,7 @@ def analyze(obs: RestObservation) -> list[Finding]:
 
 
 class RestTranscribe(ObservingCheck["RestObservation"]):
+    apis: ClassVar[frozenset[str] | None] = frozenset({"listen"})  # /v1/listen's protocol
     id = "rest.transcribe"
     title = "The REST API (POST /v1/listen) transcribes the same speech"
     requires = ("tcp.connect", "tls.handshake")

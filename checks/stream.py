@@ -154,6 +154,7 @@ def analyze(obs: SessionObservation, slow_first_result_s: float = 3.0) -> list[F
 
 
 class StreamTranscribe(AuthenticatedCheck["SessionObservation"]):
+    apis: ClassVar[frozenset[str] | None] = frozenset({"listen"})  # /v1/listen's protocol
     id = "stream.transcribe"
     title = "Real speech streamed at real time comes back as transcripts"
     timeout: ClassVar[float] = 30.0
@@ -227,6 +228,7 @@ def soak_metrics(obs: SoakObservation) -> dict[str, float | int | None]:
 
 
 class StreamSoak(AuthenticatedCheck["SoakObservation"]):
+    apis: ClassVar[frozenset[str] | None] = frozenset({"listen"})  # /v1/listen's protocol
     id = "stream.soak"
     title = "A long stream (--soak S) holds, and reconnects cleanly when dropped"
     slow = True

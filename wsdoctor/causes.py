@@ -557,6 +557,35 @@ FINDING_CODES: dict[str, FindingCode] = {
             "1011/1012/1013 reconnect with jittered backoff; quote the dg-request-id to Deepgram support.",
         ),
         _code(
+            "flux.error",
+            "service",
+            "Flux (/v2/listen) sent an Error message (INACTIVE_CLIENT: no audio or ping for 60 s).",
+            "INACTIVE_CLIENT: keep a silent Flux stream open with WebSocket pings (not the v1 KeepAlive); other "
+            "codes: quote the request id to Deepgram support and reconnect with backoff.",
+        ),
+        _code(
+            "speak.no-audio",
+            "service",
+            "Streaming TTS (/v1/speak) sent no audio for the text and its Flush.",
+            "Check the model and encoding in the URL (an unknown voice is refused at the upgrade); quote the "
+            "request id to Deepgram support; for non-streaming use, TTS over REST (POST /v1/speak) returns "
+            "the audio in one response.",
+        ),
+        _code(
+            "speak.no-flushed",
+            "service",
+            "Streaming TTS sent audio but never confirmed the Flush (Flushed).",
+            "Do not wait on Flushed alone to move on: bound the wait; if it repeats, quote the request id to "
+            "Deepgram support.",
+        ),
+        _code(
+            "speak.slow-first-audio",
+            "service",
+            "Streaming TTS took seconds to start the audio after a Flush.",
+            "Compare from another network (wsdoctor run's phases); send text in sentence-sized Speak messages "
+            "and Flush at the end of each response.",
+        ),
+        _code(
             "rest.failed",
             "service",
             "The REST API (POST /v1/listen) did not transcribe the audio.",

@@ -124,6 +124,8 @@ class RunOptions:
     proxy: str | None = None  # --proxy URL: overrides the proxy variables (may hold a password)
     no_proxy: bool = False  # --no-proxy: ignore the proxy variables, go direct (trust_env=False)
     dns_server: tuple[str, int] | None = None  # --dns-server ADDR[:PORT]: resolve through it only
+    #: --api: which Deepgram API the target is ("listen", "flux", "speak", "agent"); None: from its path
+    api: str | None = None
 
     def within(self, budget_s: float) -> RunOptions:
         """These options with every per-phase wait cut to fit ``budget_s`` seconds (a run deadline:
@@ -167,6 +169,16 @@ class Context:
     #: When every phase must be over (``clock()`` time), for a run with a deadline; ``None``: none.
     deadline_at: float | None = None
 
+    @property
+    def api(self) -> str:
+        """The Deepgram API under test: ``--api``, else what the URL's path says, else "listen"
+        (:class:`wsdoctor.deepgram.Api` values)."""
+        if self.options.api:
+            return self.options.api
+        from wsdoctor.deepgram import Api, api_for
+
+        return (api_for(self.target.resource) or Api.LISTEN).value
+
     def timeout(self, phase_s: float) -> float:
         """The wait to give one phase: ``phase_s``, or what is left before the run's deadline.
 
@@ -207,6 +219,13 @@ class Check:
     timeout: ClassVar[float] = 10.0
     slow: ClassVar[bool] = False  # excluded by --quick
     needs_key: ClassVar[bool] = False  # needs an API key: skipped, and named as untested, without one
+    #: The Deepgram APIs whose protocol this check speaks ("listen", "flux", "speak", "agent"); ``None``:
+    #: every API (the network path, the upgrade, the host). Another API's run skips it, saying why.
+    apis: ClassVar[frozenset[str] | None] = None
+
+    @classmethod
+    def applies_to(cls, api: str) -> bool:
+        return cls.apis is None or api in cls.apis
 
     def deadline_s(self, options: RunOptions) -> float:
         """The hard deadline for this run; override when it depends on the options."""
@@ -290,6 +309,9 @@ class ObservingCheck(Check, Generic[ObsT]):
         """A skip decided before any probing, else ``None``: an opt-in check the options did not ask for."""
         if not self.requested(ctx.options):
             return self.skip(f"not requested (use {self.opt_in})")
+        if not self.applies_to(ctx.api):
+            spoken = "/".join(sorted(self.apis or ()))
+            return self.skip(f"not for the {ctx.api} API: this check speaks {spoken}'s protocol")
         return None
 
     async def observe(self, ctx: Context) -> ObsT | CheckResult:

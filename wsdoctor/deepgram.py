@@ -147,6 +147,11 @@ FLUX_IDLE_TIMEOUT_S = 60.0
 #: Flux reports an idle stream as an Error message with this code, not a NET-0001 close
 #: (https://github.com/livekit/agents/issues/3579); the close code after it is not captured.
 FLUX_INACTIVE_CLIENT = "INACTIVE_CLIENT"
+#: Flux's server messages (the SDK's listen.v2 types): Connected first, then TurnInfo (event Update,
+#: StartOfTurn, EagerEndOfTurn, TurnResumed, EndOfTurn), Configure{Success,Failure}, Error, Warning.
+FLUX_CONNECTED = "Connected"
+FLUX_TURN_INFO = "TurnInfo"
+FLUX_END_OF_TURN = "EndOfTurn"
 
 
 #: Streaming TTS (/v1/speak): "The maximum number of times you can send the Flush message is 20 times

@@ -116,7 +116,10 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
     ]
     memo: dict[str, Any] = {}  # run-wide: family probes shared between checks (Context.shared)
     ctx_target = target
-    key_checks = tuple(c.id for c in d.checks if c.needs_key and c.requested(d.options))
+    # Each API has its own stream checks: the others' are not part of this run (not even as skips).
+    api = Context(target=target, options=d.options).api
+    checks = [c for c in d.checks if c.applies_to(api)]
+    key_checks = tuple(c.id for c in checks if c.needs_key and c.requested(d.options))
     # Phases must be over a little before the hard deadline, so that a phase still waiting (a silent
     # resolver, a blackholed SYN) ends as a timeout with its evidence rather than being cut.
     phases_end = time.monotonic() + d.deadline_s - PHASE_MARGIN_S if d.deadline_s is not None else None
@@ -142,7 +145,7 @@ async def diagnose(d: Diagnosis, *, on_task: Callable[[asyncio.Task[Any]], None]
             return f"not finished within the run's deadline ({d.deadline_label} {d.deadline_s:g} s)"
         return "interrupted before it finished"
 
-    task = asyncio.create_task(run_checks(d.checks, make_context, secrets=secrets, why_interrupted=why_interrupted))
+    task = asyncio.create_task(run_checks(checks, make_context, secrets=secrets, why_interrupted=why_interrupted))
     if on_task is not None:
         on_task(task)
     try:

@@ -35,10 +35,26 @@ DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
 
 DESCRIPTION = "Run every check against URL and report the first layer that breaks."
 
+#: ``--api`` values (:class:`wsdoctor.deepgram.Api`, spelled out: ``--help`` must not import it).
+API_CHOICES = ("listen", "flux", "speak", "agent")
+#: What a client of each API asks the mock for (``--target mock --api X``): the path and the query an
+#: SDK's defaults produce. listen's is the mock's own URL.
+MOCK_ENDPOINTS = {
+    "flux": "/v2/listen?model=flux-general-en&encoding=linear16&sample_rate=16000",
+    "speak": "/v1/speak?model=aura-2-thalia-en&encoding=linear16&sample_rate=24000",
+    "agent": "/v1/agent/converse",
+}
+
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("url", nargs="?", help=f"ws:// or wss:// URL (default {DEFAULT_URL})")
     run.add_argument("--target", choices=["mock"], help="'mock': start the built-in Deepgram mock and diagnose it")
+    run.add_argument(
+        "--api",
+        choices=API_CHOICES,
+        help="which Deepgram API the URL is (default: from its path -- /v1/listen, /v2/listen (Flux), /v1/speak, "
+        "/v1/agent/converse -- else listen); with --target mock, the mock's endpoint to diagnose",
+    )
     run.add_argument(
         "--mock-fault", metavar="NAME", help="with --target mock: inject this mock fault (see 'wsdoctor mock --help')"
     )
@@ -178,6 +194,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         repeat=_repeat(args.repeat),
         pid=_pid(args.pid),
         app_dir=_app_dir(args.app_dir),
+        api=args.api,
         **connection_options(args),
     )
 
@@ -275,7 +292,7 @@ def handle(args: argparse.Namespace) -> int:
 
     # the key as set (diagnose() tells unset, empty and malformed apart); the mock gets a key of its own
     key = os.environ.get(args.api_key_env) if mock is None else None
-    report, signal_code = asyncio.run(_Run(diagnosis, target, key, mock).main())
+    report, signal_code = asyncio.run(_Run(diagnosis, target, key, mock, args.api).main())
     return emit(report, args, outputs, signal_code)
 
 
@@ -298,7 +315,9 @@ class _Run:
         target: Target | None,
         key: str | None,
         mock: MockConfig | None = None,
+        api: str | None = None,
     ) -> None:
+        self.api = api
         self.diagnosis = diagnosis
         self.target = target
         self.key = key
@@ -336,7 +355,10 @@ class _Run:
 
                 key = "mock-" + secrets.token_urlsafe(24)  # the user's key never goes to the mock
                 server = await start_mock(replace(self.mock, api_key=key))
-                target = Target.parse(server.url, is_mock=True)
+                url = server.url
+                if self.api in MOCK_ENDPOINTS:
+                    url = url.removesuffix("/v1/listen") + MOCK_ENDPOINTS[self.api]
+                target = Target.parse(url, is_mock=True)
             assert target is not None  # handle() parsed a URL unless it asked for the mock
             report = await diagnose(self.diagnosis(target, key), on_task=on_task)
         finally:

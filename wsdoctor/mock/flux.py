@@ -10,6 +10,8 @@ validated against them in tests/test_mock_flux.py):
 - ``CloseStream``: the open turn ends (``EndOfTurn``, ``trigger`` "model"), then close 1000;
 - the v1 JSON ``KeepAlive``: the connection ends with a close frame that carries no code -- clients
   report 1005 (deepgram.FLUX_KEEPALIVE_1005);
+- faults (``--fault``): the reject-* faults at the upgrade; ``drop-no-close`` and ``rst`` end TCP
+  after ``fault_after_s`` of audio without a close frame; ``never-close-reply`` ignores CloseStream;
 - silence: WebSocket pings keep it open; after ``FLUX_IDLE_TIMEOUT_S`` (``--idle-timeout`` scales it)
   without audio or a ping, an ``Error`` with code ``INACTIVE_CLIENT`` (deepgram.FLUX_INACTIVE_CLIENT),
   then close 1011 (the code after it is not captured anywhere public: the mock's choice).
@@ -23,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import struct
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -34,9 +38,10 @@ from wsdoctor.mock import messages
 if TYPE_CHECKING:
     from wsdoctor.mock.server import MockServer
 
-__all__ = ["FLUX_UPDATE_S", "flux_get", "flux_messages"]
+__all__ = ["FLUX_UPDATE_S", "cut", "flux_get", "flux_messages"]
 
 FLUX_UPDATE_S = 0.5  # audio seconds per TurnInfo
+DRAIN_S = 1.0  # after a cut, how long the handler stays (reading nothing) before it lets go
 _BYTES_PER_S_DEFAULT = 32000  # linear16, 16 kHz, mono: Flux's documented default input
 
 
@@ -121,6 +126,24 @@ def flux_messages(
     return out + turns.close_stream()
 
 
+def cut(request: web.Request, *, reset: bool) -> None:
+    """End TCP without a close frame (the drop-no-close and rst faults): a FIN (write_eof), or an RST
+    (SO_LINGER 0). Used by the Flux and TTS endpoints; /v1/listen's session has its own, finer one."""
+    transport = request.transport
+    if transport is None:
+        return
+    if reset:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    elif transport.can_write_eof():
+        transport.write_eof()
+    else:
+        transport.close()
+
+
 async def _send_empty_close(ws: web.WebSocketResponse) -> None:
     """A close frame with no status code (clients report 1005). aiohttp's close() always sends a
     code, so the frame goes through its writer; then the connection ends."""
@@ -154,6 +177,7 @@ async def flux_get(request: web.Request) -> web.StreamResponse:
     bytes_per_s = 2 * int(rate) if rate.isdigit() and int(rate) > 0 else _BYTES_PER_S_DEFAULT
     idle_s = deepgram.FLUX_IDLE_TIMEOUT_S * mock.config.idle_timeout_s / deepgram.IDLE_TIMEOUT_S
     turns = _Turns(request_id)
+    fault = mock.config.fault
     await ws.send_json(turns.connected())
     try:
         while True:
@@ -168,9 +192,15 @@ async def flux_get(request: web.Request) -> web.StreamResponse:
             if msg.type == WSMsgType.BINARY:
                 for body in turns.audio(len(msg.data) / bytes_per_s):
                     await ws.send_json(body)
+                if fault in ("drop-no-close", "rst") and turns.audio_s >= mock.config.fault_after_s:
+                    cut(request, reset=fault == "rst")
+                    await asyncio.sleep(DRAIN_S)  # the client sees the end; its last frames are ignored
+                    break
             elif msg.type == WSMsgType.TEXT:
                 kind = _type_of(msg.data)
                 if kind == "CloseStream":
+                    if fault == "never-close-reply":
+                        continue  # ignored: no EndOfTurn, no close
                     for body in turns.close_stream():
                         await ws.send_json(body)
                     await ws.close(code=deepgram.CLOSE_NORMAL)

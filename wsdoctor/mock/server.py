@@ -153,17 +153,27 @@ _MIDSTREAM_CLOSES: dict[str, tuple[int, str]] = {
 # upgrade request, a JSON body asking for a remote URL): Deepgram's body shape, our words.
 _UPGRADE_REQUIRED = deepgram.Rejection(
     "UPGRADE_REQUIRED",
-    426, "UPGRADE_REQUIRED", "Upgrade Required: /v1/listen streams over a WebSocket (or POST audio for pre-recorded).",
-    "a GET without an Upgrade", (),
+    426,
+    "UPGRADE_REQUIRED",
+    "Upgrade Required: /v1/listen streams over a WebSocket (or POST audio for pre-recorded).",
+    "a GET without an Upgrade",
+    (),
 )
 _MALFORMED_UPGRADE = deepgram.Rejection(
     "MALFORMED_UPGRADE",
-    400, "Bad Request", "Bad Request: malformed WebSocket upgrade request.", "a broken upgrade request", ()
+    400,
+    "Bad Request",
+    "Bad Request: malformed WebSocket upgrade request.",
+    "a broken upgrade request",
+    (),
 )
 _NO_REMOTE_URLS = deepgram.Rejection(
     "NO_REMOTE_URLS",
-    400, "Bad Request", "Bad Request: the wsdoctor mock does not fetch remote URLs; POST the audio bytes instead.",
-    "a JSON body naming a URL", (),
+    400,
+    "Bad Request",
+    "Bad Request: the wsdoctor mock does not fetch remote URLs; POST the audio bytes instead.",
+    "a JSON body naming a URL",
+    (),
 )
 _CAPTIVE_PORTAL_HTML = """<!DOCTYPE html>
 <html><head><title>Network Login</title></head>
@@ -308,8 +318,11 @@ def _gatekeep(mock: MockServer, request: web.Request, request_id: str) -> web.Re
         rejection = deepgram.INVALID_AUTH
     elif mock.config.fault in REJECT_FAULTS:
         rejection = _REJECTIONS[mock.config.fault]
-    elif mock.config.max_streams is not None and request.method == "GET" and mock.active_sessions + \
-            mock.pending_upgrades >= mock.config.max_streams:
+    elif (
+        mock.config.max_streams is not None
+        and request.method == "GET"
+        and mock.active_sessions + mock.pending_upgrades >= mock.config.max_streams
+    ):
         rejection = deepgram.TOO_MANY_REQUESTS  # what a project over its concurrency limit gets
     if rejection is None:
         return None
@@ -929,7 +942,11 @@ class MockServer:
 
         try:
             server = await asyncio.get_running_loop().create_server(
-                protocol_factory, self.host, self.port, ssl=self.ssl_context, reuse_port=self.reuse_port or None,
+                protocol_factory,
+                self.host,
+                self.port,
+                ssl=self.ssl_context,
+                reuse_port=self.reuse_port or None,
                 backlog=1024,
             )
         except BaseException:
@@ -1018,8 +1035,9 @@ def _worker(config: MockConfig, host: str, port: int, ssl_context: ssl.SSLContex
     asyncio.run(main())
 
 
-def _serve_workers(config: MockConfig, host: str, port: int, ssl_context: ssl.SSLContext | None,
-                   ca_path: str | None, workers: int) -> int:
+def _serve_workers(
+    config: MockConfig, host: str, port: int, ssl_context: ssl.SSLContext | None, ca_path: str | None, workers: int
+) -> int:
     import multiprocessing
     import queue
 
@@ -1034,8 +1052,9 @@ def _serve_workers(config: MockConfig, host: str, port: int, ssl_context: ssl.SS
     port = int(reserve.getsockname()[1])
     ctx = multiprocessing.get_context("fork")  # the SSL context and config are inherited, not pickled
     ready: Any = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(config, host, port, ssl_context, ready), daemon=True)
-             for _ in range(workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(config, host, port, ssl_context, ready), daemon=True) for _ in range(workers)
+    ]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -1048,8 +1067,11 @@ def _serve_workers(config: MockConfig, host: str, port: int, ssl_context: ssl.SS
                 raise UsageError("wsdoctor mock: a worker did not start within 15 s") from None
         reserve.close()
         scheme = "wss" if ssl_context is not None else "ws"
-        print(f"wsdoctor mock listening on {scheme}://{_format_host(host)}:{port}{LISTEN_PATH} "
-              f"(fault: {config.fault or 'none'}, {workers} workers)", flush=True)
+        print(
+            f"wsdoctor mock listening on {scheme}://{_format_host(host)}:{port}{LISTEN_PATH} "
+            f"(fault: {config.fault or 'none'}, {workers} workers)",
+            flush=True,
+        )
         if ca_path is not None:
             print(f"CA certificate: {ca_path} (pass --ca-file to wsdoctor run)", flush=True)
         while not stop.wait(0.5):

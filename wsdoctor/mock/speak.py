@@ -9,6 +9,8 @@ is validated against them in tests/test_mock_speak.py):
   ``sample_rate``, ~60 ms per character, in 20 ms frames) followed by ``Flushed`` with the next
   ``sequence_id``; ``Clear`` drops the buffer and answers ``Cleared``; ``Close`` flushes what is left
   and closes with 1000;
+- faults: the reject-* faults at the upgrade; ``drop-no-close`` and ``rst`` end TCP at the first
+  Flush without a close frame; ``never-close-reply`` ignores Close;
 - more than 20 Flush messages in 60 s: a ``Warning`` instead of audio (the docs say a warning comes;
   its code and wording are not captured anywhere public: the mock's own).
 """
@@ -103,6 +105,7 @@ async def speak_get(request: web.Request) -> web.StreamResponse:
     """GET /v1/speak."""
     import time
 
+    from wsdoctor.mock.flux import cut
     from wsdoctor.mock.server import _MOCK_KEY, _auth_subprotocol, _gatekeep
 
     mock: MockServer = request.app[_MOCK_KEY]
@@ -120,6 +123,7 @@ async def speak_get(request: web.Request) -> web.StreamResponse:
         return ws
     mock.stats.upgrades += 1
     rate = request.query.get("sample_rate", "")
+    fault = mock.config.fault
     speaker = Speaker(request_id, int(rate) if rate.isdigit() and 8000 <= int(rate) <= 48000 else 24000)
     try:
         await ws.send_json(speaker.metadata())
@@ -134,10 +138,15 @@ async def speak_get(request: web.Request) -> web.StreamResponse:
             if kind == deepgram.SpeakMessage.SPEAK and isinstance(obj.get("text"), str):
                 speaker.speak(obj["text"])
             elif kind == deepgram.SpeakMessage.FLUSH:
+                if fault in ("drop-no-close", "rst"):
+                    cut(request, reset=fault == "rst")  # TCP ends mid-stream, no close frame
+                    break
                 await _send(ws, speaker.flush(time.monotonic()))
             elif kind == deepgram.SpeakMessage.CLEAR:
                 await ws.send_json(speaker.clear())
             elif kind == deepgram.SpeakMessage.CLOSE:
+                if fault == "never-close-reply":
+                    continue  # ignored: the stream stays open
                 if speaker.text:
                     await _send(ws, speaker.flush(time.monotonic()))
                 await ws.close(code=deepgram.CLOSE_NORMAL)

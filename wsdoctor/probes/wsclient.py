@@ -173,13 +173,19 @@ def _message_detail(obj: Any) -> tuple[str | None, dict[str, JSONValue]]:
             value = obj.get(key)
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 detail[key] = value if not isinstance(value, str) else value[:100]
+    elif msg_type == deepgram.FLUX_TURN_INFO:
+        for key in ("event", "transcript", "turn_index", "sequence_id"):
+            value = obj.get(key)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                detail[key] = value if not isinstance(value, str) else value[:300]
     elif msg_type is not None:
-        for key in ("description", "message", "variant", "err_code", "err_msg"):
+        for key in ("description", "message", "variant", "err_code", "err_msg", "code"):
             value = obj.get(key)
             if isinstance(value, str):
                 detail[key] = value[:300]
     known = {m.value for m in deepgram.ServerMessage}
-    if msg_type in known:  # unknown types may be new Deepgram messages: not judged here
+    flux_error = msg_type == deepgram.ServerMessage.ERROR and "code" in obj  # Flux's Error: code, description
+    if msg_type in known and not flux_error:  # unknown types may be new Deepgram messages: not judged here
         problems = deepgram.message_problems(obj)
         if problems:
             detail["problems"] = [p[:200] for p in problems[:5]]
