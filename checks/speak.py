@@ -53,15 +53,6 @@ def analyze(obs: SpeakObservation) -> list[Finding]:
         findings.append(
             finding("speak.no-audio", Status.FAIL, "no audio came back for the text and its Flush", {"metrics": m})
         )
-    elif not findings and obs.flushed_t is None:
-        findings.append(
-            finding(
-                "speak.no-flushed",
-                Status.WARN,
-                f"audio came back but no Flushed within {obs.close_wait_s:g} s of the Flush",
-                {"metrics": m},
-            )
-        )
     first = m["first_audio_s"]
     if isinstance(first, int | float) and first > SLOW_FIRST_AUDIO_S:
         findings.append(

@@ -572,13 +572,6 @@ FINDING_CODES: dict[str, FindingCode] = {
             "the audio in one response.",
         ),
         _code(
-            "speak.no-flushed",
-            "service",
-            "Streaming TTS sent audio but never confirmed the Flush (Flushed).",
-            "Do not wait on Flushed alone to move on: bound the wait; if it repeats, quote the request id to "
-            "Deepgram support.",
-        ),
-        _code(
             "speak.slow-first-audio",
             "service",
             "Streaming TTS took seconds to start the audio after a Flush.",

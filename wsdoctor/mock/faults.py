@@ -75,6 +75,10 @@ _TABLE: tuple[Fault, ...] = (
         "close-1008",
         "After fault_after_s of audio, the server closes with 1008 DATA-0000 even though the audio is valid.",
     ),
+    Fault(
+        "tts-mute",
+        "Streaming TTS (/v1/speak) answers each Flush with Flushed but sends no audio.",
+    ),
 )
 
 FAULTS: dict[str, Fault] = {f.name: f for f in _TABLE}

@@ -12,6 +12,7 @@ validated against them in tests/test_mock_flux.py):
   report 1005 (deepgram.FLUX_KEEPALIVE_1005);
 - faults (``--fault``): the reject-* faults at the upgrade; ``drop-no-close`` and ``rst`` end TCP
   after ``fault_after_s`` of audio without a close frame; ``never-close-reply`` ignores CloseStream;
+  ``close-1011-net0000`` sends an ``Error`` (INTERNAL_SERVER_ERROR, the SDK type's example) and closes 1011;
 - silence: WebSocket pings keep it open; after ``FLUX_IDLE_TIMEOUT_S`` (``--idle-timeout`` scales it)
   without audio or a ping, an ``Error`` with code ``INACTIVE_CLIENT`` (deepgram.FLUX_INACTIVE_CLIENT),
   then close 1011 (the code after it is not captured anywhere public: the mock's choice).
@@ -192,6 +193,11 @@ async def flux_get(request: web.Request) -> web.StreamResponse:
             if msg.type == WSMsgType.BINARY:
                 for body in turns.audio(len(msg.data) / bytes_per_s):
                     await ws.send_json(body)
+                if fault == "close-1011-net0000" and turns.audio_s >= mock.config.fault_after_s:
+                    # Flux reports a server-side failure as an Error message, then closes.
+                    await ws.send_json(turns.error("INTERNAL_SERVER_ERROR", "The server could not process the audio."))
+                    await ws.close(code=1011)
+                    break
                 if fault in ("drop-no-close", "rst") and turns.audio_s >= mock.config.fault_after_s:
                     cut(request, reset=fault == "rst")
                     await asyncio.sleep(DRAIN_S)  # the client sees the end; its last frames are ignored

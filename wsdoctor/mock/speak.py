@@ -10,13 +10,15 @@ is validated against them in tests/test_mock_speak.py):
   ``sequence_id``; ``Clear`` drops the buffer and answers ``Cleared``; ``Close`` flushes what is left
   and closes with 1000;
 - faults: the reject-* faults at the upgrade; ``drop-no-close`` and ``rst`` end TCP at the first
-  Flush without a close frame; ``never-close-reply`` ignores Close;
+  Flush without a close frame; ``never-close-reply`` ignores Close; ``slow-results`` holds the audio
+  back by ``slow_results_delay_s``; ``tts-mute`` answers Flush with Flushed and no audio;
 - more than 20 Flush messages in 60 s: a ``Warning`` instead of audio (the docs say a warning comes;
   its code and wording are not captured anywhere public: the mock's own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import json
@@ -141,7 +143,12 @@ async def speak_get(request: web.Request) -> web.StreamResponse:
                 if fault in ("drop-no-close", "rst"):
                     cut(request, reset=fault == "rst")  # TCP ends mid-stream, no close frame
                     break
-                await _send(ws, speaker.flush(time.monotonic()))
+                answer = speaker.flush(time.monotonic())
+                if fault == "tts-mute":
+                    answer = [item for item in answer if not isinstance(item, bytes)]
+                elif fault == "slow-results" and any(isinstance(item, bytes) for item in answer):
+                    await asyncio.sleep(mock.config.slow_results_delay_s)  # the audio is late
+                await _send(ws, answer)
             elif kind == deepgram.SpeakMessage.CLEAR:
                 await ws.send_json(speaker.clear())
             elif kind == deepgram.SpeakMessage.CLOSE:
