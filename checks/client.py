@@ -585,6 +585,42 @@ def _speak(conn: WatchedConnection) -> list[Finding]:
     ]
 
 
+def _agent(conn: WatchedConnection) -> list[Finding]:
+    """The Voice Agent: Settings first; audio or a KeepAlive every ~8 s, else CLIENT_MESSAGE_TIMEOUT."""
+    out = []
+    first = conn.first_client_message
+    if first is not None and first != dg.AGENT_SETTINGS:
+        out.append(
+            finding(
+                "client.agent-settings-first",
+                Status.FAIL,
+                f"The app's first message to the Voice Agent was {first}, not Settings: the agent has no audio "
+                "format or models until Settings arrives.",
+                {"first_message": first},
+            )
+        )
+    timeout_code = dg.AGENT_CLIENT_MESSAGE_TIMEOUT[0]
+    timed_out = next(
+        (e for e in conn.events if e.side == "upstream" and e.type == "Error" and timeout_code in (e.text or "")), None
+    )
+    if timed_out is not None:
+        out.append(
+            finding(
+                "client.idle-gap",
+                Status.FAIL,
+                f"The app sent no audio and no KeepAlive for {conn.client_stats.max_gap_s:.1f} s and the Voice Agent "
+                f"ended the session with {timeout_code}" + _keepalives(conn.keepalive_count),
+                {
+                    "longest_silence_s": conn.client_stats.max_gap_s,
+                    "keepalives_sent": conn.keepalive_count,
+                    "at_s": timed_out.t,
+                    "keepalive_every_s": dg.AGENT_KEEPALIVE_EVERY_S,
+                },
+            )
+        )
+    return out
+
+
 def analyze(conn: WatchedConnection) -> list[Finding]:
     """Every finding of one watched connection (module doc). Pure.
 
@@ -606,6 +642,8 @@ def analyze(conn: WatchedConnection) -> list[Finding]:
         return findings + _flux(conn) + shared
     if api is dg.Api.SPEAK:
         return findings + _speak(conn) + shared
+    if api is dg.Api.AGENT:
+        return findings + _agent(conn) + shared
     return findings + shared
 
 

@@ -240,12 +240,25 @@ def test_third_party_plugin_is_loaded_through_entry_points(tmp_path: Path) -> No
 def test_signal_mid_run_writes_a_partial_report(tmp_path: Path, sig: signal.Signals, exit_code: int) -> None:
     report = tmp_path / "partial.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wsdoctor", "run", "--target", "mock", "--json", str(report)],
+        # slow-results holds the first Results back 6 s: the stream lasts ~8 s, so the signal lands
+        # inside it even when a loaded machine starts the run a second or two late
+        [
+            sys.executable,
+            "-m",
+            "wsdoctor",
+            "run",
+            "--target",
+            "mock",
+            "--mock-fault",
+            "slow-results",
+            "--json",
+            str(report),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)  # past the handshake checks, inside the 2.8 s stream
+    time.sleep(3.5)  # past the handshake checks, inside the stream
     proc.send_signal(sig)
     try:
         _out, err = proc.communicate(timeout=15)

@@ -579,6 +579,21 @@ FINDING_CODES: dict[str, FindingCode] = {
             "and Flush at the end of each response.",
         ),
         _code(
+            "agent.error",
+            "connection-handling",
+            "The Voice Agent sent an Error and closed (1005): CLIENT_MESSAGE_TIMEOUT, UNPARSABLE_CLIENT_MESSAGE ...",
+            "CLIENT_MESSAGE_TIMEOUT: keep sending audio, or a KeepAlive text message every ~8 s while the user is "
+            "silent or the agent is speaking; UNPARSABLE_CLIENT_MESSAGE: send only the documented JSON messages "
+            "(Settings first) and audio as binary frames.",
+        ),
+        _code(
+            "agent.settings-not-applied",
+            "service",
+            "The Voice Agent did not welcome the session or did not apply its Settings.",
+            "Send Settings as the first message after Welcome and wait for SettingsApplied before streaming audio; "
+            "if Settings is valid and still not applied, quote the request id to Deepgram support.",
+        ),
+        _code(
             "rest.failed",
             "service",
             "The REST API (POST /v1/listen) did not transcribe the audio.",
@@ -741,6 +756,13 @@ FINDING_CODES: dict[str, FindingCode] = {
             "On Flux keep a silent stream open with WebSocket pings (the SDKs from v6 do it for you; Python "
             "websockets: `ping_interval=20`), never `{\"type\": \"KeepAlive\"}`; Flux closes after 60 s "
             "without audio or pings.",
+        ),
+        _code(
+            "client.agent-settings-first",
+            "connection-handling",
+            "The app's first message to the Voice Agent was not Settings.",
+            "Send Settings as the first message after Welcome (Python SDK: `send_settings(...)`), wait for "
+            "SettingsApplied, then stream audio.",
         ),
         _code(
             "client.flush-rate",

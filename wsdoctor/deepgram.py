@@ -172,6 +172,32 @@ class SpeakMessage(enum.StrEnum):
     CLOSE = "Close"
 
 
+#: The Voice Agent (/v1/agent/converse on agent.deepgram.com): ``Welcome`` first (captured:
+#: AGENT_CAPTURE), then the client's ``Settings`` must come before anything else and is answered with
+#: ``SettingsApplied``; while no audio flows, a ``KeepAlive`` text message every ~8 s
+#: (AGENT_TIMEOUT_ISSUE: "We also send periodic KeepAlive JSON messages every 8 seconds ... as
+#: documented"); a silent client gets an Error CLIENT_MESSAGE_TIMEOUT (wording captured there), a
+#: message the server cannot read an Error UNPARSABLE_CLIENT_MESSAGE (captured) -- each followed by a
+#: close frame without a status code (clients report 1005, AGENT_CAPTURE).
+AGENT_CAPTURE = "https://github.com/deepgram-devs/flask-agent-function-calling-demo/issues/17"
+AGENT_TIMEOUT_ISSUE = "https://github.com/deepgram/deepgram-js-sdk/issues/419"
+AGENT_HOST = "agent.deepgram.com"
+AGENT_KEEPALIVE_EVERY_S = 8.0
+AGENT_IDLE_TIMEOUT_S = 10.0
+AGENT_WELCOME = "Welcome"
+AGENT_SETTINGS = "Settings"
+AGENT_SETTINGS_APPLIED = "SettingsApplied"
+AGENT_CLIENT_MESSAGE_TIMEOUT = (
+    "CLIENT_MESSAGE_TIMEOUT",
+    "We waited too long for a websocket message. Please ensure that you're sending binary messages containing "
+    "user speech.",
+)
+AGENT_UNPARSABLE = (
+    "UNPARSABLE_CLIENT_MESSAGE",
+    "Text message received from client did not match any of the formats we expect.",
+)
+
+
 def api_for(path: str) -> Api | None:
     """The API a request path addresses (a self-hosted prefix before it allowed), or ``None``."""
     clean = path.split("?", 1)[0].rstrip("/")

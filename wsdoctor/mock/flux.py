@@ -39,7 +39,7 @@ from wsdoctor.mock import messages
 if TYPE_CHECKING:
     from wsdoctor.mock.server import MockServer
 
-__all__ = ["FLUX_UPDATE_S", "cut", "flux_get", "flux_messages"]
+__all__ = ["FLUX_UPDATE_S", "cut", "flux_get", "flux_messages", "send_empty_close"]
 
 FLUX_UPDATE_S = 0.5  # audio seconds per TurnInfo
 DRAIN_S = 1.0  # after a cut, how long the handler stays (reading nothing) before it lets go
@@ -145,7 +145,7 @@ def cut(request: web.Request, *, reset: bool) -> None:
         transport.close()
 
 
-async def _send_empty_close(ws: web.WebSocketResponse) -> None:
+async def send_empty_close(ws: web.WebSocketResponse) -> None:
     """A close frame with no status code (clients report 1005). aiohttp's close() always sends a
     code, so the frame goes through its writer; then the connection ends."""
     writer = ws._writer
@@ -212,7 +212,7 @@ async def flux_get(request: web.Request) -> web.StreamResponse:
                     await ws.close(code=deepgram.CLOSE_NORMAL)
                     break
                 if kind == deepgram.ClientMessage.KEEPALIVE.value:
-                    await _send_empty_close(ws)  # what a v1 KeepAlive gets on Flux
+                    await send_empty_close(ws)  # what a v1 KeepAlive gets on Flux
                     break
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break

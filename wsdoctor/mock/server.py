@@ -99,6 +99,7 @@ from wsdoctor import deepgram
 from wsdoctor.deepgram import ClientMessage, ServerMessage
 from wsdoctor.errors import UsageError
 from wsdoctor.mock import audio, messages
+from wsdoctor.mock.agent import agent_get
 from wsdoctor.mock.config import MockConfig, MockStats
 from wsdoctor.mock.faults import MIDSTREAM_FAULTS, REJECT_FAULTS
 from wsdoctor.mock.flux import flux_get
@@ -120,6 +121,7 @@ log = logging.getLogger("wsdoctor.mock")
 LISTEN_PATH = deepgram.LISTEN_PATH
 FLUX_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.FLUX)
 SPEAK_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.SPEAK)
+AGENT_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.AGENT)
 CLOSE_REPLY_WAIT_S = 5.0  # a server-initiated close waits this long for the client's close frame
 STOP_GRACE_S = 0.3  # stop(): time sessions get to close with 1001 before their TCP is aborted
 SHUTDOWN_TIMEOUT_S = 0.2  # aiohttp's per-connection shutdown wait during stop()
@@ -276,6 +278,7 @@ def _make_app(mock: MockServer) -> web.Application:
     app.router.add_route("POST", LISTEN_PATH, _listen_post)
     app.router.add_route("GET", FLUX_PATH, flux_get)
     app.router.add_route("GET", SPEAK_PATH, speak_get)
+    app.router.add_route("GET", AGENT_PATH, agent_get)
     return app
 
 

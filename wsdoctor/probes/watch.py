@@ -170,6 +170,8 @@ class WatchedConnection(Record):
     keepalive_count: int = 0  # KeepAlive sent as text
     #: the most Flush messages (streaming TTS) the app sent within any 60 s
     max_flushes_per_60s: int = 0
+    #: the app's first message: its JSON "type", "(binary)" or "(not JSON)" (the Voice Agent wants Settings)
+    first_client_message: str | None = None
     upgraded_t: float | None = None  # the 101 went back to the app
     #: the side whose close frame or TCP end the relay saw first (timestamps can tie at 0.1 ms; the
     #: relay's order cannot: it records one side's end before passing it on to the other)
@@ -177,7 +179,9 @@ class WatchedConnection(Record):
     request_error: str | None = None  # the app's request was not HTTP/1.1 we could forward
     relay_error: str | None = None  # wsdoctor itself failed on this connection (a bug: an error result)
 
-    _SPARSE = frozenset({"events_dropped", "first_audio_head", "closestream_t", "request_error", "relay_error"})
+    _SPARSE = frozenset(
+        {"events_dropped", "first_audio_head", "closestream_t", "request_error", "relay_error", "first_client_message"}
+    )
 
 
 class _SideState:
@@ -306,6 +310,7 @@ class ConnectionRecorder:
         self.keepalive_count = 0
         self.flush_times: collections.deque[float] = collections.deque()
         self.max_flushes_per_60s = 0
+        self.first_client_message: str | None = None
         self.first_to_end: Side | None = None
 
     def rel(self, clock_value: float) -> float:
@@ -406,6 +411,9 @@ class ConnectionRecorder:
         self, side: Side, state: _SideState, op: int, data: bytes, size: int, *, complete: bool, t: float
     ) -> None:
         self._data(state, t)
+        if side == "client" and self.first_client_message is None:
+            kind = _json_type(data)[0] if op == Opcode.TEXT and complete else None
+            self.first_client_message = kind or ("(binary)" if op == Opcode.BINARY else "(not JSON)")
         if op == Opcode.TEXT:
             state.text += 1
             self._flush_run(side)
@@ -532,6 +540,7 @@ class ConnectionRecorder:
             finalize_count=self.finalize_count,
             keepalive_count=self.keepalive_count,
             max_flushes_per_60s=self.max_flushes_per_60s,
+            first_client_message=self.first_client_message,
             upgraded_t=self.upgraded_t,
             first_to_end=self.first_to_end,
             request_error=self.request_error,
