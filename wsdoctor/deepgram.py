@@ -251,6 +251,8 @@ MAX_REALTIME_RATIO = 1.25
 AUDIO_CHUNK_MS = (20, 250)
 #: Streaming concurrency per project on pay-as-you-go plans; one more gets HTTP 429 (DOCS_RATE_LIMITS).
 STREAMING_CONCURRENCY_DEFAULT = 50
+#: Concurrent connections per project on default plans, per API (DOCS_RATE_LIMITS): one more gets 429.
+CONCURRENCY_DEFAULT: dict[str, int] = {"listen": 50, "speak": 15, "agent": 15}
 #: Results of a real-time stream arrive about 1 s after the audio they cover starts (DOCS_LIVE).
 FIRST_RESULT_S = 1.0
 
