@@ -36,6 +36,17 @@ def test_the_api_comes_from_the_path(path: str, api: Api | None) -> None:
     assert Context(target=ctx.target, options=RunOptions(api="speak")).api == "speak"  # --api wins
 
 
+def test_a_url_without_a_path_gets_its_apis() -> None:
+    from wsdoctor.commands.run import _with_api_path
+
+    assert _with_api_path("wss://agent.deepgram.com", None) == "wss://agent.deepgram.com/v1/agent/converse"
+    assert _with_api_path("wss://api.deepgram.com/", "flux") == "wss://api.deepgram.com/v2/listen"
+    assert _with_api_path("wss://api.deepgram.com?x=1", "speak") == "wss://api.deepgram.com/v1/speak?x=1"
+    assert _with_api_path("wss://api.deepgram.com/v1/listen", "flux") == "wss://api.deepgram.com/v1/listen"
+    assert _with_api_path("wss://onprem:8080", None) == "wss://onprem:8080"
+    assert Context(target=Target.parse("wss://agent.deepgram.com/")).api == "agent"
+
+
 def _flux_url(base: str) -> str:
     return base.removesuffix("/v1/listen") + FLUX
 

@@ -175,9 +175,12 @@ class Context:
         (:class:`wsdoctor.deepgram.Api` values)."""
         if self.options.api:
             return self.options.api
-        from wsdoctor.deepgram import Api, api_for
+        from wsdoctor.deepgram import AGENT_HOST, Api, api_for
 
-        return (api_for(self.target.resource) or Api.LISTEN).value
+        found = api_for(self.target.resource)
+        if found is None and self.target.host.lower() == AGENT_HOST:
+            found = Api.AGENT  # the Voice Agent's host serves nothing else
+        return (found or Api.LISTEN).value
 
     def timeout(self, phase_s: float) -> float:
         """The wait to give one phase: ``phase_s``, or what is left before the run's deadline.

@@ -279,7 +279,7 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("give either a URL or --target mock, not both")
     if args.mock_fault and args.target != "mock":
         raise UsageError("--mock-fault needs --target mock")
-    target = Target.parse(args.url or DEFAULT_URL) if args.target != "mock" else None
+    target = Target.parse(_with_api_path(args.url, args.api)) if args.target != "mock" else None
     options = _options(args)
     outputs = prepare_outputs(args)  # fail before any probe runs, not after a minute of probing
     loaded = load_checks()
@@ -294,6 +294,23 @@ def handle(args: argparse.Namespace) -> int:
     key = os.environ.get(args.api_key_env) if mock is None else None
     report, signal_code = asyncio.run(_Run(diagnosis, target, key, mock, args.api).main())
     return emit(report, args, outputs, signal_code)
+
+
+def _with_api_path(url: str | None, api: str | None) -> str:
+    """The URL to diagnose: a URL without a path gets its API's (``--api``, or the agent's host), so
+    ``wsdoctor run wss://agent.deepgram.com`` means /v1/agent/converse."""
+    if url is None:
+        return DEFAULT_URL
+    import urllib.parse
+
+    from wsdoctor.deepgram import AGENT_HOST, API_PATHS
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.path not in ("", "/"):
+        return url
+    wanted = api or ("agent" if (parts.hostname or "").lower() == AGENT_HOST else None)
+    path = next((p for p, a in API_PATHS.items() if a.value == wanted), None)
+    return urllib.parse.urlunsplit(parts._replace(path=path)) if path else url
 
 
 def _mock_config(args: argparse.Namespace) -> MockConfig:
