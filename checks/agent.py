@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from checks.close import judge_ending, terminal_event
+from checks.close import judge_after_end_signal, judge_ending, terminal_event
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
 from wsdoctor.check import Context, RunOptions, finding
@@ -79,17 +79,11 @@ def analyze(obs: AgentObservation) -> list[Finding]:
             )
         )
     if closed_at is not None and not findings:
-        after = term if term is not None and term.t_s >= closed_at else None
-        if after is None:
-            findings.append(
-                finding(
-                    "close.no-close-reply",
-                    Status.FAIL,
-                    f"the agent did not answer our close frame within {obs.close_wait_s:g} s",
-                    {"close_wait_s": obs.close_wait_s},
-                )
-            )
-        elif (f := judge_ending(after.end_kind, after, "after our close frame")) is not None:
+        signal = "our close frame"
+        f = judge_after_end_signal(
+            term, closed_at, signal=signal, peer="the agent", close_wait_s=obs.close_wait_s, we_closed_t=None
+        )
+        if f is not None:
             findings.append(f)
     return findings
 

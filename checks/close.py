@@ -37,6 +37,7 @@ __all__ = [
     "analyze",
     "close_metrics",
     "is_idle_timeout",
+    "judge_after_end_signal",
     "judge_close_code",
     "judge_ending",
     "terminal_event",
@@ -100,6 +101,26 @@ def judge_close_code(code: int | None, reason: str | None, when: str) -> Finding
 def is_idle_timeout(close: WireEvent | None) -> bool:
     """A recorded close event that is Deepgram's NET-0001 idle close."""
     return close is not None and deepgram.identify_close(close.code, close.reason) is deepgram.NET_0001
+
+
+def judge_after_end_signal(
+    term: WireEvent | None, signal_t: float, *, signal: str, peer: str, close_wait_s: float, we_closed_t: float | None
+) -> Finding | None:
+    """How a scripted session ended after we asked it to (CloseStream, Close, our close frame).
+
+    ``signal_t``: when we sent ``signal``; ``term``: the session's terminal event; ``we_closed_t``:
+    when we had to send our own close frame because ``peer`` did not end the stream (None: we did
+    not). No ending, or only the one our own close frame forced, is ``close.no-close-reply``; any
+    other ending is :func:`judge_ending`'s (None for a clean 1000)."""
+    after = term if term is not None and term.t_s >= signal_t else None
+    if after is None or (we_closed_t is not None and we_closed_t > signal_t):
+        return finding(
+            "close.no-close-reply",
+            Status.FAIL,
+            f"{peer} did not close the stream within {close_wait_s:g} s of {signal}",
+            {"close_wait_s": close_wait_s, "signal": signal},
+        )
+    return judge_ending(after.end_kind, after, f"after {signal}")
 
 
 def judge_ending(kind: EndKind | None, event: WireEvent | None, when: str) -> Finding | None:

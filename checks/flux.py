@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from checks.close import judge_ending, terminal_event
+from checks.close import judge_after_end_signal, judge_ending, terminal_event
 from checks.ws import AuthenticatedCheck
 from wsdoctor import deepgram
 from wsdoctor.check import Context, RunOptions, finding
@@ -78,18 +78,10 @@ def analyze(obs: SessionObservation) -> list[Finding]:
             )
         )
     if cs_t is not None and not findings:
-        after = term if term is not None and term.t_s >= cs_t else None
-        # We close only when Flux did not, within close_wait_s of CloseStream.
-        if after is None or (obs.close_sent_t is not None and obs.close_sent_t >= cs_t):
-            findings.append(
-                finding(
-                    "close.no-close-reply",
-                    Status.FAIL,
-                    f"Flux did not close the stream within {obs.close_wait_s:g} s of CloseStream",
-                    {"close_wait_s": obs.close_wait_s},
-                )
-            )
-        elif (f := judge_ending(after.end_kind, after, "after CloseStream")) is not None:
+        f = judge_after_end_signal(
+            term, cs_t, signal="CloseStream", peer="Flux", close_wait_s=obs.close_wait_s, we_closed_t=obs.close_sent_t
+        )
+        if f is not None:
             findings.append(f)
     return findings
 

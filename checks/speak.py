@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from checks.close import judge_ending, terminal_event
+from checks.close import judge_after_end_signal, judge_ending, terminal_event
 from checks.ws import AuthenticatedCheck
 from wsdoctor.check import Context, RunOptions, finding
 from wsdoctor.model import CheckResult, Finding, Outcome, Status
@@ -64,17 +64,10 @@ def analyze(obs: SpeakObservation) -> list[Finding]:
             )
         )
     if closed_at is not None and not findings:
-        after = term if term is not None and term.t_s >= closed_at else None
-        if after is None:
-            findings.append(
-                finding(
-                    "close.no-close-reply",
-                    Status.FAIL,
-                    f"Deepgram did not close the TTS stream within {obs.close_wait_s:g} s of Close",
-                    {"close_wait_s": obs.close_wait_s},
-                )
-            )
-        elif (f := judge_ending(after.end_kind, after, "after Close")) is not None:
+        f = judge_after_end_signal(
+            term, closed_at, signal="Close", peer="Deepgram", close_wait_s=obs.close_wait_s, we_closed_t=None
+        )
+        if f is not None:
             findings.append(f)
     return findings
 

@@ -30,10 +30,10 @@ from aiohttp import WSMsgType, web
 
 from wsdoctor import deepgram
 from wsdoctor.mock import messages
-from wsdoctor.mock.flux import cut, send_empty_close
+from wsdoctor.mock.endpoint import Opened, cut, open_socket, send_empty_close
 
 if TYPE_CHECKING:
-    from wsdoctor.mock.server import MockServer
+    pass
 
 __all__ = ["AGENT_TEXT_EVERY_S", "KNOWN_CLIENT_TYPES", "agent_get", "error"]
 
@@ -71,26 +71,11 @@ def _audio_rate(settings: Any) -> int:
 
 async def agent_get(request: web.Request) -> web.StreamResponse:
     """GET /v1/agent/converse."""
-    from wsdoctor.mock.server import _MOCK_KEY, _auth_subprotocol, _gatekeep
-
-    mock: MockServer = request.app[_MOCK_KEY]
-    request_id = messages.new_request_id()
-    if (rejected := _gatekeep(mock, request, request_id)) is not None:
-        return rejected
-    subprotocol = _auth_subprotocol(request)
-    ws = web.WebSocketResponse(
-        autoping=True,
-        autoclose=False,  # the handler answers the client's close (or, never-close-reply, does not)
-        heartbeat=None,
-        protocols=(subprotocol,) if subprotocol else (),
-        compress=False,
-    )
-    ws.headers[deepgram.HEADER_REQUEST_ID] = request_id
-    try:
-        await ws.prepare(request)
-    except (ConnectionError, aiohttp.ClientConnectionError):
-        return ws
-    mock.stats.upgrades += 1
+    # the handler answers the client's close (or, never-close-reply, does not)
+    opened = await open_socket(request, autoclose=False)
+    if not isinstance(opened, Opened):
+        return opened
+    mock, request_id, ws = opened.mock, opened.request_id, opened.ws
     fault = mock.config.fault
     idle_s = deepgram.AGENT_IDLE_TIMEOUT_S * mock.config.idle_timeout_s / deepgram.IDLE_TIMEOUT_S
     words = messages.WordSource()

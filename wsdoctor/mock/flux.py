@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import struct
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -35,11 +33,12 @@ from aiohttp import WSMsgType, web
 
 from wsdoctor import deepgram
 from wsdoctor.mock import messages
+from wsdoctor.mock.endpoint import Opened, cut, open_socket, send_empty_close
 
 if TYPE_CHECKING:
-    from wsdoctor.mock.server import MockServer
+    pass
 
-__all__ = ["FLUX_UPDATE_S", "cut", "flux_get", "flux_messages", "send_empty_close"]
+__all__ = ["FLUX_UPDATE_S", "flux_get", "flux_messages"]
 
 FLUX_UPDATE_S = 0.5  # audio seconds per TurnInfo
 DRAIN_S = 1.0  # after a cut, how long the handler stays (reading nothing) before it lets go
@@ -127,53 +126,12 @@ def flux_messages(
     return out + turns.close_stream()
 
 
-def cut(request: web.Request, *, reset: bool) -> None:
-    """End TCP without a close frame (the drop-no-close and rst faults): a FIN (write_eof), or an RST
-    (SO_LINGER 0). Used by the Flux and TTS endpoints; /v1/listen's session has its own, finer one."""
-    transport = request.transport
-    if transport is None:
-        return
-    if reset:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    elif transport.can_write_eof():
-        transport.write_eof()
-    else:
-        transport.close()
-
-
-async def send_empty_close(ws: web.WebSocketResponse) -> None:
-    """A close frame with no status code (clients report 1005). aiohttp's close() always sends a
-    code, so the frame goes through its writer; then the connection ends."""
-    writer = ws._writer
-    if writer is not None:
-        with contextlib.suppress(Exception):
-            await writer.send_frame(b"", WSMsgType.CLOSE)
-    with contextlib.suppress(Exception):
-        await ws.close()
-
-
 async def flux_get(request: web.Request) -> web.StreamResponse:
     """GET /v2/listen."""
-    from wsdoctor.mock.server import _MOCK_KEY, _auth_subprotocol, _gatekeep
-
-    mock: MockServer = request.app[_MOCK_KEY]
-    request_id = messages.new_request_id()
-    if (rejected := _gatekeep(mock, request, request_id)) is not None:
-        return rejected
-    subprotocol = _auth_subprotocol(request)
-    ws = web.WebSocketResponse(
-        autoping=True, heartbeat=None, protocols=(subprotocol,) if subprotocol else (), compress=False
-    )
-    ws.headers[deepgram.HEADER_REQUEST_ID] = request_id
-    try:
-        await ws.prepare(request)
-    except (ConnectionError, aiohttp.ClientConnectionError):
-        return ws
-    mock.stats.upgrades += 1
+    opened = await open_socket(request)
+    if not isinstance(opened, Opened):
+        return opened
+    mock, request_id, ws = opened.mock, opened.request_id, opened.ws
     rate = request.query.get("sample_rate", "")
     bytes_per_s = 2 * int(rate) if rate.isdigit() and int(rate) > 0 else _BYTES_PER_S_DEFAULT
     idle_s = deepgram.FLUX_IDLE_TIMEOUT_S * mock.config.idle_timeout_s / deepgram.IDLE_TIMEOUT_S

@@ -29,9 +29,10 @@ from aiohttp import WSMsgType, web
 
 from wsdoctor import deepgram
 from wsdoctor.mock import messages
+from wsdoctor.mock.endpoint import Opened, cut, open_socket
 
 if TYPE_CHECKING:
-    from wsdoctor.mock.server import MockServer
+    pass
 
 __all__ = ["SPEAK_MODEL", "Speaker", "speak_get"]
 
@@ -107,23 +108,10 @@ async def speak_get(request: web.Request) -> web.StreamResponse:
     """GET /v1/speak."""
     import time
 
-    from wsdoctor.mock.flux import cut
-    from wsdoctor.mock.server import _MOCK_KEY, _auth_subprotocol, _gatekeep
-
-    mock: MockServer = request.app[_MOCK_KEY]
-    request_id = messages.new_request_id()
-    if (rejected := _gatekeep(mock, request, request_id)) is not None:
-        return rejected
-    subprotocol = _auth_subprotocol(request)
-    ws = web.WebSocketResponse(
-        autoping=True, heartbeat=None, protocols=(subprotocol,) if subprotocol else (), compress=False
-    )
-    ws.headers[deepgram.HEADER_REQUEST_ID] = request_id
-    try:
-        await ws.prepare(request)
-    except (ConnectionError, aiohttp.ClientConnectionError):
-        return ws
-    mock.stats.upgrades += 1
+    opened = await open_socket(request)
+    if not isinstance(opened, Opened):
+        return opened
+    mock, request_id, ws = opened.mock, opened.request_id, opened.ws
     rate = request.query.get("sample_rate", "")
     fault = mock.config.fault
     speaker = Speaker(request_id, int(rate) if rate.isdigit() and 8000 <= int(rate) <= 48000 else 24000)

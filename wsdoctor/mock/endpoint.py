@@ -1,0 +1,91 @@
+"""What the mock's Flux, TTS and Voice Agent endpoints share: opening the WebSocket the way every
+Deepgram endpoint does (the credential check and reject-* faults of /v1/listen, the token
+subprotocol echoed, ``dg-request-id`` on the 101), and ending TCP or the stream the ways Deepgram
+and the network do (a cut without close frame, a close frame without a status code).
+
+/v1/listen's session (``mock/server.py``) has its own, finer machinery for its many faults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from wsdoctor import deepgram
+from wsdoctor.mock import messages
+
+if TYPE_CHECKING:
+    from wsdoctor.mock.server import MockServer
+
+__all__ = ["Opened", "cut", "open_socket", "send_empty_close"]
+
+
+@dataclass(slots=True)
+class Opened:
+    """An upgraded connection: the mock it belongs to, its request id, the socket."""
+
+    mock: MockServer
+    request_id: str
+    ws: web.WebSocketResponse
+
+
+async def open_socket(request: web.Request, *, autoclose: bool = True) -> Opened | web.StreamResponse:
+    """Upgrade ``request`` (an :class:`Opened`), or the response that refused it (a rejection, or a
+    socket the client left during the upgrade)."""
+    from wsdoctor.mock.server import _MOCK_KEY, _auth_subprotocol, _gatekeep
+
+    mock: MockServer = request.app[_MOCK_KEY]
+    request_id = messages.new_request_id()
+    if (rejected := _gatekeep(mock, request, request_id)) is not None:
+        return rejected
+    subprotocol = _auth_subprotocol(request)
+    ws = web.WebSocketResponse(
+        autoping=True,
+        autoclose=autoclose,
+        heartbeat=None,
+        protocols=(subprotocol,) if subprotocol else (),
+        compress=False,
+    )
+    ws.headers[deepgram.HEADER_REQUEST_ID] = request_id
+    try:
+        await ws.prepare(request)
+    except (ConnectionError, aiohttp.ClientConnectionError):
+        return ws
+    mock.stats.upgrades += 1
+    return Opened(mock, request_id, ws)
+
+
+def cut(request: web.Request, *, reset: bool) -> None:
+    """End TCP without a close frame (the drop-no-close and rst faults): a FIN (write_eof), or an RST
+    (SO_LINGER 0)."""
+    transport = request.transport
+    if transport is None:
+        return
+    if reset:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    elif transport.can_write_eof():
+        transport.write_eof()
+    else:
+        transport.close()
+
+
+async def send_empty_close(ws: web.WebSocketResponse) -> None:
+    """A close frame with no status code (clients report 1005), as Flux and the Voice Agent send.
+    aiohttp's close() always sends a code, so the frame goes through its writer; then the
+    connection ends."""
+    writer = ws._writer
+    if writer is not None:
+        with contextlib.suppress(Exception):
+            await writer.send_frame(b"", WSMsgType.CLOSE)
+    with contextlib.suppress(Exception):
+        await ws.close()
