@@ -134,3 +134,13 @@ def test_flux_idle_error_is_named(
     )
     found = analyze(obs)
     assert [f.code for f in found] == ["flux.error"] and "INACTIVE_CLIENT" in found[0].message
+
+
+def test_a_flux_model_on_v1_listen_is_refused_as_deepgram_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock_process("--api-key", KEY) as url:
+        exit_code, report, text = run_against(url + "?model=flux-general-en", tmp_path, monkeypatch, capsys)
+    assert exit_code == 1, text
+    bad = next(f for r in report["results"] for f in r["findings"] if f["code"] == "ws.bad-request")
+    assert bad["cause"] == "request-parameters" and "V2_MODEL_ON_V1_LISTEN_ENDPOINT" in text

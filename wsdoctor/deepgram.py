@@ -472,6 +472,24 @@ def invalid_query_parameter(detail: str) -> Rejection:
     )
 
 
+#: A Flux model sent to /v1/listen: 400 with the legacy body {err_code, err_msg, request_id}. The
+#: code and message are as public connector code quotes them "read off the live endpoint" (a code
+#: comment found through code search, no stable URL); Flux living on /v2/listen is the docs'
+#: (FLUX_DOCS).
+FLUX_DOCS = "https://developers.deepgram.com/docs/flux/flux-nova-3-comparison"
+V2_MODEL_CAPTURE = FLUX_DOCS
+V2_MODEL_ON_V1 = Rejection(
+    "V2_MODEL_ON_V1_LISTEN_ENDPOINT",
+    400,
+    "V2_MODEL_ON_V1_LISTEN_ENDPOINT",
+    "Flux models are not supported on the `/v1/listen` endpoint. Please use `/v2/listen`.",
+    "a Flux (flux-*) model was asked of /v1/listen: Flux lives on /v2/listen, with its own protocol",
+    (V2_MODEL_CAPTURE,),
+    ("v2_model_on_v1_listen_endpoint", "flux models are not supported on the `/v1/listen` endpoint"),
+)
+FLUX_MODEL_PREFIX = "flux-"
+
+
 REJECTIONS: tuple[Rejection, ...] = (
     INVALID_AUTH,
     INSUFFICIENT_PERMISSIONS,
@@ -481,6 +499,7 @@ REJECTIONS: tuple[Rejection, ...] = (
     BAD_REQUEST_AUDIO,
     UNSUPPORTED_AUDIO_FORMAT,
     SERVICE_UNAVAILABLE,
+    V2_MODEL_ON_V1,
 )
 
 

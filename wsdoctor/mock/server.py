@@ -237,6 +237,8 @@ def _error_response(rejection: deepgram.Rejection, request_id: str) -> web.Respo
 def _parse_stream_params(query: Mapping[str, str]) -> audio.AudioFormat | deepgram.Rejection | None:
     """Raw format from ``encoding``/``sample_rate``/``channels``; None for containerized audio;
     a :class:`~wsdoctor.deepgram.Rejection` for parameters Deepgram would refuse (400)."""
+    if query.get("model", "").strip().lower().startswith(deepgram.FLUX_MODEL_PREFIX):
+        return deepgram.V2_MODEL_ON_V1  # Flux is /v2/listen
     encoding = query.get("encoding")
     if encoding is None:
         return None
