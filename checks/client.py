@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from wsdoctor import deepgram as dg
 from wsdoctor.check import finding
 from wsdoctor.model import CheckResult, Finding, JSONValue, Status
-from wsdoctor.probes.watch import WatchedConnection
+from wsdoctor.probes.watch import FrameEvent, WatchedConnection
 
 __all__ = [
     "CHECK_PREFIX",
@@ -551,11 +551,39 @@ def _rejection_cause(status: int, problem: dg.RequestProblem) -> str:
     return "credentials" if status == 407 else "request-parameters"
 
 
+def _upstream_error(conn: WatchedConnection, code: str) -> FrameEvent | None:
+    """The upstream's Error message carrying ``code`` (Flux's and the agent's way to say why)."""
+    return next((e for e in conn.events if e.side == "upstream" and e.type == "Error" and code in (e.text or "")), None)
+
+
+def _timed_out(conn: WatchedConnection, code: str, api: str, what: str) -> list[Finding]:
+    """An idle timeout the upstream announced with an Error: the app's silence (client.idle-gap)."""
+    event = _upstream_error(conn, code)
+    if event is None:
+        return []
+    return [
+        finding(
+            "client.idle-gap",
+            Status.FAIL,
+            f"The app sent no audio and no {what} for {conn.client_stats.max_gap_s:.1f} s and {api} ended the "
+            f"session with {code}" + _keepalives(conn.keepalive_count),
+            {
+                "longest_silence_s": conn.client_stats.max_gap_s,
+                "keepalives_sent": conn.keepalive_count,
+                "pings_sent": conn.client_stats.pings,
+                "at_s": event.t,
+                "error": code,
+            },
+        )
+    ]
+
+
 def _flux(conn: WatchedConnection) -> list[Finding]:
     """Flux (/v2/listen) keeps a silent stream open with WebSocket pings; the v1 JSON KeepAlive ends it."""
+    timed_out = _timed_out(conn, dg.FLUX_INACTIVE_CLIENT, "Flux", "WebSocket ping")
     count = conn.client_stats.messages.get(dg.ClientMessage.KEEPALIVE.value, 0)
     if not count:
-        return []
+        return timed_out
     end = conn.upstream_end
     return [
         finding(
@@ -565,7 +593,8 @@ def _flux(conn: WatchedConnection) -> list[Finding]:
             + (f"; the upstream closed with {end.close_code}" if end.close_code is not None else "")
             + ": on Flux a silent stream is kept open with WebSocket pings.",
             {"keepalives": count, "upstream_close_code": end.close_code, "sources": [dg.FLUX_KEEPALIVE_1005]},
-        )
+        ),
+        *timed_out,
     ]
 
 
@@ -599,26 +628,7 @@ def _agent(conn: WatchedConnection) -> list[Finding]:
                 {"first_message": first},
             )
         )
-    timeout_code = dg.AGENT_CLIENT_MESSAGE_TIMEOUT[0]
-    timed_out = next(
-        (e for e in conn.events if e.side == "upstream" and e.type == "Error" and timeout_code in (e.text or "")), None
-    )
-    if timed_out is not None:
-        out.append(
-            finding(
-                "client.idle-gap",
-                Status.FAIL,
-                f"The app sent no audio and no KeepAlive for {conn.client_stats.max_gap_s:.1f} s and the Voice Agent "
-                f"ended the session with {timeout_code}" + _keepalives(conn.keepalive_count),
-                {
-                    "longest_silence_s": conn.client_stats.max_gap_s,
-                    "keepalives_sent": conn.keepalive_count,
-                    "at_s": timed_out.t,
-                    "keepalive_every_s": dg.AGENT_KEEPALIVE_EVERY_S,
-                },
-            )
-        )
-    return out
+    return out + _timed_out(conn, dg.AGENT_CLIENT_MESSAGE_TIMEOUT[0], "the Voice Agent", "KeepAlive")
 
 
 def analyze(conn: WatchedConnection) -> list[Finding]:
@@ -639,7 +649,10 @@ def analyze(conn: WatchedConnection) -> list[Finding]:
         stream = _idle(conn) + _frames(conn) + _no_closestream(conn) + _encoding(conn) + _pace(conn)
         return findings + stream + shared
     if api is dg.Api.FLUX:
-        return findings + _flux(conn) + shared
+        own = _flux(conn)
+        if any(f.code == "client.idle-gap" for f in own):  # the close after INACTIVE_CLIENT is the app's doing
+            findings = [f for f in findings if f.code != "upstream.closed-error"]
+        return findings + own + shared
     if api is dg.Api.SPEAK:
         return findings + _speak(conn) + shared
     if api is dg.Api.AGENT:

@@ -144,3 +144,22 @@ async def test_flux_reports_an_idle_client_as_an_error_message() -> None:
         assert ws.close_code == 1011
     finally:
         await server.stop()
+
+
+async def flux_silent_without_pings(base: str) -> None:
+    """A v1 habit the other way round: audio, then silence with neither audio nor pings."""
+    audio, rate, _channels = apps.pcm()
+    async with websockets.connect(
+        flux_url(base, encoding="linear16", sample_rate=rate),
+        additional_headers={"Authorization": f"Token {apps.KEY}"},
+        ping_interval=None,
+    ) as ws:
+        await apps._stream(ws, audio, rate * 2 // 10, 0.1, limit=5)
+        await apps._drain(ws, 10)
+
+
+async def test_a_silent_flux_app_is_told_to_ping_and_the_close_is_not_blamed_on_deepgram() -> None:
+    ((conn, findings),) = await run_app(flux_silent_without_pings, MockConfig(idle_timeout_s=0.3))  # Flux: 1.8 s
+    assert [(f.code, f.severity.value) for f in findings] == [("client.idle-gap", "fail")]
+    assert "INACTIVE_CLIENT" in findings[0].message and "ping" in findings[0].message
+    assert conn.upstream_end.close_code == 1011  # without the Error it would be upstream.closed-error
