@@ -12,6 +12,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -422,3 +423,29 @@ async def test_hostile_upstream(
         assert len(repr(conn.to_dict())) < 50_000
     else:
         assert expect in {f.code for f in findings}, [f.code for f in findings]
+
+
+async def test_a_bug_of_ours_ends_one_connection_as_an_error_not_the_relay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure inside the relay's own code (here: the handshake recorder made to raise on the
+    second connection) is that connection's error result; the relay and the next connection go on."""
+    calls = {"n": 0}
+    original = Relay._handshake
+
+    def flaky(self: Relay, request: Any, raw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("injected bug")
+        return original(self, request, raw)
+
+    monkeypatch.setattr(Relay, "_handshake", flaky)
+
+    async def three(base: str) -> None:
+        for _ in range(3):
+            with contextlib.suppress(Exception):
+                await apps.healthy(base)
+
+    judged = await run_app(three)
+    assert [c.relay_error is not None for c, _f in judged] == [False, True, False]
+    bad = next(c for c, _f in judged if c.relay_error)
+    assert result_for(bad, analyze(bad)).status is Status.ERROR and "injected bug" in (bad.relay_error or "")
+    assert all(fs == [] for c, fs in judged if not c.relay_error)

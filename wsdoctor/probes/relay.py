@@ -206,7 +206,9 @@ class Relay:
         except asyncio.CancelledError:
             pass
         except Exception as exc:
-            rec.request_error = rec.request_error or f"relay: {type(exc).__name__}: {str(exc)[:200]}"
+            # A bug of ours met on this connection: it ends this connection only (recorded, and
+            # reported as an error result), never the relay or the other connections.
+            rec.relay_error = f"{type(exc).__name__}: {str(exc)[:200]}"
         finally:
             for w in (writer, upstream):
                 if w is not None and not w.transport.is_closing():
