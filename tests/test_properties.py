@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from reports.base import load_reporter, reporter_names
@@ -130,6 +130,9 @@ secrets_st = st.text(
 @FAST
 @given(secrets_st, reports, st.sampled_from(["summary", "message", "evidence", "header", "metric-key"]))
 def test_no_secret_survives_any_reporter(secret: str, report: Report, where: str) -> None:
+    # Only the result built below carries the secret: a generated report that happens to hold the same
+    # string on its own (a summary "00000000000A") is not a leak of it.
+    assume(secret not in json.dumps(report.to_dict()))
     r = CheckResult(check_id="ws.auth", title="t", status=Status.FAIL, summary="s")
     if where == "summary":
         r = CheckResult(check_id="ws.auth", title="t", status=Status.FAIL, summary=f"got {secret} back")
