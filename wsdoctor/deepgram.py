@@ -47,6 +47,7 @@ __all__ = [
     "IDLE_TIMEOUT_S",
     "NET_0000",
     "NET_0001",
+    "PATH_OF",
     "REJECTIONS",
     "SERVER_MESSAGE_FIELDS",
     "Api",
@@ -138,6 +139,8 @@ API_PATHS: dict[str, Api] = {
     "/v1/speak": Api.SPEAK,
     "/v1/agent/converse": Api.AGENT,
 }
+#: ... and the way back: each API's path.
+PATH_OF: dict[Api, str] = {api: path for path, api in API_PATHS.items()}
 #: Flux: "if you are not sending audio and want to keep the websocket open, you'll just need to send
 #: websocket pings regularly (timeout is 60s)" (Deepgram staff, FLUX_KEEPALIVE_ISSUE); a v1 JSON
 #: KeepAlive sent to Flux ends the connection with 1005 (FLUX_KEEPALIVE_1005).
@@ -205,6 +208,8 @@ def api_for(path: str) -> Api | None:
         if clean == api_path or clean.endswith(api_path):
             return api
     return None
+
+
 DEEPGRAM_DOMAIN = "deepgram.com"
 REGIONAL_HOSTS = ("api.deepgram.com", "api.eu.deepgram.com", "api.au.deepgram.com", "api.in.deepgram.com")
 
@@ -250,9 +255,9 @@ MAX_REALTIME_RATIO = 1.25
 #: Deepgram staff advise 20-250 ms of audio per binary frame (https://github.com/orgs/deepgram/discussions/224).
 AUDIO_CHUNK_MS = (20, 250)
 #: Streaming concurrency per project on pay-as-you-go plans; one more gets HTTP 429 (DOCS_RATE_LIMITS).
-STREAMING_CONCURRENCY_DEFAULT = 50
 #: Concurrent connections per project on default plans, per API (DOCS_RATE_LIMITS): one more gets 429.
 CONCURRENCY_DEFAULT: dict[str, int] = {"listen": 50, "speak": 15, "agent": 15}
+STREAMING_CONCURRENCY_DEFAULT = CONCURRENCY_DEFAULT["listen"]
 #: Results of a real-time stream arrive about 1 s after the audio they cover starts (DOCS_LIVE).
 FIRST_RESULT_S = 1.0
 
@@ -477,14 +482,13 @@ def invalid_query_parameter(detail: str) -> Rejection:
 #: comment found through code search, no stable URL); Flux living on /v2/listen is the docs'
 #: (FLUX_DOCS).
 FLUX_DOCS = "https://developers.deepgram.com/docs/flux/flux-nova-3-comparison"
-V2_MODEL_CAPTURE = FLUX_DOCS
 V2_MODEL_ON_V1 = Rejection(
     "V2_MODEL_ON_V1_LISTEN_ENDPOINT",
     400,
     "V2_MODEL_ON_V1_LISTEN_ENDPOINT",
     "Flux models are not supported on the `/v1/listen` endpoint. Please use `/v2/listen`.",
     "a Flux (flux-*) model was asked of /v1/listen: Flux lives on /v2/listen, with its own protocol",
-    (V2_MODEL_CAPTURE,),
+    (FLUX_DOCS,),
     ("v2_model_on_v1_listen_endpoint", "flux models are not supported on the `/v1/listen` endpoint"),
 )
 FLUX_MODEL_PREFIX = "flux-"

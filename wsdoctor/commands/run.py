@@ -303,14 +303,15 @@ def _with_api_path(url: str | None, api: str | None) -> str:
         return DEFAULT_URL
     import urllib.parse
 
-    from wsdoctor.deepgram import AGENT_HOST, API_PATHS
+    from wsdoctor.deepgram import AGENT_HOST, PATH_OF, Api
 
     parts = urllib.parse.urlsplit(url)
     if parts.path not in ("", "/"):
         return url
     wanted = api or ("agent" if (parts.hostname or "").lower() == AGENT_HOST else None)
-    path = next((p for p, a in API_PATHS.items() if a.value == wanted), None)
-    return urllib.parse.urlunsplit(parts._replace(path=path)) if path else url
+    if wanted is None:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(path=PATH_OF[Api(wanted)]))
 
 
 def _mock_config(args: argparse.Namespace) -> MockConfig:

@@ -119,9 +119,9 @@ __all__ = [
 log = logging.getLogger("wsdoctor.mock")
 
 LISTEN_PATH = deepgram.LISTEN_PATH
-FLUX_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.FLUX)
-SPEAK_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.SPEAK)
-AGENT_PATH = next(path for path, api in deepgram.API_PATHS.items() if api is deepgram.Api.AGENT)
+FLUX_PATH = deepgram.PATH_OF[deepgram.Api.FLUX]
+SPEAK_PATH = deepgram.PATH_OF[deepgram.Api.SPEAK]
+AGENT_PATH = deepgram.PATH_OF[deepgram.Api.AGENT]
 CLOSE_REPLY_WAIT_S = 5.0  # a server-initiated close waits this long for the client's close frame
 STOP_GRACE_S = 0.3  # stop(): time sessions get to close with 1001 before their TCP is aborted
 SHUTDOWN_TIMEOUT_S = 0.2  # aiohttp's per-connection shutdown wait during stop()

@@ -16,7 +16,7 @@ from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind, Outcome
 from wsdoctor.probes.audio import load_wav, stream_realtime
-from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
+from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end, wait_for_message
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 from wsdoctor.record import JSONValue, Record
 
@@ -50,17 +50,6 @@ class AgentObservation(Record):
     events: tuple[WireEvent, ...] = ()
 
 
-async def _until(probe: WsProbe, msg_type: str, seconds: float) -> float | None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while probe.terminal() is None:
-        found = next((e.t_s for e in probe.events if e.direction == "in" and e.msg_type == msg_type), None)
-        if found is not None or loop.time() >= deadline:
-            return found
-        await asyncio.sleep(0.02)
-    return next((e.t_s for e in probe.events if e.direction == "in" and e.msg_type == msg_type), None)
-
-
 async def run_agent(ctx: Context, *, close_wait_s: float) -> AgentObservation:
     async with WsProbe(ctx, credentials=True) as probe:
         upgrade = await probe.connect()
@@ -71,11 +60,11 @@ async def run_agent(ctx: Context, *, close_wait_s: float) -> AgentObservation:
         welcome_t = applied_t = settings_t = None
         audio_s = 0.0
         try:
-            welcome_t = await _until(probe, deepgram.AGENT_WELCOME, ctx.timeout(close_wait_s))
+            welcome_t = await wait_for_message(probe, deepgram.AGENT_WELCOME, ctx.timeout(close_wait_s))
             if probe.is_open:
                 await probe.send_json(SETTINGS)
                 settings_t = probe.now()
-                applied_t = await _until(probe, deepgram.AGENT_SETTINGS_APPLIED, ctx.timeout(close_wait_s))
+                applied_t = await wait_for_message(probe, deepgram.AGENT_SETTINGS_APPLIED, ctx.timeout(close_wait_s))
             if applied_t is not None and probe.is_open:
                 audio = load_wav(ctx.options.audio_path)
                 chunks = audio.chunks(None)

@@ -18,6 +18,7 @@ tell *when* a connection died: mid-stream, right after our close, or while idle.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +29,16 @@ from wsdoctor.probes.audio import load_wav, stream_realtime
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 from wsdoctor.record import Record
 
-__all__ = ["Ending", "SessionObservation", "pump_until_end", "run_session", "stop_pump", "wait_end"]
+__all__ = [
+    "Ending",
+    "SessionObservation",
+    "first_incoming",
+    "pump_until_end",
+    "run_session",
+    "stop_pump",
+    "wait_end",
+    "wait_for_message",
+]
 
 
 #: How a session ends on purpose: CloseStream (then wait), our close frame at once, or just listening.
@@ -73,6 +83,23 @@ async def wait_end(pump: asyncio.Task[None], seconds: float) -> bool:
     if not pump.done():
         await asyncio.wait({pump}, timeout=max(seconds, 0.0))
     return pump.done()
+
+
+def first_incoming(events: Iterable[WireEvent], msg_type: str) -> float | None:
+    """When the first incoming message of ``msg_type`` arrived (``None``: none did)."""
+    return next((e.t_s for e in events if e.direction == "in" and e.msg_type == msg_type), None)
+
+
+async def wait_for_message(probe: WsProbe, msg_type: str, seconds: float) -> float | None:
+    """Wait (bounded) until a message of ``msg_type`` has arrived, while a receive pump runs; its
+    time, or ``None`` when the wait ran out or the connection ended without one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (found := first_incoming(probe.events, msg_type)) is None:
+        if probe.terminal() is not None or loop.time() >= deadline:
+            return None
+        await asyncio.sleep(0.02)
+    return found
 
 
 async def run_session(

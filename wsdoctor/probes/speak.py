@@ -10,13 +10,12 @@ clock. Nothing here judges (checks/speak.py does).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from wsdoctor import deepgram
 from wsdoctor.check import Context
 from wsdoctor.model import EndKind, Outcome
-from wsdoctor.probes.session import pump_until_end, stop_pump, wait_end
+from wsdoctor.probes.session import first_incoming, pump_until_end, stop_pump, wait_end, wait_for_message
 from wsdoctor.probes.wsclient import UpgradeObservation, WireEvent, WsProbe
 from wsdoctor.record import Record
 
@@ -40,10 +39,6 @@ class SpeakObservation(Record):
     events: tuple[WireEvent, ...] = ()
 
 
-def _first(events: list[WireEvent], pred: Callable[[WireEvent], bool]) -> float | None:
-    return next((e.t_s for e in events if pred(e)), None)
-
-
 async def run_speak(ctx: Context, *, close_wait_s: float) -> SpeakObservation:
     async with WsProbe(ctx, credentials=True) as probe:
         upgrade = await probe.connect()
@@ -56,12 +51,7 @@ async def run_speak(ctx: Context, *, close_wait_s: float) -> SpeakObservation:
             await probe.send_json({"type": deepgram.SpeakMessage.SPEAK.value, "text": SENTENCE})
             await probe.send_json({"type": deepgram.SpeakMessage.FLUSH.value})
             flush_t = probe.now()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + ctx.timeout(close_wait_s)
-            while loop.time() < deadline and probe.terminal() is None:
-                if any(e.direction == "in" and e.msg_type == "Flushed" for e in probe.events):
-                    break
-                await asyncio.sleep(0.02)
+            await wait_for_message(probe, "Flushed", ctx.timeout(close_wait_s))
             if probe.is_open:
                 await probe.send_json({"type": deepgram.SpeakMessage.CLOSE.value})
                 close_sent_t = probe.now()
@@ -76,8 +66,8 @@ async def run_speak(ctx: Context, *, close_wait_s: float) -> SpeakObservation:
             close_wait_s=close_wait_s,
             open_t=open_t,
             flush_t=flush_t,
-            first_audio_t=_first(incoming, lambda e: e.kind == "binary"),
-            flushed_t=_first(incoming, lambda e: e.msg_type == "Flushed"),
+            first_audio_t=next((e.t_s for e in incoming if e.kind == "binary"), None),
+            flushed_t=first_incoming(events, "Flushed"),
             close_sent_t=close_sent_t,
             end_t=end.t_s if end else probe.now(),
             terminal=end.end_kind if end else None,
