@@ -21,19 +21,13 @@ agent.v1 types (tests/test_mock_agent.py validates every message against them):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import aiohttp
 from aiohttp import WSMsgType, web
 
 from wsdoctor import deepgram
 from wsdoctor.mock import messages
-from wsdoctor.mock.endpoint import Opened, cut, open_socket, send_empty_close
-
-if TYPE_CHECKING:
-    pass
+from wsdoctor.mock.endpoint import Opened, client_message, cut, open_socket, scaled_window, send_empty_close, serving
 
 __all__ = ["AGENT_TEXT_EVERY_S", "KNOWN_CLIENT_TYPES", "agent_get", "error"]
 
@@ -77,12 +71,12 @@ async def agent_get(request: web.Request) -> web.StreamResponse:
         return opened
     mock, request_id, ws = opened.mock, opened.request_id, opened.ws
     fault = mock.config.fault
-    idle_s = deepgram.AGENT_IDLE_TIMEOUT_S * mock.config.idle_timeout_s / deepgram.IDLE_TIMEOUT_S
+    idle_s = scaled_window(mock, deepgram.AGENT_IDLE_TIMEOUT_S)
     words = messages.WordSource()
     settings: Any = None
     audio_s = 0.0
     texts_sent = 0
-    try:
+    async with serving(ws):
         await ws.send_json({"type": deepgram.AGENT_WELCOME, "request_id": request_id})
         while True:
             try:
@@ -108,8 +102,7 @@ async def agent_get(request: web.Request) -> web.StreamResponse:
                     await asyncio.sleep(1.0)
                     break
             elif msg.type == WSMsgType.TEXT:
-                obj = _json(msg.data)
-                kind = obj.get("type") if isinstance(obj, dict) else None
+                kind, obj = client_message(msg.data)
                 if kind not in KNOWN_CLIENT_TYPES:
                     await ws.send_json(error(deepgram.AGENT_UNPARSABLE))
                     await send_empty_close(ws)
@@ -127,17 +120,4 @@ async def agent_get(request: web.Request) -> web.StreamResponse:
                 break
             elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break
-    except (ConnectionError, aiohttp.ClientConnectionError):
-        pass
-    finally:
-        if not ws.closed:
-            with contextlib.suppress(Exception):
-                await ws.close()
     return ws
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text[:65536])
-    except ValueError:
-        return None

@@ -9,10 +9,12 @@ and the network do (a cut without close frame, a close frame without a status co
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -23,7 +25,7 @@ from wsdoctor.mock import messages
 if TYPE_CHECKING:
     from wsdoctor.mock.server import MockServer
 
-__all__ = ["Opened", "cut", "open_socket", "send_empty_close"]
+__all__ = ["Opened", "client_message", "cut", "open_socket", "scaled_window", "send_empty_close", "serving"]
 
 
 @dataclass(slots=True)
@@ -89,3 +91,34 @@ async def send_empty_close(ws: web.WebSocketResponse) -> None:
             await writer.send_frame(b"", WSMsgType.CLOSE)
     with contextlib.suppress(Exception):
         await ws.close()
+
+
+def scaled_window(mock: MockServer, real_s: float) -> float:
+    """An API's idle window on this mock: ``--idle-timeout`` scales every API's as it does listen's
+    (10 s real, so the mock's default keeps each API's real window)."""
+    return real_s * mock.config.idle_timeout_s / deepgram.IDLE_TIMEOUT_S
+
+
+def client_message(text: str) -> tuple[str | None, Any]:
+    """A text frame's ``type`` (when it is a JSON object with a string one) and the parsed value
+    (``None`` for text that is not JSON); read from its first 64 KiB."""
+    try:
+        obj = json.loads(text[:65536])
+    except ValueError:
+        return None, None
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return (kind if isinstance(kind, str) else None), obj
+
+
+@contextlib.asynccontextmanager
+async def serving(ws: web.WebSocketResponse) -> AsyncIterator[None]:
+    """The body of an endpoint's session: a client that vanishes ends it quietly, and the socket is
+    closed whatever happened."""
+    try:
+        yield
+    except (ConnectionError, aiohttp.ClientConnectionError):
+        pass
+    finally:
+        if not ws.closed:
+            with contextlib.suppress(Exception):
+                await ws.close()

@@ -17,26 +17,19 @@ validated against them in tests/test_mock_flux.py):
   without audio or a ping, an ``Error`` with code ``INACTIVE_CLIENT`` (deepgram.FLUX_INACTIVE_CLIENT),
   then close 1011 (the code after it is not captured anywhere public: the mock's choice).
 
-It is a plain aiohttp WebSocket handler: Flux needs none of the fault machinery of /v1/listen's
-session (the mid-stream faults are listen's).
+It is a plain aiohttp WebSocket handler (its few faults inline, the socket's opening and ending
+from :mod:`wsdoctor.mock.endpoint`): Flux needs none of the machinery of /v1/listen's session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import WSMsgType, web
 
 from wsdoctor import deepgram
 from wsdoctor.mock import messages
-from wsdoctor.mock.endpoint import Opened, cut, open_socket, send_empty_close
-
-if TYPE_CHECKING:
-    pass
+from wsdoctor.mock.endpoint import Opened, client_message, cut, open_socket, scaled_window, send_empty_close, serving
 
 __all__ = ["FLUX_UPDATE_S", "flux_get", "flux_messages"]
 
@@ -134,11 +127,11 @@ async def flux_get(request: web.Request) -> web.StreamResponse:
     mock, request_id, ws = opened.mock, opened.request_id, opened.ws
     rate = request.query.get("sample_rate", "")
     bytes_per_s = 2 * int(rate) if rate.isdigit() and int(rate) > 0 else _BYTES_PER_S_DEFAULT
-    idle_s = deepgram.FLUX_IDLE_TIMEOUT_S * mock.config.idle_timeout_s / deepgram.IDLE_TIMEOUT_S
+    idle_s = scaled_window(mock, deepgram.FLUX_IDLE_TIMEOUT_S)
     turns = _Turns(request_id)
     fault = mock.config.fault
     await ws.send_json(turns.connected())
-    try:
+    async with serving(ws):
         while True:
             try:
                 msg = await ws.receive(timeout=idle_s)
@@ -161,7 +154,7 @@ async def flux_get(request: web.Request) -> web.StreamResponse:
                     await asyncio.sleep(DRAIN_S)  # the client sees the end; its last frames are ignored
                     break
             elif msg.type == WSMsgType.TEXT:
-                kind = _type_of(msg.data)
+                kind, _obj = client_message(msg.data)
                 if kind == "CloseStream":
                     if fault == "never-close-reply":
                         continue  # ignored: no EndOfTurn, no close
@@ -175,19 +168,4 @@ async def flux_get(request: web.Request) -> web.StreamResponse:
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break
             # PING is answered by aiohttp (autoping) and, having arrived, reset the idle timer.
-    except (ConnectionError, asyncio.CancelledError, aiohttp.ClientConnectionError):
-        pass
-    finally:
-        if not ws.closed:
-            with contextlib.suppress(Exception):
-                await ws.close()
     return ws
-
-
-def _type_of(text: str) -> str | None:
-    try:
-        obj = json.loads(text[:65536])
-    except ValueError:
-        return None
-    kind = obj.get("type") if isinstance(obj, dict) else None
-    return kind if isinstance(kind, str) else None

@@ -20,19 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import json
-from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import WSMsgType, web
 
 from wsdoctor import deepgram
 from wsdoctor.mock import messages
-from wsdoctor.mock.endpoint import Opened, cut, open_socket
-
-if TYPE_CHECKING:
-    pass
+from wsdoctor.mock.endpoint import Opened, client_message, cut, open_socket, serving
 
 __all__ = ["SPEAK_MODEL", "Speaker", "speak_get"]
 
@@ -115,16 +108,12 @@ async def speak_get(request: web.Request) -> web.StreamResponse:
     rate = request.query.get("sample_rate", "")
     fault = mock.config.fault
     speaker = Speaker(request_id, int(rate) if rate.isdigit() and 8000 <= int(rate) <= 48000 else 24000)
-    try:
+    async with serving(ws):
         await ws.send_json(speaker.metadata())
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 continue
-            try:
-                obj = json.loads(msg.data[:65536])
-            except ValueError:
-                continue
-            kind = obj.get("type") if isinstance(obj, dict) else None
+            kind, obj = client_message(msg.data)
             if kind == deepgram.SpeakMessage.SPEAK and isinstance(obj.get("text"), str):
                 speaker.speak(obj["text"])
             elif kind == deepgram.SpeakMessage.FLUSH:
@@ -146,10 +135,4 @@ async def speak_get(request: web.Request) -> web.StreamResponse:
                     await _send(ws, speaker.flush(time.monotonic()))
                 await ws.close(code=deepgram.CLOSE_NORMAL)
                 break
-    except (ConnectionError, aiohttp.ClientConnectionError):
-        pass
-    finally:
-        if not ws.closed:
-            with contextlib.suppress(Exception):
-                await ws.close()
     return ws
