@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from checks.close import judge_after_end_signal, judge_ending, terminal_event
-from checks.ws import AuthenticatedCheck
+from checks.stream import StreamTranscribe
 from wsdoctor import deepgram
-from wsdoctor.check import Context, RunOptions, finding
-from wsdoctor.model import CheckResult, Finding, Outcome, Status
+from wsdoctor.check import Context, finding
+from wsdoctor.model import Finding, Outcome, Status
 
 if TYPE_CHECKING:
     from wsdoctor.probes.session import SessionObservation
@@ -86,20 +86,13 @@ def analyze(obs: SessionObservation) -> list[Finding]:
     return findings
 
 
-class FluxStream(AuthenticatedCheck["SessionObservation"]):
+class FluxStream(StreamTranscribe):
+    """stream.transcribe's session -- the bundled speech at real time, CloseStream, the bounded
+    wait (its ``observe`` and deadline) -- judged by Flux's rules."""
+
     id = "flux.stream"
     title = "Flux (/v2/listen): real speech streamed at real time comes back as turns, CloseStream ends it"
     apis: ClassVar[frozenset[str] | None] = frozenset({"flux"})
-    timeout: ClassVar[float] = 30.0
-    evidence_key = "session"
-
-    def deadline_s(self, options: RunOptions) -> float:
-        return 2 * options.close_wait_s + 2 * options.connect_timeout_s + 15.0
-
-    async def observe(self, ctx: Context) -> SessionObservation | CheckResult:
-        from wsdoctor.probes.session import run_session
-
-        return await run_session(ctx, audio_seconds=None, ending="closestream", close_wait_s=ctx.options.close_wait_s)
 
     def judge(self, obs: SessionObservation, ctx: Context) -> list[Finding]:
         return analyze(obs)
