@@ -21,7 +21,7 @@ from wsdoctor.commands.run import add_route_arguments
 from wsdoctor.errors import UsageError
 
 if TYPE_CHECKING:
-    from wsdoctor.check import Context
+    from wsdoctor.check import Context, RunOptions
     from wsdoctor.mock import MockConfig
     from wsdoctor.model import Report
     from wsdoctor.probes.relay import Relay
@@ -77,14 +77,14 @@ def add_arguments(watch: argparse.ArgumentParser) -> None:
 
 
 def _listen(text: str) -> tuple[str, int]:
-    host, sep, port_s = text.rpartition(":")
-    host = host.strip("[]")
+    """``HOST:PORT`` read by the one listen-address parser (``serve``'s), with watch's own rule on
+    top: the host is named -- an IP address or localhost, never ``:PORT`` for every interface."""
+    from wsdoctor.exporter import parse_listen
+
     try:
-        port = int(port_s)
-    except ValueError:
-        port = -1
-    if not sep or not host or not 0 <= port < 65536:
-        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+        host, port = parse_listen(text)
+    except UsageError:
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}") from None
     import ipaddress
 
     try:
@@ -92,6 +92,8 @@ def _listen(text: str) -> tuple[str, int]:
     except ValueError:
         if host != "localhost":
             raise UsageError(f"--listen {text!r}: HOST must be an IP address or localhost") from None
+    if not text.rpartition(":")[0]:
+        raise UsageError(f"--listen {text!r}: name the address to listen on, e.g. {DEFAULT_LISTEN}")
     return host, port
 
 
@@ -143,7 +145,7 @@ def handle(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def _options(args: argparse.Namespace) -> object:
+def _options(args: argparse.Namespace) -> RunOptions:
     from wsdoctor.check import RunOptions
     from wsdoctor.commands.run import connection_options
 
@@ -178,7 +180,7 @@ class _Watch:
         self,
         listen: tuple[str, int],
         upstream: str | None,
-        options: object,
+        options: RunOptions,
         mock: MockConfig | None,
         args: argparse.Namespace,
     ) -> None:
@@ -189,10 +191,9 @@ class _Watch:
         self.args = args
 
     def _context(self, url: str) -> Context:
-        from wsdoctor.check import Context, RunOptions
+        from wsdoctor.check import Context
         from wsdoctor.model import Target
 
-        assert isinstance(self.options, RunOptions)
         return Context(target=Target.parse(url, is_mock=self.mock is not None), options=self.options)
 
     def _on_connection(self, conn: WatchedConnection) -> None:

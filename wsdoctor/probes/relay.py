@@ -47,6 +47,7 @@ from wsdoctor.probes.wireframes import FrameReader
 
 if TYPE_CHECKING:
     from wsdoctor.check import Context
+    from wsdoctor.probes.connect import Route
 
 __all__ = ["HALF_CLOSE_LINGER_S", "Relay", "RelayConfig"]
 
@@ -276,13 +277,13 @@ class Relay:
         )
 
     def _forwarded_head(
-        self, request: h11.Request, raw: list[tuple[bytes, bytes]], websocket: bool, route: object
+        self, request: h11.Request, raw: list[tuple[bytes, bytes]], websocket: bool, route: Route
     ) -> bytes:
         target = self.config.ctx.target
         authority = _authority(target.scheme, target.host, target.port).encode()
         request_target = request.target
         lines = []
-        absolute = getattr(route, "absolute_form", False)
+        absolute = route.absolute_form
         if absolute:  # plain ws:// through an HTTP proxy: the request goes to the proxy in absolute form
             request_target = b"http://" + authority + request.target
         lines.append(request.method + b" " + request_target + b" HTTP/1.1")
@@ -297,9 +298,8 @@ class Relay:
             lines.append(name + b": " + value)
         if not websocket:
             lines.append(b"Connection: close")
-        proxy_auth = getattr(route, "proxy_authorization", None)
-        if absolute and proxy_auth:
-            lines.append(b"Proxy-Authorization: " + str(proxy_auth).encode("latin-1"))
+        if absolute and route.proxy_authorization:
+            lines.append(b"Proxy-Authorization: " + route.proxy_authorization.encode("latin-1"))
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     async def _answer(
