@@ -8,6 +8,7 @@ and the network do (a cut without close frame, a close frame without a status co
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -25,7 +26,16 @@ from wsdoctor.mock import messages
 if TYPE_CHECKING:
     from wsdoctor.mock.server import MockServer
 
-__all__ = ["Opened", "client_message", "cut", "open_socket", "scaled_window", "send_empty_close", "serving"]
+__all__ = [
+    "Opened",
+    "client_message",
+    "cut",
+    "open_socket",
+    "reset_transport",
+    "scaled_window",
+    "send_empty_close",
+    "serving",
+]
 
 
 @dataclass(slots=True)
@@ -63,6 +73,15 @@ async def open_socket(request: web.Request, *, autoclose: bool = True) -> Opened
     return Opened(mock, request_id, ws)
 
 
+def reset_transport(transport: asyncio.Transport) -> None:
+    """End TCP with an RST: SO_LINGER on with a 0 s timeout, then abort (the rst fault)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 def cut(request: web.Request, *, reset: bool) -> None:
     """End TCP without a close frame (the drop-no-close and rst faults): a FIN (write_eof), or an RST
     (SO_LINGER 0)."""
@@ -70,11 +89,7 @@ def cut(request: web.Request, *, reset: bool) -> None:
     if transport is None:
         return
     if reset:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
+        reset_transport(transport)
     elif transport.can_write_eof():
         transport.write_eof()
     else:

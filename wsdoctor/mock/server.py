@@ -85,7 +85,6 @@ import os
 import signal
 import socket
 import ssl
-import struct
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -101,6 +100,7 @@ from wsdoctor.errors import UsageError
 from wsdoctor.mock import audio, messages
 from wsdoctor.mock.agent import agent_get
 from wsdoctor.mock.config import MockConfig, MockStats
+from wsdoctor.mock.endpoint import reset_transport
 from wsdoctor.mock.faults import MIDSTREAM_FAULTS, REJECT_FAULTS
 from wsdoctor.mock.flux import flux_get
 from wsdoctor.mock.speak import speak_get
@@ -565,11 +565,7 @@ class _Session:
             self.done = True
             return
         if reset:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.abort()
+            reset_transport(transport)
             self.done = True
         elif transport.can_write_eof():
             transport.write_eof()
