@@ -21,6 +21,7 @@ from deepgram.agent.v1.types import (
 
 from tests import watch_apps as apps
 from tests.mockproc import mock_process
+from tests.sdk_schema import validate_strictly
 from tests.test_faults import KEY, codes, run_against
 from tests.test_watch import run_app
 from wsdoctor import deepgram
@@ -39,10 +40,7 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
 
 
 def _strict(message: dict[str, Any]) -> Any:
-    parsed = MODELS[message["type"]].model_validate(message)
-    declared = set(type(parsed).model_fields)
-    assert set(message) <= declared, set(message) - declared
-    return parsed
+    return validate_strictly(MODELS, message)
 
 
 @pytest.mark.parametrize(

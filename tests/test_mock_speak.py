@@ -12,6 +12,7 @@ import pytest
 from deepgram.speak.v1.types import SpeakV1Cleared, SpeakV1Flushed, SpeakV1Metadata, SpeakV1Text, SpeakV1Warning
 
 from tests import watch_apps as apps
+from tests.sdk_schema import validate_strictly
 from tests.test_watch import run_app
 from wsdoctor.mock.speak import Speaker
 
@@ -28,11 +29,7 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
 
 
 def _strict(message: dict[str, Any]) -> Any:
-    parsed = MODELS[message["type"]].model_validate(message)
-    assert parsed.type == message["type"]  # type: ignore[attr-defined]
-    declared = set(type(parsed).model_fields)
-    assert set(message) <= declared, set(message) - declared
-    return parsed
+    return validate_strictly(MODELS, message)
 
 
 def test_every_speak_message_validates_strictly_against_the_sdk_types() -> None:
